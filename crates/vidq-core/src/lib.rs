@@ -1,7 +1,17 @@
 #![doc = include_str!("../README.md")]
 
+mod job;
 pub mod settings;
+mod tasks;
 pub mod telemetry;
 
+pub use job::{
+    DEFAULT_FINISHED_TTL, DEFAULT_HISTORY_CAP, DEFAULT_PREFIX, INDEX_GRACE_MS, IdempotencyOutcome,
+    InvalidJobId, JobEvent, JobId, JobPage, JobRecord, JobState, JobStore, ListCursor,
+    MAX_IDEMPOTENCY_KEY_BYTES, MAX_PAGE, NAMED_UPSTREAM_ARGS, Output, Patch, Resolution, SignedUrl,
+    StoreError, TransformRequest, TransformRequestInput, Transition, Transitioned, UnknownJobState,
+    ValidationError, unix_ms_now,
+};
 pub use settings::{SettingsError, load_settings};
+pub use tasks::{JobTask, TASK_VERSION, TaskKind};
 pub use telemetry::{LogFormat, LogSettings, TelemetryError};

@@ -119,12 +119,8 @@ mod tests {
 
     #[test]
     fn invalid_value_names_the_setting() {
-        let err = load_settings::<Demo>(
-            DEFAULTS,
-            None,
-            env(&[("VIDQ__REDIS__POOL_SIZE", "lots")]),
-        )
-        .unwrap_err();
+        let err = load_settings::<Demo>(DEFAULTS, None, env(&[("VIDQ__REDIS__POOL_SIZE", "lots")]))
+            .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("pool_size"), "{text}");
     }

@@ -1,1 +1,19 @@
 #![doc = include_str!("../README.md")]
+
+mod backend;
+mod background;
+mod config;
+mod error;
+mod keys;
+mod leases;
+mod middleware;
+mod queue;
+mod scripts;
+mod sink;
+mod store;
+
+pub use config::{QueueConfig, RetryPolicy};
+pub use error::{QueueError, TaskError};
+pub use leases::{Delivery, WorkerLeases};
+pub use middleware::{AckLayer, AckService};
+pub use queue::{DeadTask, Depth, DueAt, RedisQueue};

@@ -1,1 +1,13 @@
 #![doc = include_str!("../README.md")]
+
+mod buffer;
+mod error;
+mod settings;
+mod source;
+mod storage;
+mod upload;
+
+pub use error::{BoxError, Error, Result};
+pub use settings::StorageSettings;
+pub use storage::{ObjectInfo, Storage};
+pub use upload::Uploaded;

@@ -1,0 +1,242 @@
+//! The job indexes: `jobs:active` for the reconciler and `jobs:all` for listing.
+//!
+//! Both are separate keys from the jobs, updated after a job's own change and idempotent, so
+//! they can drift (a crash between the two writes); drift is repaired lazily:
+//! - `jobs:all` keeps an id after its record expired; [`JobStore::list`] drops such ids as it
+//!   meets them and [`JobStore::prune_index`] sweeps the oldest ones (the reconciler calls it).
+//! - `jobs:active` can keep a finished or vanished job; the reconciler meets it through
+//!   [`JobStore::stale_active`] and calls [`JobStore::remove_active`].
+//!
+//! An index entry younger than [`INDEX_GRACE_MS`] is never dropped: its job may still be
+//! being created.
+
+use std::fmt;
+use std::str::FromStr;
+
+use redis::AsyncCommands;
+
+use super::{JobId, JobRecord, JobState, JobStore, StoreError, unix_ms_now};
+
+/// Most jobs one [`JobStore::list`] call returns.
+pub const MAX_PAGE: usize = 100;
+/// An index entry younger than this is left alone even when its record is missing.
+pub const INDEX_GRACE_MS: u64 = 60_000;
+/// Ids one filtered listing examines per returned job, at most.
+const SCAN_FACTOR: usize = 4;
+
+/// Where the next page of [`JobStore::list`] starts: opaque text for API clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListCursor {
+    created_at: u64,
+    id: JobId,
+}
+
+impl fmt::Display for ListCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}", self.created_at, self.id)
+    }
+}
+
+impl FromStr for ListCursor {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || StoreError::invalid("cursor", "not a cursor returned by a listing");
+        let (at, id) = s.split_once('_').ok_or_else(bad)?;
+        Ok(Self {
+            created_at: at.parse().map_err(|_| bad())?,
+            id: id.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// One page of jobs, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPage {
+    /// The jobs of this page (with a state filter, possibly fewer than asked for).
+    pub jobs: Vec<JobRecord>,
+    /// Where the next page starts; `None` when the listing is complete.
+    pub next_cursor: Option<ListCursor>,
+}
+
+impl JobStore {
+    /// Records that the job's next task is expected to run by `expect_by_ms` (Unix ms).
+    pub async fn touch_active(&self, id: &JobId, expect_by_ms: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        conn.zadd::<_, _, _, ()>(self.keys.active(), id.to_string(), expect_by_ms)
+            .await?;
+        Ok(())
+    }
+
+    /// Drops the job from the active index (done by terminal transitions; the reconciler
+    /// calls it for a finished or vanished job it finds there).
+    pub async fn remove_active(&self, id: &JobId) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        conn.zrem::<_, _, ()>(self.keys.active(), id.to_string())
+            .await?;
+        Ok(())
+    }
+
+    /// At most `limit` active jobs whose next task was expected by `older_than_ms` or
+    /// earlier, oldest first, with that time. An unreadable index entry is dropped.
+    pub async fn stale_active(
+        &self,
+        older_than_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(JobId, u64)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = self.keys.active();
+        let entries: Vec<(String, f64)> = conn
+            .zrangebyscore_limit_withscores(&key, "-inf", older_than_ms, 0, limit.max(1) as isize)
+            .await?;
+        let mut stale = Vec::with_capacity(entries.len());
+        for (member, score) in entries {
+            match member.parse::<JobId>() {
+                Ok(id) => stale.push((id, score as u64)),
+                Err(error) => {
+                    tracing::warn!(index = %key, %error, "dropping unreadable active index entry");
+                    conn.zrem::<_, _, ()>(&key, &member).await?;
+                }
+            }
+        }
+        Ok(stale)
+    }
+
+    /// Jobs newest first, `limit` at most (capped at [`MAX_PAGE`]), optionally only those in
+    /// `state`, starting after `cursor`. Bounded: with a state filter one call examines at
+    /// most 4 × `limit` jobs, so a page may hold fewer than `limit` jobs and still have a
+    /// `next_cursor`. Ids whose record expired are dropped from the index as they are met;
+    /// unreadable records are skipped with a warning.
+    pub async fn list(
+        &self,
+        state: Option<JobState>,
+        cursor: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<JobPage, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let batch = if state.is_some() {
+            limit * SCAN_FACTOR
+        } else {
+            limit
+        };
+        let entries = self.index_page(cursor, batch).await?;
+        let ids: Vec<JobId> = entries.iter().map(|(id, _)| *id).collect();
+        let records = self.get_many(&ids).await?;
+
+        let now = unix_ms_now();
+        let mut jobs = Vec::new();
+        let mut last = None;
+        let mut vanished = Vec::new();
+        for ((id, created_at), record) in entries.iter().zip(records) {
+            last = Some(ListCursor {
+                created_at: *created_at,
+                id: *id,
+            });
+            match record {
+                None if created_at.saturating_add(INDEX_GRACE_MS) < now => vanished.push(*id),
+                None => {}
+                Some(Err(error)) => tracing::warn!(job.id = %id, %error, "skipping unreadable job"),
+                Some(Ok(record)) if state.is_none_or(|s| s == record.state) => {
+                    jobs.push(record);
+                    if jobs.len() == limit {
+                        break;
+                    }
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+        if !vanished.is_empty() {
+            let members: Vec<String> = vanished.iter().map(JobId::to_string).collect();
+            let mut conn = self.conn.clone();
+            conn.zrem::<_, _, ()>(self.keys.all(), members).await?;
+        }
+        let more = jobs.len() == limit || entries.len() == batch;
+        Ok(JobPage {
+            jobs,
+            next_cursor: if more { last } else { None },
+        })
+    }
+
+    /// Sweeps the `limit` oldest entries of `jobs:all`, dropping those whose record is gone;
+    /// returns how many were dropped. The reconciler calls it periodically so the index does
+    /// not outgrow the records.
+    pub async fn prune_index(&self, limit: usize) -> Result<usize, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = self.keys.all();
+        let entries: Vec<(String, f64)> = conn
+            .zrange_withscores(&key, 0, limit.clamp(1, 10_000) as isize - 1)
+            .await?;
+        let now = unix_ms_now();
+        let old: Vec<String> = entries
+            .into_iter()
+            .filter(|(_, score)| (*score as u64).saturating_add(INDEX_GRACE_MS) < now)
+            .map(|(member, _)| member)
+            .collect();
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for member in &old {
+            match member.parse::<JobId>() {
+                Ok(id) => pipe.exists(self.keys.job(&id)),
+                // Not a job id: treat as gone.
+                Err(_) => pipe.cmd("ECHO").arg(0),
+            };
+        }
+        let exists: Vec<bool> = pipe.query_async(&mut conn).await?;
+        let gone: Vec<&String> = old
+            .iter()
+            .zip(exists)
+            .filter(|(_, exists)| !exists)
+            .map(|(member, _)| member)
+            .collect();
+        if !gone.is_empty() {
+            conn.zrem::<_, _, ()>(&key, &gone).await?;
+        }
+        Ok(gone.len())
+    }
+
+    /// Up to `batch` (id, created_at) entries of `jobs:all`, newest first, after `cursor`.
+    async fn index_page(
+        &self,
+        cursor: Option<&ListCursor>,
+        batch: usize,
+    ) -> Result<Vec<(JobId, u64)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = self.keys.all();
+        let count = batch as isize;
+        let raw: Vec<(String, f64)> = match cursor {
+            None => conn.zrevrange_withscores(&key, 0, count - 1).await?,
+            Some(cursor) => {
+                let rank: Option<isize> = conn.zrevrank(&key, cursor.id.to_string()).await?;
+                match rank {
+                    Some(rank) => {
+                        conn.zrevrange_withscores(&key, rank + 1, rank + count)
+                            .await?
+                    }
+                    // The cursor's job left the index: continue below its creation time.
+                    None => {
+                        conn.zrevrangebyscore_limit_withscores(
+                            &key,
+                            format!("({}", cursor.created_at),
+                            "-inf",
+                            0,
+                            count,
+                        )
+                        .await?
+                    }
+                }
+            }
+        };
+        Ok(raw
+            .into_iter()
+            .filter_map(|(member, score)| match member.parse::<JobId>() {
+                Ok(id) => Some((id, score as u64)),
+                Err(error) => {
+                    tracing::warn!(index = %key, %error, "skipping unreadable job index entry");
+                    None
+                }
+            })
+            .collect())
+    }
+}

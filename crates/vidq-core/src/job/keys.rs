@@ -1,0 +1,50 @@
+//! Redis key names. A job's keys share the job's own hash tag, so every script on one job
+//! touches one Redis Cluster slot; the indexes are separate keys, never touched by a script
+//! together with a job.
+
+use super::JobId;
+
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: String) -> Self {
+        Self { prefix }
+    }
+
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `<prefix>:job:{<id>}`: the job's hash.
+    pub(super) fn job(&self, id: &JobId) -> String {
+        format!("{}:job:{{{id}}}", self.prefix)
+    }
+
+    /// `<prefix>:job:{<id>}:history`: the job's capped transition list.
+    pub(super) fn history(&self, id: &JobId) -> String {
+        format!("{}:job:{{{id}}}:history", self.prefix)
+    }
+
+    /// `<prefix>:events`: pub/sub channel of terminal events.
+    pub(super) fn events(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
+    /// `<prefix>:jobs:active`: ZSET id → time the job's next task is expected by.
+    pub(super) fn active(&self) -> String {
+        format!("{}:jobs:active", self.prefix)
+    }
+
+    /// `<prefix>:jobs:all`: ZSET id → created_at.
+    pub(super) fn all(&self) -> String {
+        format!("{}:jobs:all", self.prefix)
+    }
+
+    /// `<prefix>:idem:{<key>}`: an idempotency key.
+    pub(super) fn idempotency(&self, key: &str) -> String {
+        format!("{}:idem:{{{key}}}", self.prefix)
+    }
+}

@@ -1,0 +1,53 @@
+-- Compare-and-set on one job: applies a patch and, unless ARGV[2] is empty, moves the job to
+-- a new state. Nothing is written unless the job is in one of the expected states.
+-- KEYS[1] job hash, KEYS[2] job history list (same hash tag)
+-- ARGV[1] expected states, space separated   ARGV[2] new state, or "" for a patch only
+-- ARGV[3] now (unix ms)                      ARGV[4] history note as JSON (a string or null)
+-- ARGV[5] attempts increment                 ARGV[6] "1" when the new state is terminal
+-- ARGV[7] finished TTL in ms                 ARGV[8] history cap
+-- ARGV[9] events channel                     ARGV[10] event JSON
+-- ARGV[11] number of field/value pairs N, ARGV[12 .. 11+2N] pairs, then fields to delete.
+-- Returns {1, previous state} when applied, {0, current state} when skipped, {-1, ''} when
+-- the job does not exist.
+local current = redis.call('HGET', KEYS[1], 'state')
+if not current then
+  return {-1, ''}
+end
+local expected = false
+for state in string.gmatch(ARGV[1], '%S+') do
+  if state == current then
+    expected = true
+    break
+  end
+end
+if not expected then
+  return {0, current}
+end
+
+local n = tonumber(ARGV[11])
+if n > 0 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 12, 11 + 2 * n))
+end
+if #ARGV > 11 + 2 * n then
+  redis.call('HDEL', KEYS[1], unpack(ARGV, 12 + 2 * n, #ARGV))
+end
+local increment = tonumber(ARGV[5])
+if increment > 0 then
+  redis.call('HINCRBY', KEYS[1], 'attempts', increment)
+end
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[3])
+
+local to = ARGV[2]
+if to ~= '' then
+  redis.call('HSET', KEYS[1], 'state', to)
+  local entry = '{"from":"' .. current .. '","to":"' .. to .. '","at_ms":' .. ARGV[3]
+    .. ',"note":' .. ARGV[4] .. '}'
+  redis.call('RPUSH', KEYS[2], entry)
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[8]), -1)
+  if ARGV[6] == '1' then
+    redis.call('PEXPIRE', KEYS[1], ARGV[7])
+    redis.call('PEXPIRE', KEYS[2], ARGV[7])
+    redis.call('PUBLISH', ARGV[9], ARGV[10])
+  end
+end
+return {1, current}

@@ -1,0 +1,28 @@
+//! The job model (request, state, record) and the Redis job store.
+
+mod canonical;
+mod codec;
+mod error;
+mod id;
+mod idempotency;
+mod index;
+mod keys;
+mod patch;
+mod record;
+mod request;
+mod state;
+mod store;
+
+pub use error::StoreError;
+pub use id::{InvalidJobId, JobId};
+pub use idempotency::{IdempotencyOutcome, MAX_IDEMPOTENCY_KEY_BYTES};
+pub use index::{INDEX_GRACE_MS, JobPage, ListCursor, MAX_PAGE};
+pub use patch::Patch;
+pub use record::{JobEvent, JobRecord, Output, SignedUrl, Transition, unix_ms_now};
+pub use request::{
+    NAMED_UPSTREAM_ARGS, Resolution, TransformRequest, TransformRequestInput, ValidationError,
+};
+pub use state::{JobState, UnknownJobState};
+pub use store::{
+    DEFAULT_FINISHED_TTL, DEFAULT_HISTORY_CAP, DEFAULT_PREFIX, JobStore, Transitioned,
+};

@@ -1,0 +1,358 @@
+//! `JobStore`: job records in Redis, moved between states by compare-and-set scripts.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+
+use super::codec::{self, encode_transition, to_json};
+use super::keys::Keys;
+use super::{JobEvent, JobId, JobRecord, JobState, Patch, StoreError, unix_ms_now};
+
+/// Key prefix used unless [`JobStore::with_prefix`] says otherwise.
+pub const DEFAULT_PREFIX: &str = "vidq";
+/// How long a finished job's keys are kept: 7 days.
+pub const DEFAULT_FINISHED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How many transitions a job's history keeps (the newest).
+pub const DEFAULT_HISTORY_CAP: u32 = 32;
+
+/// What a compare-and-set did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transitioned {
+    /// The job was in `from` (one of the expected states) and the change was written.
+    Applied {
+        /// The state the job was in.
+        from: JobState,
+        /// When the change was written, Unix ms.
+        at_ms: u64,
+    },
+    /// The job was elsewhere (a duplicate or stale task): nothing was written.
+    Skipped {
+        /// The state the job is in.
+        current: JobState,
+    },
+}
+
+/// The job records in Redis. Cheap to clone: clones share one multiplexed connection.
+///
+/// Keys (prefix `vidq` by default): `<prefix>:job:{<id>}` (hash) and
+/// `<prefix>:job:{<id>}:history` (list) per job, `<prefix>:jobs:active` and
+/// `<prefix>:jobs:all` (indexes), `<prefix>:idem:{<key>}` (idempotency keys), and the
+/// pub/sub channel `<prefix>:events`.
+#[derive(Clone)]
+pub struct JobStore {
+    pub(super) conn: ConnectionManager,
+    pub(super) keys: Keys,
+    finished_ttl: Duration,
+    history_cap: u32,
+    pub(super) scripts: Arc<Scripts>,
+}
+
+pub(super) struct Scripts {
+    create: Script,
+    transition: Script,
+    pub(super) idempotency: Script,
+}
+
+impl fmt::Debug for JobStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobStore")
+            .field("prefix", &self.keys.prefix())
+            .field("finished_ttl", &self.finished_ttl)
+            .field("history_cap", &self.history_cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobStore {
+    /// A store on `conn` with the default prefix, finished TTL and history cap.
+    #[must_use]
+    pub fn new(conn: ConnectionManager) -> Self {
+        Self {
+            conn,
+            keys: Keys::new(DEFAULT_PREFIX.to_owned()),
+            finished_ttl: DEFAULT_FINISHED_TTL,
+            history_cap: DEFAULT_HISTORY_CAP,
+            scripts: Arc::new(Scripts {
+                create: Script::new(include_str!("lua/create.lua")),
+                transition: Script::new(include_str!("lua/transition.lua")),
+                idempotency: Script::new(include_str!("lua/idempotency.lua")),
+            }),
+        }
+    }
+
+    /// Connects to the Redis at `url` and builds a store on it.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)?;
+        Ok(Self::new(ConnectionManager::new(client).await?))
+    }
+
+    /// Uses `prefix` for every key. It must be non-empty and hold no `{` or `}` (those would
+    /// break the per-job hash tags).
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Result<Self, StoreError> {
+        let prefix = prefix.into();
+        if prefix.is_empty() || prefix.contains(['{', '}']) {
+            return Err(StoreError::invalid(
+                "prefix",
+                "must be non-empty and hold no `{` or `}`",
+            ));
+        }
+        self.keys = Keys::new(prefix);
+        Ok(self)
+    }
+
+    /// How long a finished job's keys are kept (at least 1 ms).
+    #[must_use]
+    pub fn with_finished_ttl(mut self, ttl: Duration) -> Self {
+        self.finished_ttl = ttl.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How many transitions each job's history keeps (at least 1).
+    #[must_use]
+    pub fn with_history_cap(mut self, cap: u32) -> Self {
+        self.history_cap = cap.max(1);
+        self
+    }
+
+    /// The key prefix.
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        self.keys.prefix()
+    }
+
+    /// The pub/sub channel where a [`JobEvent`] is published as JSON when a job finishes.
+    #[must_use]
+    pub fn events_channel(&self) -> String {
+        self.keys.events()
+    }
+
+    /// The Redis key of a job's hash (for operators and tests).
+    #[must_use]
+    pub fn job_key(&self, id: &JobId) -> String {
+        self.keys.job(id)
+    }
+
+    /// The Redis key of a job's history list (for operators and tests).
+    #[must_use]
+    pub fn history_key(&self, id: &JobId) -> String {
+        self.keys.history(id)
+    }
+
+    /// Stores a new job atomically, refusing an id that exists. The job is added to the
+    /// `jobs:all` index (and, unless terminal, to `jobs:active`, expected at once) FIRST, so a
+    /// stored job is never missing from them; an index entry whose create then failed is
+    /// removed lazily ([`JobStore::list`], [`JobStore::prune_index`]).
+    pub async fn create(&self, record: &JobRecord) -> Result<(), StoreError> {
+        let id = &record.id;
+        let terminal = record.state.is_terminal();
+        let fields = codec::encode(record)?;
+        let skip = record
+            .history
+            .len()
+            .saturating_sub(self.history_cap as usize);
+        let history = record.history[skip..]
+            .iter()
+            .map(encode_transition)
+            .collect::<Result<Vec<_>, _>>()?;
+        let event = self.event_json(id, record.state, record.updated_at)?;
+
+        let mut index = redis::pipe();
+        index
+            .cmd("ZADD")
+            .arg(self.keys.all())
+            .arg("NX")
+            .arg(record.created_at)
+            .arg(id.to_string())
+            .ignore();
+        if !terminal {
+            index
+                .cmd("ZADD")
+                .arg(self.keys.active())
+                .arg("NX")
+                .arg(record.created_at)
+                .arg(id.to_string())
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        index.query_async::<()>(&mut conn).await?;
+
+        let mut call = self.scripts.create.prepare_invoke();
+        call.key(self.keys.job(id))
+            .key(self.keys.history(id))
+            .arg(if terminal { "1" } else { "0" })
+            .arg(self.ttl_ms())
+            .arg(self.keys.events())
+            .arg(event)
+            .arg(fields.len());
+        for (name, value) in &fields {
+            call.arg(*name).arg(value);
+        }
+        for entry in &history {
+            call.arg(entry);
+        }
+        let created: i64 = call.invoke_async(&mut conn).await?;
+        if created == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::AlreadyExists(*id))
+        }
+    }
+
+    /// The job's record, or `None` when no such job exists (or it expired). One round trip.
+    pub async fn get(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        let mut found = self.get_many(std::slice::from_ref(id)).await?;
+        found.pop().flatten().transpose()
+    }
+
+    /// Records of several jobs in one round trip, in order; `None` for a missing job.
+    pub(super) async fn get_many(
+        &self,
+        ids: &[JobId],
+    ) -> Result<Vec<Option<Result<JobRecord, StoreError>>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hgetall(self.keys.job(id))
+                .lrange(self.keys.history(id), 0, -1);
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+        let mut replies = replies.into_iter();
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (Some(hash), Some(list)) = (replies.next(), replies.next()) else {
+                return Err(StoreError::corrupt(
+                    &self.keys.job(id),
+                    "reply",
+                    "short pipeline reply",
+                ));
+            };
+            let key = self.keys.job(id);
+            let fields: HashMap<String, String> =
+                redis::from_redis_value(hash).map_err(|e| StoreError::corrupt(&key, "hash", e))?;
+            if fields.is_empty() {
+                records.push(None);
+                continue;
+            }
+            let history: Vec<String> = redis::from_redis_value(list)
+                .map_err(|e| StoreError::corrupt(&key, "history", e))?;
+            records.push(Some(codec::decode(&key, fields, history)));
+        }
+        Ok(records)
+    }
+
+    /// Moves the job to `to` if it is in one of `from`, applying `patch` in the same atomic
+    /// step: sets `updated_at`, appends to the history (capped), and when `to` is terminal
+    /// publishes a [`JobEvent`] and starts the finished TTL on the job's keys. A job found in
+    /// another state is left alone ([`Transitioned::Skipped`]). Every `from → to` must be
+    /// allowed by [`JobState::can_transition_to`]; terminal states are never left.
+    pub async fn transition(
+        &self,
+        id: &JobId,
+        from: &[JobState],
+        to: JobState,
+        patch: Patch,
+    ) -> Result<Transitioned, StoreError> {
+        let Some(first) = from.first() else {
+            return Err(StoreError::invalid("from", "no expected state given"));
+        };
+        if let Some(bad) = from.iter().find(|f| !f.can_transition_to(to)) {
+            return Err(StoreError::InvalidTransition { from: *bad, to });
+        }
+        let outcome = self.compare_and_set(id, from, Some(to), &patch).await?;
+        if matches!(outcome, Transitioned::Applied { .. }) && to.is_terminal() {
+            // The index follows the record; if this fails the reconciler finds the terminal
+            // job through `stale_active` and calls `remove_active`.
+            if let Err(error) = self.remove_active(id).await {
+                tracing::warn!(job.id = %id, %error, from = %first, "could not drop finished job from the active index");
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Applies `patch` without changing the state, if the job is in `expected` (e.g. a fresh
+    /// result URL while processing). Compare-and-set like [`JobStore::transition`].
+    pub async fn patch(
+        &self,
+        id: &JobId,
+        expected: JobState,
+        patch: Patch,
+    ) -> Result<Transitioned, StoreError> {
+        self.compare_and_set(id, &[expected], None, &patch).await
+    }
+
+    async fn compare_and_set(
+        &self,
+        id: &JobId,
+        from: &[JobState],
+        to: Option<JobState>,
+        patch: &Patch,
+    ) -> Result<Transitioned, StoreError> {
+        let now = unix_ms_now();
+        let (sets, clears) = patch.to_fields()?;
+        let expected: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        let terminal = to.is_some_and(JobState::is_terminal);
+        let event = match to {
+            Some(state) if terminal => self.event_json(id, state, now)?,
+            _ => String::new(),
+        };
+        let mut call = self.scripts.transition.prepare_invoke();
+        call.key(self.keys.job(id))
+            .key(self.keys.history(id))
+            .arg(expected.join(" "))
+            .arg(to.map_or("", JobState::as_str))
+            .arg(now)
+            .arg(patch.note_json()?)
+            .arg(patch.attempts_increment())
+            .arg(if terminal { "1" } else { "0" })
+            .arg(self.ttl_ms())
+            .arg(self.history_cap)
+            .arg(self.keys.events())
+            .arg(event)
+            .arg(sets.len());
+        for (name, value) in &sets {
+            call.arg(*name).arg(value);
+        }
+        for name in &clears {
+            call.arg(*name);
+        }
+        let mut conn = self.conn.clone();
+        let (code, state): (i64, String) = call.invoke_async(&mut conn).await?;
+        let parse = |state: &str| {
+            state
+                .parse::<JobState>()
+                .map_err(|e| StoreError::corrupt(&self.keys.job(id), "state", e))
+        };
+        match code {
+            1 => Ok(Transitioned::Applied {
+                from: parse(&state)?,
+                at_ms: now,
+            }),
+            0 => Ok(Transitioned::Skipped {
+                current: parse(&state)?,
+            }),
+            _ => Err(StoreError::NotFound(*id)),
+        }
+    }
+
+    fn event_json(&self, id: &JobId, state: JobState, at_ms: u64) -> Result<String, StoreError> {
+        to_json(
+            "event",
+            &JobEvent {
+                id: *id,
+                state,
+                at_ms,
+            },
+        )
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.finished_ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+}

@@ -1,0 +1,76 @@
+//! The `vidq` command line. Each subcommand is one file.
+
+mod dead;
+mod enqueue;
+mod status;
+mod wait;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vidq_core::JobId;
+use vidq_producer::{Producer, ProducerSettings};
+
+/// Exit status of a command that failed for a reason of its own (bad input, Redis down).
+pub(crate) const EXIT_ERROR: u8 = 2;
+
+/// vidq: durable GoEnhanceAI video-to-video jobs.
+///
+/// Settings come from built-in defaults, the optional --config file, then VIDQ__SECTION__KEY
+/// environment variables (VIDQ__REDIS__URL, VIDQ__REDIS__PREFIX, VIDQ__JOBS__DEADLINE).
+#[derive(Parser)]
+#[command(name = "vidq", version)]
+pub(crate) struct Cli {
+    /// A TOML settings file.
+    #[arg(long, global = true, env = "VIDQ_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enqueue a job (from flags or a JSON file) and print its id.
+    Enqueue(enqueue::Args),
+    /// Show a job.
+    Status(status::Args),
+    /// Cancel a job that has not finished.
+    Cancel {
+        /// The job id.
+        id: JobId,
+    },
+    /// Wait for jobs to finish, showing their progress. Exit status: 0 when every job
+    /// succeeded, 1 when any ended otherwise, 3 on timeout.
+    Wait(wait::Args),
+    /// Inspect and replay dead tasks.
+    #[command(subcommand)]
+    Dead(dead::Command),
+}
+
+pub(crate) async fn run(cli: Cli) -> ExitCode {
+    let settings = match ProducerSettings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(err) => return fail(err),
+    };
+    if let Err(err) = vidq_core::telemetry::init(&settings.log) {
+        return fail(err);
+    }
+    let producer = match Producer::connect(&settings).await {
+        Ok(p) => p,
+        Err(err) => return fail(format!("connecting to {}: {err}", settings.redis.url)),
+    };
+    let result = match cli.command {
+        Command::Enqueue(args) => enqueue::run(&producer, args).await,
+        Command::Status(args) => status::run(&producer, args).await,
+        Command::Cancel { id } => status::cancel(&producer, id).await,
+        Command::Wait(args) => wait::run(&producer, args).await,
+        Command::Dead(cmd) => dead::run(&producer, cmd).await,
+    };
+    result.unwrap_or_else(fail)
+}
+
+fn fail(err: impl std::fmt::Display) -> ExitCode {
+    eprintln!("vidq: {err:#}");
+    ExitCode::from(EXIT_ERROR)
+}

@@ -1,0 +1,169 @@
+//! The tasks a worker runs beside apalis: lease renewal, the ack batcher, and the wake-up
+//! listener. All are owned by [`Background`] and stop when it is dropped or closed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Context;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::task::AtomicWaker;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::leases::HeldLeases;
+use crate::store::Store;
+
+/// Set by the wake-up listener when work became due; read by the worker's `poll_next`.
+#[derive(Debug, Default)]
+pub(crate) struct WakeSignal {
+    flag: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl WakeSignal {
+    pub(crate) fn wake(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// True (once) if a wake-up arrived since the last call.
+    pub(crate) fn take(&self) -> bool {
+        self.flag.swap(false, Ordering::AcqRel)
+    }
+
+    pub(crate) fn register(&self, cx: &Context<'_>) {
+        self.waker.register(cx.waker());
+    }
+}
+
+/// One ack waiting for the batcher; the reply is `Some(applied)` or `None` if Redis failed.
+pub(crate) struct AckMsg {
+    pub(crate) id: String,
+    pub(crate) token: u64,
+    pub(crate) reply: oneshot::Sender<Option<bool>>,
+}
+
+/// Owner of a worker's background tasks.
+#[derive(Debug)]
+pub(crate) struct Background {
+    cancel: CancellationToken,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    pub(crate) fn spawn(
+        store: &Arc<Store>,
+        held: &Arc<HeldLeases>,
+        wake: &Arc<WakeSignal>,
+        acks: mpsc::UnboundedReceiver<AckMsg>,
+    ) -> Self {
+        let cancel = CancellationToken::new();
+        let handles = vec![
+            tokio::spawn(renew_loop(store.clone(), held.clone(), cancel.clone())),
+            tokio::spawn(ack_batcher(store.clone(), acks, cancel.clone())),
+            tokio::spawn(wake_listener(store.clone(), wake.clone(), cancel.clone())),
+        ];
+        Self { cancel, handles }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        for h in &self.handles {
+            h.abort();
+        }
+    }
+}
+
+async fn renew_loop(store: Arc<Store>, held: Arc<HeldLeases>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(store.config.renew_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let live = held.live();
+        if live.is_empty() {
+            continue;
+        }
+        match store.renew(&live).await {
+            Ok(lost) if !lost.is_empty() => {
+                tracing::warn!(
+                    queue = %store.config.queue,
+                    lost = lost.len(),
+                    "leases lost before renewal: those tasks may run again elsewhere"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(queue = %store.config.queue, error = %e, "lease renewal failed"),
+        }
+    }
+}
+
+async fn ack_batcher(
+    store: Arc<Store>,
+    mut rx: mpsc::UnboundedReceiver<AckMsg>,
+    cancel: CancellationToken,
+) {
+    let max = store.config.ack_batch;
+    let mut batch = Vec::with_capacity(max);
+    loop {
+        let n = tokio::select! {
+            () = cancel.cancelled() => return,
+            n = rx.recv_many(&mut batch, max) => n,
+        };
+        if n == 0 {
+            return;
+        }
+        let items: Vec<(&str, u64)> = batch.iter().map(|m| (m.id.as_str(), m.token)).collect();
+        let result = store.ack(&items).await;
+        drop(items);
+        match result {
+            Ok(flags) => {
+                for (msg, ok) in batch.drain(..).zip(flags) {
+                    let _ = msg.reply.send(Some(ok));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(queue = %store.config.queue, error = %e, "ack batch failed; acks will be retried");
+                for msg in batch.drain(..) {
+                    let _ = msg.reply.send(None);
+                }
+            }
+        }
+    }
+}
+
+async fn wake_listener(store: Arc<Store>, wake: Arc<WakeSignal>, cancel: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let session = async {
+            let mut pubsub = store.client.get_async_pubsub().await?;
+            pubsub.subscribe(&store.keys.wake).await?;
+            // Anything pushed while we were not subscribed: look once.
+            wake.wake();
+            let mut messages = pubsub.on_message();
+            while messages.next().await.is_some() {
+                wake.wake();
+            }
+            Ok::<(), redis::RedisError>(())
+        };
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            r = session => {
+                if let Err(e) = r {
+                    tracing::debug!(queue = %store.config.queue, error = %e, "wake-up subscription failed");
+                }
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,114 @@
+//! The leases one worker holds (claimed tasks, buffered or running), which its renewal task
+//! keeps alive and which can be handed back when the worker stops.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::error::QueueError;
+use crate::store::Store;
+
+/// One delivery of a task: its id and delivery number (the fencing token).
+///
+/// The backend puts it in every task's data, so a handler can take `Data<Delivery>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Delivery {
+    /// The task's id in the queue.
+    pub id: String,
+    /// 1 for the first delivery, 2 for the second, ...; also the fencing token.
+    pub number: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    delivery: u64,
+    /// The task's future was dropped before it finished (drain timeout): stop renewing.
+    abandoned: bool,
+}
+
+/// Leases held by one worker.
+#[derive(Debug, Default)]
+pub(crate) struct HeldLeases {
+    map: Mutex<HashMap<String, Held>>,
+}
+
+impl HeldLeases {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Held>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn hold(&self, d: &Delivery) {
+        self.lock().insert(
+            d.id.clone(),
+            Held {
+                delivery: d.number,
+                abandoned: false,
+            },
+        );
+    }
+
+    /// Forget a lease, unless a newer delivery of the same id replaced it.
+    pub(crate) fn forget(&self, d: &Delivery) {
+        let mut map = self.lock();
+        if map.get(&d.id).is_some_and(|h| h.delivery == d.number) {
+            map.remove(&d.id);
+        }
+    }
+
+    pub(crate) fn abandon(&self, d: &Delivery) {
+        if let Some(h) = self.lock().get_mut(&d.id) {
+            if h.delivery == d.number {
+                h.abandoned = true;
+            }
+        }
+    }
+
+    /// Leases to renew.
+    pub(crate) fn live(&self) -> Vec<(String, u64)> {
+        self.lock()
+            .iter()
+            .filter(|(_, h)| !h.abandoned)
+            .map(|(id, h)| (id.clone(), h.delivery))
+            .collect()
+    }
+
+    fn take_all(&self) -> Vec<(String, u64)> {
+        self.lock()
+            .drain()
+            .map(|(id, h)| (id, h.delivery))
+            .collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// The leases of one worker, for handing them back after a drain timeout.
+///
+/// Get it with [`RedisQueue::leases`](crate::RedisQueue::leases) before building the worker.
+/// When the worker did not finish its in-flight tasks within the grace period and its future
+/// was dropped, [`WorkerLeases::hand_back`] returns those tasks to the queue at once instead
+/// of waiting for their leases to expire.
+#[derive(Debug, Clone)]
+pub struct WorkerLeases {
+    pub(crate) store: Arc<Store>,
+    pub(crate) held: Arc<HeldLeases>,
+}
+
+impl WorkerLeases {
+    /// How many leases the worker holds now.
+    #[must_use]
+    pub fn count(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Return every lease still held to the queue; the deliveries stay counted. Leases that
+    /// were meanwhile acked or taken over are left alone (fenced). Returns how many went back.
+    pub async fn hand_back(&self) -> Result<u64, QueueError> {
+        let items = self.held.take_all();
+        if items.is_empty() {
+            return Ok(0);
+        }
+        self.store.release(&items, false).await
+    }
+}

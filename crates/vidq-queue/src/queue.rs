@@ -1,0 +1,273 @@
+//! [`RedisQueue`]: the handle to one queue. It pushes tasks, reads depths, manages dead tasks,
+//! and is the apalis backend a worker runs on (see `backend.rs`).
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::backend::WorkerState;
+use crate::config::{MAX_BATCH, QueueConfig};
+use crate::error::QueueError;
+use crate::leases::{Delivery, HeldLeases, WorkerLeases};
+use crate::sink::SinkState;
+use crate::store::{Store, now_ms, to_ms};
+
+/// A reliable Redis queue of tasks with payload `T`, and an apalis backend for it.
+///
+/// Cloning is cheap (the connection is shared); each clone used as a worker backend keeps its
+/// own leases, buffer and background tasks. See the crate docs for an example.
+pub struct RedisQueue<T> {
+    pub(crate) store: Arc<Store>,
+    pub(crate) held: Arc<HeldLeases>,
+    pub(crate) worker: SyncCell<Option<WorkerState<T>>>,
+    pub(crate) sink: SyncCell<SinkState>,
+    _payload: PhantomData<fn() -> T>,
+}
+
+// Nothing in the queue is structurally pinned.
+impl<T> Unpin for RedisQueue<T> {}
+
+impl<T> Clone for RedisQueue<T> {
+    fn clone(&self) -> Self {
+        Self::from_store(self.store.clone())
+    }
+}
+
+impl<T> std::fmt::Debug for RedisQueue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueue")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many tasks are in each state. Every figure is O(1) or O(log n) to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Depth {
+    /// Due now, waiting for a worker.
+    pub due: u64,
+    /// Scheduled for later (including retries waiting out their backoff).
+    pub scheduled: u64,
+    /// Claimed by a worker (buffered or running).
+    pub leased: u64,
+    /// In the dead set.
+    pub dead: u64,
+}
+
+/// A task in the dead set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadTask {
+    /// The task's id.
+    pub id: String,
+    /// Why it died.
+    pub reason: String,
+    /// When it died.
+    pub died_at: SystemTime,
+    /// Its payload as stored (JSON), which may no longer decode.
+    pub payload: Vec<u8>,
+}
+
+/// Puts a millisecond-precise due time on a task pushed through apalis's `TaskSink`
+/// (`TaskBuilder::new(args).data(DueAt(time))`); apalis's own `run_at` has whole seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueAt(pub SystemTime);
+
+impl<T> RedisQueue<T> {
+    fn from_store(store: Arc<Store>) -> Self {
+        Self {
+            store,
+            held: Arc::default(),
+            worker: SyncCell::new(None),
+            sink: SyncCell::new(SinkState::default()),
+            _payload: PhantomData,
+        }
+    }
+
+    /// Connect to Redis at `url` (reconnecting on its own after failures).
+    pub async fn connect(url: &str, config: QueueConfig) -> Result<Self, QueueError> {
+        let client = redis::Client::open(url)?;
+        let manager = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_max_delay(Duration::from_secs(2));
+        let conn = ConnectionManager::new_with_config(client.clone(), manager).await?;
+        Self::from_parts(client, conn, config)
+    }
+
+    /// Build on an existing client (for the wake-up subscription) and connection.
+    pub fn from_parts(
+        client: redis::Client,
+        conn: ConnectionManager,
+        config: QueueConfig,
+    ) -> Result<Self, QueueError> {
+        config.validate()?;
+        Ok(Self::from_store(Arc::new(Store::new(client, conn, config))))
+    }
+
+    /// The queue's settings.
+    #[must_use]
+    pub fn settings(&self) -> &QueueConfig {
+        &self.store.config
+    }
+
+    /// Client round trips made through this queue's connection so far (all clones).
+    #[must_use]
+    pub fn round_trips(&self) -> u64 {
+        self.store.round_trips()
+    }
+
+    /// The leases this handle holds as a worker backend, to hand back after a drain timeout.
+    #[must_use]
+    pub fn leases(&self) -> WorkerLeases {
+        WorkerLeases {
+            store: self.store.clone(),
+            held: self.held.clone(),
+        }
+    }
+
+    /// Depth of each state, in one round trip.
+    pub async fn depth(&self) -> Result<Depth, QueueError> {
+        let [due, scheduled, leased, dead] = self.store.depth().await?;
+        Ok(Depth {
+            due,
+            scheduled,
+            leased,
+            dead,
+        })
+    }
+
+    /// A page of the dead set, newest first (`limit` is capped at 1000).
+    pub async fn dead_tasks(&self, offset: usize, limit: usize) -> Result<Vec<DeadTask>, QueueError> {
+        let page = self.store.dead_page(offset, limit).await?;
+        Ok(page
+            .into_iter()
+            .map(|d| DeadTask {
+                id: d.id,
+                reason: d.reason,
+                died_at: UNIX_EPOCH + Duration::from_millis(d.died_ms),
+                payload: d.payload,
+            })
+            .collect())
+    }
+
+    /// Put one dead task back in the queue, due now, with its attempts reset.
+    /// `false` if no dead task has this id.
+    pub async fn retry_dead(&self, id: &str) -> Result<bool, QueueError> {
+        Ok(self.store.dead_retry(Some(id), 1).await? == 1)
+    }
+
+    /// Put every dead task back in the queue, in batches of 500; returns how many.
+    pub async fn retry_all_dead(&self) -> Result<u64, QueueError> {
+        let mut total = 0;
+        loop {
+            let n = self.store.dead_retry(None, 500).await?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Delete every dead task, in batches of 500; returns how many.
+    pub async fn purge_dead(&self) -> Result<u64, QueueError> {
+        let mut total = 0;
+        loop {
+            let n = self.store.dead_purge(500).await?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Settle a delivery claimed with [`RedisQueue::claim`] as done. `false` when the
+    /// delivery no longer holds its lease (it expired and the task was claimed again, or was
+    /// settled already): then nothing changes.
+    pub async fn ack(&self, delivery: &Delivery) -> Result<bool, QueueError> {
+        let flags = self.store.ack(&[(delivery.id.as_str(), delivery.number)]).await?;
+        Ok(flags.first().copied().unwrap_or(false))
+    }
+}
+
+impl<T: Serialize> RedisQueue<T> {
+    /// Push one task, due now. Returns its id.
+    pub async fn enqueue(&self, payload: &T) -> Result<String, QueueError> {
+        self.enqueue_at(payload, SystemTime::now()).await
+    }
+
+    /// Push one task due after `delay` (millisecond precision).
+    pub async fn enqueue_after(&self, payload: &T, delay: Duration) -> Result<String, QueueError> {
+        self.enqueue_at(payload, SystemTime::now() + delay).await
+    }
+
+    /// Push one task due at `at` (millisecond precision).
+    pub async fn enqueue_at(&self, payload: &T, at: SystemTime) -> Result<String, QueueError> {
+        let item = encode(payload, to_ms(at))?;
+        let id = item.0.clone();
+        self.store.push(&[item]).await?;
+        Ok(id)
+    }
+
+    /// Push many tasks due now, atomically per 1,000, one round trip per 1,000.
+    pub async fn enqueue_batch(&self, payloads: &[T]) -> Result<Vec<String>, QueueError> {
+        let now = now_ms();
+        let items = payloads
+            .iter()
+            .map(|p| encode(p, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids = items.iter().map(|i| i.0.clone()).collect();
+        for chunk in items.chunks(MAX_BATCH) {
+            self.store.push(chunk).await?;
+        }
+        Ok(ids)
+    }
+}
+
+impl<T: DeserializeOwned> RedisQueue<T> {
+    /// Claim up to `max` due tasks by hand (outside an apalis worker). Each must be settled
+    /// with [`RedisQueue::ack`] before its lease runs out, or it will be delivered again.
+    /// Payloads that do not decode go to the dead set.
+    pub async fn claim(&self, max: usize) -> Result<Vec<(Delivery, T)>, QueueError> {
+        let reply = self.store.claim(max).await?;
+        crate::backend::decode_all(&self.store, reply.tasks)
+            .await
+            .map(|tasks| tasks.into_iter().collect())
+    }
+}
+
+pub(crate) fn encode<T: Serialize>(payload: &T, due_ms: u64) -> Result<(String, u64, Vec<u8>), QueueError> {
+    let bytes = serde_json::to_vec(payload).map_err(QueueError::Encode)?;
+    Ok((new_id(), due_ms, bytes))
+}
+
+/// A random 64-bit id in base 62 (at most 11 characters: small in Redis).
+pub(crate) fn new_id() -> String {
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut n: u64 = rand::random();
+    let mut out = Vec::with_capacity(11);
+    loop {
+        out.push(ALPHABET[(n % 62) as usize]);
+        n /= 62;
+        if n == 0 {
+            break;
+        }
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A `Mutex` used only through `&mut self`, which makes its content `Sync` at no cost.
+pub(crate) struct SyncCell<X>(Mutex<X>);
+
+impl<X> SyncCell<X> {
+    pub(crate) fn new(x: X) -> Self {
+        Self(Mutex::new(x))
+    }
+
+    pub(crate) fn get(&mut self) -> &mut X {
+        self.0.get_mut().unwrap_or_else(PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,312 @@
+//! Redis operations of one queue: every method is one round trip.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::ConnectionManager;
+
+use crate::config::{MAX_BATCH, QueueConfig};
+use crate::error::QueueError;
+use crate::keys::Keys;
+use crate::scripts::Scripts;
+
+/// Milliseconds since the Unix epoch on this host's clock.
+pub(crate) fn now_ms() -> u64 {
+    to_ms(SystemTime::now())
+}
+
+pub(crate) fn to_ms(t: SystemTime) -> u64 {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+pub(crate) fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One task as a claim returns it, payload still encoded.
+pub(crate) struct RawClaim {
+    pub(crate) id: String,
+    pub(crate) delivery: u64,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// What a claim brought back.
+pub(crate) struct ClaimReply {
+    pub(crate) tasks: Vec<RawClaim>,
+    /// Earliest due time or lease deadline (ms), if any task is queued or leased.
+    pub(crate) next: Option<u64>,
+}
+
+/// How an unsuccessful delivery ends.
+pub(crate) enum Finish<'a> {
+    Retry { due_ms: u64 },
+    Dead { reason: &'a str },
+}
+
+/// A dead-set entry, encoded.
+pub(crate) struct RawDead {
+    pub(crate) id: String,
+    pub(crate) died_ms: u64,
+    pub(crate) reason: String,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// Connection, key names and scripts of one queue, shared by its handles and workers.
+pub(crate) struct Store {
+    pub(crate) client: redis::Client,
+    conn: ConnectionManager,
+    pub(crate) keys: Keys,
+    pub(crate) config: QueueConfig,
+    scripts: Scripts,
+    round_trips: AtomicU64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("queue", &self.config.queue)
+            .field("prefix", &self.config.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    pub(crate) fn new(client: redis::Client, conn: ConnectionManager, config: QueueConfig) -> Self {
+        Self {
+            client,
+            conn,
+            keys: Keys::new(&config.prefix, &config.queue),
+            config,
+            scripts: Scripts::new(),
+            round_trips: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.conn.clone()
+    }
+
+    /// Store a batch of encoded tasks atomically; wake idle workers if any is due now.
+    pub(crate) async fn push(&self, items: &[(String, u64, Vec<u8>)]) -> Result<(), QueueError> {
+        let now = now_ms();
+        for chunk in items.chunks(MAX_BATCH) {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            let mut hset = redis::cmd("HSET");
+            hset.arg(&self.keys.data);
+            let mut zadd = redis::cmd("ZADD");
+            zadd.arg(&self.keys.due);
+            let mut wake = false;
+            for (id, due, payload) in chunk {
+                hset.arg(id).arg(payload.as_slice());
+                zadd.arg(*due).arg(id);
+                wake |= *due <= now;
+            }
+            pipe.add_command(hset).ignore().add_command(zadd).ignore();
+            if wake {
+                pipe.publish(&self.keys.wake, "1").ignore();
+            }
+            let () = pipe.query_async(&mut self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn claim(&self, max: usize) -> Result<ClaimReply, QueueError> {
+        let now = now_ms();
+        let c = &self.config;
+        let k = &self.keys;
+        let reply: Vec<Vec<u8>> = self
+            .scripts
+            .claim
+            .key(&k.due)
+            .key(&k.lease)
+            .key(&k.data)
+            .key(&k.dlv)
+            .key(&k.dead)
+            .key(&k.why)
+            .arg(now)
+            .arg(max.min(MAX_BATCH))
+            .arg(now.saturating_add(ms(c.lease)))
+            .arg(c.max_deliveries)
+            .arg(now.saturating_sub(ms(c.dead_ttl)))
+            .arg(100)
+            .invoke_async(&mut self.conn())
+            .await?;
+        let mut it = reply.into_iter();
+        let next = it.next().and_then(|n| parse_u64(&n));
+        let mut tasks = Vec::new();
+        while let (Some(id), Some(d), Some(payload)) = (it.next(), it.next(), it.next()) {
+            let id = String::from_utf8(id).map_err(|_| protocol("task id is not UTF-8"))?;
+            let delivery = parse_u64(&d).ok_or_else(|| protocol("bad delivery count"))?;
+            tasks.push(RawClaim {
+                id,
+                delivery,
+                payload,
+            });
+        }
+        Ok(ClaimReply { tasks, next })
+    }
+
+    /// Ack a batch of deliveries; `true` where the delivery still held its lease.
+    pub(crate) async fn ack(&self, items: &[(&str, u64)]) -> Result<Vec<bool>, QueueError> {
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(MAX_BATCH) {
+            let mut inv = self.scripts.ack.key(&self.keys.lease);
+            inv.key(&self.keys.data).key(&self.keys.dlv);
+            for (id, token) in chunk {
+                inv.arg(*id).arg(*token);
+            }
+            let flags: Vec<i64> = inv.invoke_async(&mut self.conn()).await?;
+            out.extend(flags.into_iter().map(|f| f == 1));
+        }
+        Ok(out)
+    }
+
+    /// Retry or bury one delivery; `false` if its token was stale.
+    pub(crate) async fn finish(
+        &self,
+        id: &str,
+        token: u64,
+        how: Finish<'_>,
+    ) -> Result<bool, QueueError> {
+        let now = now_ms();
+        let k = &self.keys;
+        let (mode, score, reason) = match how {
+            Finish::Retry { due_ms } => ("retry", due_ms, ""),
+            Finish::Dead { reason } => ("dead", now, reason),
+        };
+        let applied: i64 = self
+            .scripts
+            .finish
+            .key(&k.lease)
+            .key(&k.dlv)
+            .key(&k.due)
+            .key(&k.dead)
+            .key(&k.why)
+            .arg(id)
+            .arg(token)
+            .arg(mode)
+            .arg(score)
+            .arg(reason)
+            .arg(&k.wake)
+            .arg(now)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(applied == 1)
+    }
+
+    /// Hand leases back to due now; `undo` uncounts the delivery (task never started).
+    pub(crate) async fn release(&self, items: &[(String, u64)], undo: bool) -> Result<u64, QueueError> {
+        let mut n = 0;
+        for chunk in items.chunks(MAX_BATCH) {
+            let mut inv = self.scripts.release.key(&self.keys.lease);
+            inv.key(&self.keys.dlv).key(&self.keys.due);
+            inv.arg(now_ms()).arg(if undo { "1" } else { "0" }).arg(&self.keys.wake);
+            for (id, token) in chunk {
+                inv.arg(id).arg(*token);
+            }
+            let got: u64 = inv.invoke_async(&mut self.conn()).await?;
+            n += got;
+        }
+        Ok(n)
+    }
+
+    /// Extend the leases still held; returns the ids whose lease was lost.
+    pub(crate) async fn renew(&self, items: &[(String, u64)]) -> Result<Vec<String>, QueueError> {
+        let mut lost = Vec::new();
+        for chunk in items.chunks(MAX_BATCH) {
+            let mut inv = self.scripts.renew.key(&self.keys.lease);
+            inv.key(&self.keys.dlv);
+            inv.arg(now_ms().saturating_add(ms(self.config.lease)));
+            for (id, token) in chunk {
+                inv.arg(id).arg(*token);
+            }
+            let got: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
+            lost.extend(got);
+        }
+        Ok(lost)
+    }
+
+    /// Sizes of due-now, scheduled-later, leased and dead, in one round trip.
+    pub(crate) async fn depth(&self) -> Result<[u64; 4], QueueError> {
+        let now = now_ms();
+        let k = &self.keys;
+        let (due, later, leased, dead): (u64, u64, u64, u64) = redis::pipe()
+            .zcount(&k.due, "-inf", now)
+            .zcount(&k.due, format!("({now}"), "+inf")
+            .zcard(&k.lease)
+            .zcard(&k.dead)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok([due, later, leased, dead])
+    }
+
+    pub(crate) async fn dead_page(&self, offset: usize, limit: usize) -> Result<Vec<RawDead>, QueueError> {
+        let k = &self.keys;
+        let reply: Vec<Vec<u8>> = self
+            .scripts
+            .dead_page
+            .key(&k.dead)
+            .key(&k.why)
+            .key(&k.data)
+            .arg(offset)
+            .arg(limit.clamp(1, MAX_BATCH))
+            .invoke_async(&mut self.conn())
+            .await?;
+        let mut out = Vec::new();
+        let mut it = reply.into_iter();
+        while let (Some(id), Some(at), Some(why), Some(payload)) =
+            (it.next(), it.next(), it.next(), it.next())
+        {
+            out.push(RawDead {
+                id: String::from_utf8_lossy(&id).into_owned(),
+                died_ms: parse_u64(&at).unwrap_or_default(),
+                reason: String::from_utf8_lossy(&why).into_owned(),
+                payload,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Move one dead task (`Some(id)`) or up to `limit` of the oldest back to due.
+    pub(crate) async fn dead_retry(&self, id: Option<&str>, limit: usize) -> Result<u64, QueueError> {
+        let k = &self.keys;
+        let mut inv = self.scripts.dead_retry.key(&k.dead);
+        inv.key(&k.why).key(&k.dlv).key(&k.due);
+        inv.arg(now_ms()).arg(&k.wake).arg(limit.clamp(1, MAX_BATCH));
+        if let Some(id) = id {
+            inv.arg(id);
+        }
+        Ok(inv.invoke_async(&mut self.conn()).await?)
+    }
+
+    pub(crate) async fn dead_purge(&self, limit: usize) -> Result<u64, QueueError> {
+        let k = &self.keys;
+        Ok(self
+            .scripts
+            .dead_purge
+            .key(&k.dead)
+            .key(&k.why)
+            .key(&k.data)
+            .arg(limit.clamp(1, MAX_BATCH))
+            .invoke_async(&mut self.conn())
+            .await?)
+    }
+}
+
+fn parse_u64(bytes: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(bytes).ok()?;
+    s.parse::<u64>()
+        .ok()
+        .or_else(|| s.parse::<f64>().ok().map(|f| f.max(0.0) as u64))
+}
+
+fn protocol(what: &str) -> QueueError {
+    QueueError::Protocol(what.to_owned())
+}

@@ -1,0 +1,77 @@
+//! Helpers shared by the queue's tests: each test gets its own prefix and queue name.
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use vidq_queue::{QueueConfig, RedisQueue};
+
+pub fn redis_url() -> String {
+    std::env::var("VIDQ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A prefix no other test uses.
+pub fn unique_prefix(test: &str) -> String {
+    format!("vqtest-{test}-{:016x}", rand::random::<u64>())
+}
+
+pub async fn queue<T>(
+    url: &str,
+    test: &str,
+    adjust: impl FnOnce(QueueConfig) -> QueueConfig,
+) -> RedisQueue<T> {
+    let config = adjust(QueueConfig::new(test).with_prefix(unique_prefix(test)));
+    RedisQueue::connect(url, config).await.expect("connect to redis")
+}
+
+/// Poll `check` until it holds, or panic after `limit`.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every key under `prefix` (SCAN over our own prefix only).
+pub async fn keys_under(url: &str, prefix: &str) -> Vec<String> {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("connect");
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .expect("scan");
+        keys.extend(batch);
+        if next == 0 {
+            return keys;
+        }
+        cursor = next;
+    }
+}
+
+/// A stop signal for `Worker::run_until`.
+pub fn stop_signal() -> (
+    tokio::sync::oneshot::Sender<()>,
+    impl Future<Output = Result<(), std::io::Error>> + Send + 'static,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    (tx, async move {
+        let _ = rx.await;
+        Ok(())
+    })
+}

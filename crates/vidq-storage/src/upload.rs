@@ -1,0 +1,353 @@
+//! Streaming upload: one PutObject for small bodies, a bounded multipart upload otherwise.
+
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
+use bytes::Bytes;
+use futures::stream::FuturesUnordered;
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::buffer::{Part, PartBuf};
+use crate::error::{BoxError, Error, Result};
+use crate::source::Reader;
+use crate::storage::{SHA256_META, Storage};
+
+/// S3 allows at most this many parts per upload.
+const MAX_PARTS: i32 = 10_000;
+
+/// A stored object, as recorded in the job's output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Uploaded {
+    /// Bucket holding the object.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+    /// Object length.
+    pub bytes: u64,
+    /// Hex sha256 of the whole body (also stored as `x-amz-meta-sha256`).
+    pub sha256: String,
+    /// ETag returned by the store, when it sent one.
+    pub etag: Option<String>,
+    /// Parts sent: 1 for a single PutObject.
+    pub parts: u32,
+}
+
+impl Storage {
+    /// Streams `stream` into `key` with memory bounded by about
+    /// `(parts_in_flight + 1) * part_size`, whatever the body's size.
+    ///
+    /// Bodies shorter than one part go up in a single PutObject; longer ones in a multipart
+    /// upload with at most `parts_in_flight` parts on the wire at once. The sha256 of the
+    /// body is computed on the way and stored as `x-amz-meta-sha256`. When `expected_len` is
+    /// given, a body of any other length is rejected. On any failure the multipart upload is
+    /// aborted, so no partial object becomes visible. (If the returned future is dropped
+    /// mid-upload, the pending upload is left to the bucket's `AbortIncompleteMultipartUpload`
+    /// lifecycle rule.)
+    pub async fn upload_stream<S, E>(
+        &self,
+        key: &str,
+        content_type: &str,
+        stream: S,
+        expected_len: Option<u64>,
+    ) -> Result<Uploaded>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>>,
+        E: Into<BoxError>,
+    {
+        let stream = std::pin::pin!(stream);
+        let mut reader = Reader::new(stream, expected_len);
+        let mut first = PartBuf::new(&self.gauge, self.part_size);
+        reader.fill(&mut first).await?;
+        if reader.at_end().await? {
+            let (bytes, sha256) = reader.finish()?;
+            return self
+                .put_whole(key, content_type, first.freeze(), bytes, sha256)
+                .await;
+        }
+
+        let upload_id = self.create_multipart(key, content_type).await?;
+        let outcome = async {
+            let parts = self
+                .send_parts(key, &upload_id, first.freeze(), &mut reader)
+                .await?;
+            let (bytes, sha256) = reader.finish()?;
+            let count = parts.len();
+            self.complete(key, &upload_id, parts).await?;
+            Ok((bytes, sha256, count))
+        }
+        .await;
+        let (bytes, sha256, count) = match outcome {
+            Ok(done) => done,
+            Err(err) => {
+                self.abort(key, &upload_id).await;
+                return Err(err);
+            }
+        };
+        let etag = self
+            .set_checksum_metadata(key, content_type, &sha256)
+            .await?;
+        tracing::debug!(key, bytes, parts = count, "multipart upload complete");
+        Ok(Uploaded {
+            bucket: self.bucket.to_string(),
+            key: key.to_owned(),
+            bytes,
+            sha256,
+            etag,
+            parts: u32::try_from(count).unwrap_or(u32::MAX),
+        })
+    }
+
+    async fn put_whole(
+        &self,
+        key: &str,
+        content_type: &str,
+        part: Part,
+        bytes: u64,
+        sha256: String,
+    ) -> Result<Uploaded> {
+        let out = self
+            .client
+            .put_object()
+            .bucket(&*self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .content_length(part.bytes.len() as i64)
+            .metadata(SHA256_META, &sha256)
+            .body(ByteStream::from(part.bytes.clone()))
+            .send()
+            .await
+            .map_err(|err| Error::from_sdk("PutObject", &self.bucket, err))?;
+        drop(part);
+        tracing::debug!(key, bytes, "single-part upload complete");
+        Ok(Uploaded {
+            bucket: self.bucket.to_string(),
+            key: key.to_owned(),
+            bytes,
+            sha256,
+            etag: out.e_tag,
+            parts: 1,
+        })
+    }
+
+    async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&*self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|err| Error::from_sdk("CreateMultipartUpload", &self.bucket, err))?;
+        out.upload_id.ok_or_else(|| Error::S3 {
+            op: "CreateMultipartUpload",
+            status: None,
+            code: None,
+            message: "response carried no upload id".to_owned(),
+        })
+    }
+
+    /// Uploads `first` and the rest of the source, reading the next part while earlier
+    /// ones are on the wire. At most `parts_in_flight` uploads plus one part being filled
+    /// exist at any time.
+    async fn send_parts<S, E>(
+        &self,
+        key: &str,
+        upload_id: &str,
+        first: Part,
+        reader: &mut Reader<S>,
+    ) -> Result<Vec<CompletedPart>>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: Into<BoxError>,
+    {
+        let mut in_flight = FuturesUnordered::new();
+        let mut done = Vec::new();
+        let mut number = 1;
+        in_flight.push(self.upload_part(key, upload_id, number, first));
+        loop {
+            let mut next = PartBuf::new(&self.gauge, self.part_size);
+            {
+                let fill = reader.fill(&mut next);
+                let mut fill = std::pin::pin!(fill);
+                loop {
+                    tokio::select! {
+                        filled = &mut fill => { filled?; break; }
+                        Some(uploaded) = in_flight.next(), if !in_flight.is_empty() => {
+                            done.push(uploaded?);
+                        }
+                    }
+                }
+            }
+            if next.len() == 0 {
+                break;
+            }
+            let is_last = next.room() > 0;
+            while in_flight.len() >= self.parts_in_flight {
+                if let Some(uploaded) = in_flight.next().await {
+                    done.push(uploaded?);
+                }
+            }
+            number += 1;
+            if number > MAX_PARTS {
+                return Err(Error::TooManyParts {
+                    part_size: self.part_size as u64,
+                });
+            }
+            in_flight.push(self.upload_part(key, upload_id, number, next.freeze()));
+            if is_last {
+                break;
+            }
+        }
+        while let Some(uploaded) = in_flight.next().await {
+            done.push(uploaded?);
+        }
+        done.sort_by_key(|p| p.part_number);
+        Ok(done)
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        part: Part,
+    ) -> Result<CompletedPart> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&*self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .content_length(part.bytes.len() as i64)
+            .body(ByteStream::from(part.bytes.clone()))
+            .send()
+            .await
+            .map_err(|err| Error::from_sdk("UploadPart", &self.bucket, err))?;
+        tracing::trace!(key, part = number, bytes = part.bytes.len(), "part uploaded");
+        drop(part);
+        Ok(CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(out.e_tag)
+            .build())
+    }
+
+    async fn complete(&self, key: &str, upload_id: &str, parts: Vec<CompletedPart>) -> Result<()> {
+        self.client
+            .complete_multipart_upload()
+            .bucket(&*self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|err| Error::from_sdk("CompleteMultipartUpload", &self.bucket, err))?;
+        Ok(())
+    }
+
+    /// Best effort: the upload already failed, and a lifecycle rule catches what this misses.
+    async fn abort(&self, key: &str, upload_id: &str) {
+        let aborted = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&*self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await;
+        if let Err(err) = aborted {
+            tracing::warn!(
+                key,
+                error = %DisplayErrorContext(&err),
+                "could not abort multipart upload; the bucket's AbortIncompleteMultipartUpload rule must clean it up"
+            );
+        }
+    }
+
+    /// The sha256 is known only once the last byte passed, after CreateMultipartUpload fixed
+    /// the metadata: copy the object onto itself with the checksum added. Returns the new ETag.
+    /// On failure the object is deleted, so a failed upload leaves nothing behind.
+    async fn set_checksum_metadata(
+        &self,
+        key: &str,
+        content_type: &str,
+        sha256: &str,
+    ) -> Result<Option<String>> {
+        let copied = self
+            .client
+            .copy_object()
+            .bucket(&*self.bucket)
+            .key(key)
+            .copy_source(copy_source(&self.bucket, key))
+            .metadata_directive(MetadataDirective::Replace)
+            .content_type(content_type)
+            .metadata(SHA256_META, sha256)
+            .send()
+            .await;
+        match copied {
+            Ok(out) => Ok(out.copy_object_result.and_then(|r| r.e_tag)),
+            Err(err) => {
+                let err = Error::from_sdk("CopyObject", &self.bucket, err);
+                let deleted = self
+                    .client
+                    .delete_object()
+                    .bucket(&*self.bucket)
+                    .key(key)
+                    .send()
+                    .await;
+                if let Err(delete_err) = deleted {
+                    tracing::warn!(
+                        key,
+                        error = %DisplayErrorContext(&delete_err),
+                        "could not delete object after failing to record its checksum"
+                    );
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
+/// `bucket/key` with the key percent-encoded (slashes kept), as CopyObject expects.
+fn copy_source(bucket: &str, key: &str) -> String {
+    let mut out = String::with_capacity(bucket.len() + key.len() + 1);
+    out.push_str(bucket);
+    out.push('/');
+    for byte in key.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~/".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_source_encodes_the_key() {
+        assert_eq!(copy_source("b", "videos/a-1.mp4"), "b/videos/a-1.mp4");
+        assert_eq!(copy_source("b", "a b+é"), "b/a%20b%2B%C3%A9");
+    }
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[tokio::test]
+    async fn upload_future_is_send() {
+        let mut settings = crate::StorageSettings::new("b");
+        settings.endpoint = Some("http://127.0.0.1:1".into());
+        let storage = Storage::new(&settings).await.unwrap();
+        let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"x"))]);
+        let fut = storage.upload_stream("k", "video/mp4", body, None);
+        assert_send(&fut);
+    }
+}

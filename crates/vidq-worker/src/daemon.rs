@@ -1,0 +1,207 @@
+//! [`run`]: builds everything from the settings, runs one apalis worker per task kind, the
+//! reconciler and the probes until the shutdown signal, then drains within the grace period
+//! and hands back what is left.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio_util::sync::CancellationToken;
+use vidq_core::{JobStore, JobTask, TaskKind};
+use vidq_queue::{QueueConfig, RedisQueue, RetryPolicy};
+use vidq_storage::Storage;
+
+use crate::http::{self, Probes};
+use crate::pipeline::{MaxAttempts, Pipeline, PipelineParts, Queues};
+use crate::reconciler::{self, ReconcilerConfig};
+use crate::settings::{QueueSettings, WorkerSettings};
+use crate::tasks;
+
+/// Runs the worker until `shutdown` resolves, then stops taking tasks, lets running ones
+/// finish within `shutdown.grace`, and hands back the leases of what is left so other replicas
+/// take them at once.
+pub async fn run(
+    settings: WorkerSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let redis_client =
+        redis::Client::open(settings.redis.url.as_str()).context("invalid setting redis.url")?;
+    let manager = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(Duration::from_secs(10)))
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_max_delay(Duration::from_secs(2));
+    let conn = ConnectionManager::new_with_config(redis_client.clone(), manager)
+        .await
+        .context("connecting to Redis (redis.url)")?;
+    warn_unless_noeviction(&conn).await;
+
+    let store = JobStore::new(conn.clone())
+        .with_prefix(settings.redis.prefix.clone())?
+        .with_finished_ttl(settings.jobs.finished_ttl);
+    let upstream = settings.goenhance.client()?;
+    let storage = Storage::new(&settings.storage)
+        .await
+        .context("setting up storage")?;
+    let download = reqwest::Client::builder()
+        .connect_timeout(settings.goenhance.connect_timeout)
+        .read_timeout(Duration::from_secs(60))
+        .build()
+        .context("building the download client")?;
+
+    let queue = |kind: TaskKind, q: &QueueSettings| {
+        let config = QueueConfig::new(kind.queue_name())
+            .with_prefix(settings.redis.prefix.clone())
+            .with_lease(settings.queues.lease)
+            .with_retry(RetryPolicy {
+                max_attempts: q.max_attempts,
+                base: q.backoff,
+                max: q.backoff_max,
+                jitter: 0.2,
+            });
+        RedisQueue::<JobTask>::from_parts(redis_client.clone(), conn.clone(), config)
+    };
+    let queues = Queues {
+        submit: queue(TaskKind::Submit, &settings.queues.submit)?,
+        poll: queue(TaskKind::Poll, &settings.queues.poll)?,
+        transfer: queue(TaskKind::Transfer, &settings.queues.transfer)?,
+    };
+    let pipeline = Pipeline::new(PipelineParts {
+        store,
+        upstream,
+        storage,
+        download,
+        queues: queues.clone(),
+        poll_interval: settings.jobs.poll_interval,
+        max_attempts: MaxAttempts {
+            submit: settings.queues.submit.max_attempts,
+            poll: settings.queues.poll.max_attempts,
+            transfer: settings.queues.transfer.max_attempts,
+        },
+    });
+
+    let stop = CancellationToken::new();
+    let mut background = tokio::task::JoinSet::new();
+    let listener = http::bind(settings.http.listen)
+        .await
+        .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "probes and metrics listening");
+    let probes = Probes {
+        redis: conn.clone(),
+        metrics,
+        queues: vec![
+            (TaskKind::Submit, queues.submit.clone()),
+            (TaskKind::Poll, queues.poll.clone()),
+            (TaskKind::Transfer, queues.transfer.clone()),
+        ],
+    };
+    background.spawn(log_exit("probes", http::serve(listener, probes, stop.clone())));
+    let reconciler_config = ReconcilerConfig {
+        interval: settings.reconciler.interval,
+        stale_after: settings.reconciler.stale_after,
+        batch: settings.reconciler.batch,
+        lock_key: format!("{}:reconciler:lock", settings.redis.prefix),
+    };
+    background.spawn(reconciler::run(
+        pipeline.clone(),
+        conn.clone(),
+        reconciler_config,
+        stop.clone(),
+    ));
+
+    let submit_q = queues.submit.clone();
+    let poll_q = queues.poll.clone();
+    let transfer_q = queues.transfer.clone();
+    let (p1, p2, p3) = (pipeline.clone(), pipeline.clone(), pipeline.clone());
+    let concurrency = (
+        settings.queues.submit.concurrency,
+        settings.queues.poll.concurrency,
+        settings.queues.transfer.concurrency,
+    );
+    tracing::info!(
+        submit = concurrency.0,
+        poll = concurrency.1,
+        transfer = concurrency.2,
+        "worker started"
+    );
+    let monitor = Monitor::new()
+        .register(move |_| {
+            WorkerBuilder::new("vidq-submit")
+                .backend(submit_q.clone())
+                .concurrency(concurrency.0)
+                .data(p1.clone())
+                .build(tasks::submit::submit)
+        })
+        .register(move |_| {
+            WorkerBuilder::new("vidq-poll")
+                .backend(poll_q.clone())
+                .concurrency(concurrency.1)
+                .data(p2.clone())
+                .build(tasks::poll::poll)
+        })
+        .register(move |_| {
+            WorkerBuilder::new("vidq-transfer")
+                .backend(transfer_q.clone())
+                .concurrency(concurrency.2)
+                .data(p3.clone())
+                .build(tasks::transfer::transfer)
+        })
+        .shutdown_timeout(settings.shutdown.grace);
+    let result = monitor
+        .run_with_signal(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new tasks; draining running ones");
+            Ok(())
+        })
+        .await;
+
+    // Whatever did not finish within the grace period goes back to the queues now.
+    for (kind, q) in [
+        (TaskKind::Submit, &queues.submit),
+        (TaskKind::Poll, &queues.poll),
+        (TaskKind::Transfer, &queues.transfer),
+    ] {
+        match q.leases().hand_back().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(queue = kind.queue_name(), tasks = n, "handed back unfinished tasks"),
+            Err(err) => tracing::warn!(queue = kind.queue_name(), error = %err, "could not hand back tasks; their leases will expire"),
+        }
+    }
+    stop.cancel();
+    while background.join_next().await.is_some() {}
+    result.context("running the workers")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn log_exit(name: &'static str, task: impl Future<Output = std::io::Result<()>>) {
+    if let Err(err) = task.await {
+        tracing::error!(task = name, error = %err, "background task ended with an error");
+    }
+}
+
+/// DESIGN §5: Redis must not evict vidq's keys.
+async fn warn_unless_noeviction(conn: &ConnectionManager) {
+    let mut conn = conn.clone();
+    let reply: Result<Vec<String>, _> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query_async(&mut conn)
+        .await;
+    match reply {
+        Ok(pair) => match pair.get(1).map(String::as_str) {
+            Some("noeviction") => {}
+            Some(policy) => tracing::warn!(
+                redis.maxmemory_policy = policy,
+                "Redis may evict keys under memory pressure and lose jobs: set maxmemory-policy noeviction"
+            ),
+            None => {}
+        },
+        Err(err) => tracing::debug!(error = %err, "could not read maxmemory-policy"),
+    }
+}

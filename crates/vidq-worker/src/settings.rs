@@ -1,0 +1,216 @@
+//! The worker's settings: defaults compiled in, then an optional file, then `VIDQ__...`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use vidq_core::{LogSettings, SettingsError, load_settings};
+use vidq_goenhance::ClientSettings;
+use vidq_storage::StorageSettings;
+
+/// Built-in defaults. Every setting can be overridden by a file or `VIDQ__SECTION__KEY`.
+pub const DEFAULTS: &str = include_str!("../defaults.toml");
+
+/// Everything the worker daemon is configured by.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Logging.
+    pub log: LogSettings,
+    /// Where the queues and job records live.
+    pub redis: RedisSettings,
+    /// The upstream API (its key comes from `VIDQ__GOENHANCE__API_KEY`).
+    pub goenhance: ClientSettings,
+    /// Where finished videos are stored.
+    pub storage: StorageSettings,
+    /// Timing of a job's life.
+    pub jobs: JobSettings,
+    /// Per-kind worker settings.
+    pub queues: QueuesSettings,
+    /// The safety net that re-enqueues stuck jobs.
+    pub reconciler: ReconcilerSettings,
+    /// Health probes and metrics.
+    pub http: HttpSettings,
+    /// Graceful stop.
+    pub shutdown: ShutdownSettings,
+}
+
+/// `[redis]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://` or `rediss://` URL.
+    pub url: String,
+    /// Prefix of every key vidq writes.
+    pub prefix: String,
+}
+
+/// `[jobs]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// Time between two status requests for one job (the provider asks for 5 s).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How long finished job records are kept.
+    #[serde(with = "humantime_serde")]
+    pub finished_ttl: Duration,
+}
+
+/// `[queues]`: one section per task kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueuesSettings {
+    /// Upstream submissions.
+    pub submit: QueueSettings,
+    /// Status requests.
+    pub poll: QueueSettings,
+    /// Downloads and uploads of finished videos.
+    pub transfer: QueueSettings,
+    /// Lease of a claimed task; renewed while it runs.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+}
+
+/// One task kind's worker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Tasks of this kind one process runs at once.
+    pub concurrency: usize,
+    /// Attempts before a failing task gives up (its job then fails with the last error).
+    pub max_attempts: u64,
+    /// Delay after the first failed attempt; doubles after each, up to `backoff_max`.
+    #[serde(with = "humantime_serde")]
+    pub backoff: Duration,
+    /// Longest delay between two attempts.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+}
+
+/// `[reconciler]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcilerSettings {
+    /// How often each replica looks for stuck jobs.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A job whose next task is this late is re-enqueued.
+    #[serde(with = "humantime_serde")]
+    pub stale_after: Duration,
+    /// Most jobs repaired per round.
+    pub batch: usize,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    pub listen: SocketAddr,
+}
+
+/// `[shutdown]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownSettings {
+    /// How long running tasks may take to finish after SIGTERM; what is left is handed back.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+}
+
+impl WorkerSettings {
+    /// Loads the settings from the defaults, `file` and the process environment, and checks
+    /// them. The error names the setting that is missing or wrong.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Like [`WorkerSettings::load`] with the environment given.
+    pub fn load_from(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let settings: Self = load_settings(DEFAULTS, file, vars)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |name: &str, why: &str| Err(SettingsError::Invalid(format!("{name}: {why}")));
+        if self.jobs.poll_interval < Duration::from_millis(100) {
+            return invalid("jobs.poll_interval", "must be at least 100ms");
+        }
+        for (name, q) in [
+            ("queues.submit", &self.queues.submit),
+            ("queues.poll", &self.queues.poll),
+            ("queues.transfer", &self.queues.transfer),
+        ] {
+            if q.concurrency == 0 {
+                return invalid(&format!("{name}.concurrency"), "must be at least 1");
+            }
+            if q.max_attempts == 0 {
+                return invalid(&format!("{name}.max_attempts"), "must be at least 1");
+            }
+        }
+        if self.queues.lease < Duration::from_secs(1) {
+            return invalid("queues.lease", "must be at least 1s");
+        }
+        if self.reconciler.batch == 0 {
+            return invalid("reconciler.batch", "must be at least 1");
+        }
+        if self.redis.prefix.is_empty() || self.redis.prefix.contains(['{', '}']) {
+            return invalid("redis.prefix", "must be non-empty and hold no braces");
+        }
+        self.storage
+            .validate()
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    const REQUIRED: [(&str, &str); 2] = [
+        ("VIDQ__GOENHANCE__API_KEY", "k-123"),
+        ("VIDQ__STORAGE__BUCKET", "videos"),
+    ];
+
+    #[test]
+    fn defaults_load_with_the_required_settings() {
+        let s = WorkerSettings::load_from(None, vars(&REQUIRED)).unwrap();
+        assert_eq!(s.jobs.poll_interval, Duration::from_secs(5));
+        assert_eq!(s.storage.bucket, "videos");
+        assert!(!format!("{s:?}").contains("k-123"));
+    }
+
+    #[test]
+    fn a_missing_api_key_is_named() {
+        let err =
+            WorkerSettings::load_from(None, vars(&[("VIDQ__STORAGE__BUCKET", "v")])).unwrap_err();
+        assert!(err.to_string().contains("api_key"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_is_named() {
+        let mut env = vars(&REQUIRED);
+        env.push(("VIDQ__QUEUES__POLL__CONCURRENCY".into(), "0".into()));
+        let err = WorkerSettings::load_from(None, env).unwrap_err();
+        assert!(err.to_string().contains("queues.poll.concurrency"), "{err}");
+
+        let mut env = vars(&REQUIRED);
+        env.push(("VIDQ__JOBS__POLL_INTERVAL".into(), "soon".into()));
+        let err = WorkerSettings::load_from(None, env).unwrap_err();
+        assert!(err.to_string().contains("poll_interval"), "{err}");
+    }
+}

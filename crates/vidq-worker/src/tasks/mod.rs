@@ -1,0 +1,30 @@
+//! The task kinds, one per file. Each task carries only the job id, reads the job record, and
+//! moves the job on by compare-and-set: a duplicate or stale delivery finds the job elsewhere
+//! and does nothing.
+
+pub(crate) mod poll;
+pub(crate) mod submit;
+pub(crate) mod transfer;
+
+use std::time::Duration;
+
+use apalis_core::error::BoxDynError;
+use vidq_queue::TaskError;
+
+/// What a task handler returns. An `Err` is retried by the queue with the kind's backoff
+/// unless it is a [`TaskError`] asking otherwise.
+pub(crate) type TaskResult = Result<(), BoxDynError>;
+
+/// Try again after `after` when upstream said when, else after the queue's backoff.
+pub(crate) fn retry(after: Option<Duration>, reason: String) -> BoxDynError {
+    match after {
+        Some(after) => Box::new(TaskError::retry_after(after).because(reason)),
+        None => reason.into(),
+    }
+}
+
+/// Any other failure (Redis, a queue push): retried with the queue's backoff.
+pub(crate) fn transient(err: impl Into<anyhow::Error>) -> BoxDynError {
+    let err: anyhow::Error = err.into();
+    format!("{err:#}").into()
+}

@@ -1,0 +1,102 @@
+//! `poll`: one status request. Still running → the next `poll` is scheduled one interval later
+//! and the task returns: nothing waits in memory. Done → `transfer`, or `failed`.
+
+use apalis::prelude::{Attempt, Data};
+use tracing::instrument;
+use vidq_core::{JobId, JobState, JobTask, Patch, SignedUrl, TaskKind, Transitioned, unix_ms_now};
+use vidq_goenhance::{JobDetail, JobStatus};
+
+use super::{TaskResult, retry, transient};
+use crate::pipeline::Pipeline;
+
+#[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current()))]
+pub(crate) async fn poll(task: JobTask, pipeline: Data<Pipeline>, attempt: Attempt) -> TaskResult {
+    let id = task.job;
+    let store = pipeline.store();
+    let Some(job) = store.get(&id).await.map_err(transient)? else {
+        tracing::warn!("job not found; it was deleted or expired");
+        return Ok(());
+    };
+    if job.state != JobState::Processing {
+        return Ok(()); // a stale or duplicate poll
+    }
+    if unix_ms_now() > job.deadline_at {
+        let moved = store
+            .transition(&id, &[JobState::Processing], JobState::Expired, Patch::new().error("deadline passed while upstream was processing"))
+            .await
+            .map_err(transient)?;
+        if let Transitioned::Applied { .. } = moved {
+            tracing::warn!("job expired before upstream finished");
+            metrics::counter!("vidq_jobs_finished_total", "state" => "expired").increment(1);
+        }
+        return Ok(());
+    }
+    let Some(img_uuid) = job.img_uuid.as_deref() else {
+        pipeline
+            .fail(&id, JobState::Processing, "job is processing but has no upstream id")
+            .await
+            .map_err(transient)?;
+        return Ok(());
+    };
+
+    let result = pipeline.upstream().detail(img_uuid).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(err) => err.kind(),
+    };
+    metrics::counter!("vidq_upstream_calls_total", "endpoint" => "detail", "outcome" => outcome)
+        .increment(1);
+    match result {
+        Ok(detail) => on_status(&pipeline, &id, detail).await,
+        Err(err) => {
+            let reason = format!("status request failed: {err}");
+            if !err.is_retryable() || pipeline.is_last_attempt(TaskKind::Poll, attempt.current()) {
+                pipeline.fail(&id, JobState::Processing, &reason).await.map_err(transient)?;
+                return Ok(());
+            }
+            tracing::info!(error = %err, "status request will be retried");
+            Err(retry(err.retry_after(), reason))
+        }
+    }
+}
+
+async fn on_status(pipeline: &Pipeline, id: &JobId, detail: JobDetail) -> TaskResult {
+    match detail.status {
+        JobStatus::Success => match detail.video_url {
+            Some(url) => {
+                let patch = Patch::new().result_url(SignedUrl::new(url)).note("upstream finished");
+                let moved = pipeline
+                    .store()
+                    .transition(id, &[JobState::Processing], JobState::Transferring, patch)
+                    .await
+                    .map_err(transient)?;
+                if let Transitioned::Applied { .. } = moved {
+                    tracing::info!("upstream finished; transferring the video");
+                    pipeline
+                        .schedule(TaskKind::Transfer, id, std::time::Duration::ZERO)
+                        .await
+                        .map_err(transient)?;
+                }
+                Ok(())
+            }
+            None => Err(retry(None, "upstream reported success without a video URL".to_owned())),
+        },
+        JobStatus::Failed => {
+            pipeline
+                .fail(id, JobState::Processing, "upstream reported the generation failed")
+                .await
+                .map_err(transient)?;
+            Ok(())
+        }
+        JobStatus::Pending | JobStatus::Processing | JobStatus::Unknown(_) => {
+            if let JobStatus::Unknown(raw) = &detail.status {
+                metrics::counter!("vidq_upstream_unknown_status_total").increment(1);
+                tracing::warn!(upstream.status = %raw, "unknown upstream status; still polling");
+            }
+            pipeline
+                .schedule(TaskKind::Poll, id, pipeline.poll_interval())
+                .await
+                .map_err(transient)
+        }
+    }
+}

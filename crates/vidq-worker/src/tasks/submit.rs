@@ -1,0 +1,146 @@
+//! `submit`: one upstream submission per job, then the first `poll` one interval later.
+
+use apalis::prelude::{Attempt, Data};
+use tracing::instrument;
+use vidq_core::{JobId, JobRecord, JobState, JobTask, Patch, TaskKind, Transitioned};
+use vidq_goenhance::{Error as UpstreamError, GenerateArgs, GenerateRequest, Submitted};
+
+use super::{TaskResult, retry, transient};
+use crate::pipeline::Pipeline;
+
+/// Submits the job upstream unless it already was. A re-delivered submit that finds `img_uuid`
+/// stored never calls generate again; one that finds the job `submitting` without it (a worker
+/// died between upstream accepting and the id being stored, or the reply was lost) submits
+/// again, and counts and logs that it may have made a duplicate upstream.
+#[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current()))]
+pub(crate) async fn submit(task: JobTask, pipeline: Data<Pipeline>, attempt: Attempt) -> TaskResult {
+    let id = task.job;
+    let store = pipeline.store();
+    let Some(job) = store.get(&id).await.map_err(transient)? else {
+        tracing::warn!("job not found; it was deleted or expired");
+        return Ok(());
+    };
+    match job.state {
+        JobState::Queued => {
+            let moved = store
+                .transition(&id, &[JobState::Queued], JobState::Submitting, Patch::new().bump_attempts())
+                .await
+                .map_err(transient)?;
+            if let Transitioned::Skipped { .. } = moved {
+                return Ok(());
+            }
+        }
+        JobState::Submitting => {
+            if let Some(img_uuid) = &job.img_uuid {
+                return accepted_before(&pipeline, &id, img_uuid).await;
+            }
+            metrics::counter!("vidq_uncertain_submissions_total").increment(1);
+            tracing::warn!(
+                "submitting again after an interrupted submission: upstream may hold a duplicate"
+            );
+            store
+                .patch(&id, JobState::Submitting, Patch::new().bump_attempts())
+                .await
+                .map_err(transient)?;
+        }
+        // Already submitted, or finished: a duplicate delivery.
+        _ => return Ok(()),
+    }
+
+    let request = generate_request(&job);
+    let result = pipeline.upstream().generate(&request).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(err) => err.kind(),
+    };
+    metrics::counter!("vidq_upstream_calls_total", "endpoint" => "generate", "outcome" => outcome)
+        .increment(1);
+    match result {
+        Ok(submitted) => accepted(&pipeline, &id, submitted).await,
+        Err(err) => {
+            let reason = format!("upstream refused the submission: {err}");
+            let last = pipeline.is_last_attempt(TaskKind::Submit, attempt.current());
+            // One decision: give up, or try again (and when).
+            let retryable = matches!(err, UpstreamError::Unauthorized) || err.is_retryable();
+            if !retryable || last {
+                pipeline.fail(&id, JobState::Submitting, &reason).await.map_err(transient)?;
+                return Ok(());
+            }
+            if definitely_not_accepted(&err) {
+                // Upstream refused before accepting: the next attempt is not uncertain.
+                store
+                    .transition(&id, &[JobState::Submitting], JobState::Queued, Patch::new().note("retry"))
+                    .await
+                    .map_err(transient)?;
+            }
+            tracing::info!(error = %err, "submission will be retried");
+            Err(retry(err.retry_after(), reason))
+        }
+    }
+}
+
+/// Whether upstream surely did not accept the job (so a retry cannot duplicate it).
+fn definitely_not_accepted(err: &UpstreamError) -> bool {
+    matches!(
+        err,
+        UpstreamError::RateLimited { .. }
+            | UpstreamError::Unauthorized
+            | UpstreamError::InvalidRequest { .. }
+            | UpstreamError::InsufficientCredits { .. }
+    )
+}
+
+async fn accepted(pipeline: &Pipeline, id: &JobId, submitted: Submitted) -> TaskResult {
+    let mut patch = Patch::new().img_uuid(&submitted.img_uuid).note("upstream accepted");
+    if let Some(cost) = submitted.cost {
+        patch = patch.upstream_cost(cost);
+        metrics::counter!("vidq_upstream_credits_spent_total").increment(cost.max(0.0) as u64);
+    }
+    if let Some(request_id) = submitted.request_id {
+        patch = patch.upstream_request_id(request_id);
+    }
+    metrics::counter!("vidq_submissions_total").increment(1);
+    let moved = pipeline
+        .store()
+        .transition(id, &[JobState::Submitting], JobState::Processing, patch)
+        .await
+        .map_err(transient)?;
+    if let Transitioned::Skipped { current } = moved {
+        // Canceled (or expired) while we were submitting: the upstream job runs out alone.
+        tracing::info!(job.state = %current, img_uuid = %submitted.img_uuid, "job moved on during submission");
+        return Ok(());
+    }
+    tracing::info!(img_uuid = %submitted.img_uuid, "submitted upstream");
+    pipeline
+        .schedule(TaskKind::Poll, id, pipeline.poll_interval())
+        .await
+        .map_err(transient)
+}
+
+/// The id was stored but the job did not move on (the worker died in between).
+async fn accepted_before(pipeline: &Pipeline, id: &JobId, img_uuid: &str) -> TaskResult {
+    let moved = pipeline
+        .store()
+        .transition(id, &[JobState::Submitting], JobState::Processing, Patch::new().note("resumed"))
+        .await
+        .map_err(transient)?;
+    if let Transitioned::Applied { .. } = moved {
+        tracing::info!(img_uuid, "resumed a stored submission without submitting again");
+        pipeline
+            .schedule(TaskKind::Poll, id, pipeline.poll_interval())
+            .await
+            .map_err(transient)?;
+    }
+    Ok(())
+}
+
+fn generate_request(job: &JobRecord) -> GenerateRequest {
+    let r = &job.request;
+    let mut args = GenerateArgs::new(r.reference_video_url().as_str(), i64::from(r.model()));
+    args.duration = Some(r.duration());
+    args.seed = Some(r.seed());
+    args.resolution = Some(r.resolution().as_str().to_owned());
+    args.prompt = r.prompt().map(str::to_owned);
+    args.extra = r.extra().clone();
+    GenerateRequest::new(args)
+}

@@ -1,0 +1,136 @@
+//! `transfer`: streams the finished video from upstream's signed URL into storage, with
+//! bounded memory, under a key fixed per job (a retry overwrites, never duplicates).
+
+use apalis::prelude::{Attempt, Data};
+use futures::TryStreamExt;
+use reqwest::StatusCode;
+use tracing::instrument;
+use vidq_core::{JobId, JobState, JobTask, Output, Patch, SignedUrl, TaskKind, Transitioned};
+use vidq_storage::Error as StorageError;
+
+use super::{TaskResult, retry, transient};
+use crate::pipeline::Pipeline;
+
+const CONTENT_TYPE: &str = "video/mp4";
+
+#[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current()))]
+pub(crate) async fn transfer(
+    task: JobTask,
+    pipeline: Data<Pipeline>,
+    attempt: Attempt,
+) -> TaskResult {
+    let id = task.job;
+    let Some(job) = pipeline.store().get(&id).await.map_err(transient)? else {
+        tracing::warn!("job not found; it was deleted or expired");
+        return Ok(());
+    };
+    if job.state != JobState::Transferring {
+        return Ok(()); // a stale or duplicate transfer
+    }
+    let last = pipeline.is_last_attempt(TaskKind::Transfer, attempt.current());
+    let response = match open(&pipeline, &id, job.result_url, job.img_uuid.as_deref()).await {
+        Ok(response) => response,
+        Err(reason) if last => {
+            pipeline.fail(&id, JobState::Transferring, &reason).await.map_err(transient)?;
+            return Ok(());
+        }
+        Err(reason) => return Err(retry(None, reason)),
+    };
+    let expected_len = response.content_length();
+    let body = response
+        .bytes_stream()
+        .inspect_ok(|chunk| {
+            metrics::counter!("vidq_bytes_transferred_total").increment(chunk.len() as u64);
+        });
+    let storage = pipeline.storage();
+    let key = storage.object_key(&id.to_string());
+    match storage.upload_stream(&key, CONTENT_TYPE, body, expected_len).await {
+        Ok(uploaded) => {
+            let output = Output {
+                bucket: uploaded.bucket,
+                key: uploaded.key,
+                bytes: uploaded.bytes,
+                sha256: uploaded.sha256,
+                content_type: CONTENT_TYPE.to_owned(),
+            };
+            let patch = Patch::new().output(output).clear_result_url().note("stored");
+            let moved = pipeline
+                .store()
+                .transition(&id, &[JobState::Transferring], JobState::Succeeded, patch)
+                .await
+                .map_err(transient)?;
+            if let Transitioned::Applied { .. } = moved {
+                metrics::counter!("vidq_jobs_finished_total", "state" => "succeeded").increment(1);
+                tracing::info!(bytes = uploaded.bytes, key = %key, "video stored; job succeeded");
+            }
+            Ok(())
+        }
+        Err(err) => {
+            let reason = format!("storing the video failed: {err}");
+            // A short or broken download surfaces as a length mismatch or a source error: both
+            // are worth another try. A missing bucket or refused credentials are not.
+            let retryable = err.is_retryable() || matches!(err, StorageError::LengthMismatch { .. });
+            if !retryable || last {
+                pipeline.fail(&id, JobState::Transferring, &reason).await.map_err(transient)?;
+                return Ok(());
+            }
+            tracing::info!(error = %err, "transfer will be retried");
+            Err(retry(None, reason))
+        }
+    }
+}
+
+/// Starts the download. A URL past its lifetime (403/410) is replaced by a freshly signed one
+/// from `jobs/detail` before giving up. The error is a reason fit for the job record: it never
+/// holds the signed URL.
+async fn open(
+    pipeline: &Pipeline,
+    id: &JobId,
+    stored: Option<SignedUrl>,
+    img_uuid: Option<&str>,
+) -> Result<reqwest::Response, String> {
+    let mut url = match stored {
+        Some(url) => url,
+        None => fresh_url(pipeline, id, img_uuid).await?,
+    };
+    for refreshed in [false, true] {
+        let response = pipeline
+            .download()
+            .get(url.expose())
+            .send()
+            .await
+            .map_err(|e| format!("downloading the result failed: {}", e.without_url()))?;
+        match response.status() {
+            StatusCode::OK => return Ok(response),
+            StatusCode::FORBIDDEN | StatusCode::GONE if !refreshed => {
+                tracing::info!("result URL expired; asking upstream for a fresh one");
+                url = fresh_url(pipeline, id, img_uuid).await?;
+            }
+            status => return Err(format!("downloading the result answered HTTP {status}")),
+        }
+    }
+    Err("the result URL was refused even after a fresh signature".to_owned())
+}
+
+async fn fresh_url(
+    pipeline: &Pipeline,
+    id: &JobId,
+    img_uuid: Option<&str>,
+) -> Result<SignedUrl, String> {
+    let img_uuid = img_uuid.ok_or("job has no upstream id to refresh its result URL")?;
+    let detail = pipeline
+        .upstream()
+        .detail(img_uuid)
+        .await
+        .map_err(|e| format!("refreshing the result URL failed: {e}"))?;
+    let url = detail
+        .video_url
+        .map(SignedUrl::new)
+        .ok_or("upstream gave no result URL")?;
+    pipeline
+        .store()
+        .patch(id, JobState::Transferring, Patch::new().result_url(url.clone()))
+        .await
+        .map_err(|e| format!("storing the fresh result URL failed: {e}"))?;
+    Ok(url)
+}
