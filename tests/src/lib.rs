@@ -1,1 +1,14 @@
-//! Shared helpers for the end-to-end tests live in `tests/tests/`.
+//! Helpers for vidq's end-to-end tests: they start the real binaries (`vidq-sim`,
+//! `vidq-worker`, `vidq`) against the real Redis and S3-compatible server that `scripts/test`
+//! provides (`VIDQ_TEST_REDIS_URL`, `VIDQ_TEST_S3_*`), each test under its own key prefix,
+//! bucket and ports.
+
+mod env;
+mod process;
+mod verify;
+mod wait;
+
+pub use env::{S3Endpoint, TestEnv, redis_url, unique};
+pub use process::{Sim, Worker, bin_path, rss_peak_kib};
+pub use verify::{leftover_keys, verify_outcomes};
+pub use wait::wait_until;

@@ -1,5 +1,7 @@
 //! Tracing set-up shared by every binary.
 
+use std::io::IsTerminal;
+
 use serde::Deserialize;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -60,7 +62,11 @@ pub fn init(settings: &LogSettings) -> Result<(), TelemetryError> {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match settings.format {
         LogFormat::Human => registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(

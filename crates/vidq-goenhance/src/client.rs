@@ -19,6 +19,8 @@ const GENERATE: &str = "api/v1/video2video/generate";
 const DETAIL: &str = "api/v1/jobs/detail";
 const TOKENS: &str = "api/v1/user/tokens";
 const MODEL_LIST: &str = "api/v1/video2video/modellist";
+/// The largest reply body read; API answers are a few kilobytes.
+const MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// A typed client of the GoEnhanceAI API. Cloning is cheap (one `Arc`).
 #[derive(Clone)]
@@ -91,7 +93,11 @@ impl Client {
 
     /// Submits a generation (`POST /api/v1/video2video/generate`) and returns its `img_uuid`.
     pub async fn generate(&self, request: &GenerateRequest) -> Result<Submitted> {
-        let http = self.inner.http.post(self.inner.endpoints.generate.clone()).json(request);
+        let http = self
+            .inner
+            .http
+            .post(self.inner.endpoints.generate.clone())
+            .json(request);
         let reply = self.call("generate", http).await?;
         let data: SubmittedData = envelope::decode(reply.data)?;
         Ok(Submitted {
@@ -155,7 +161,7 @@ impl Client {
                 goenhance.endpoint = endpoint,
                 goenhance.outcome = err.kind(),
                 latency_ms,
-                error = %err,
+                error = %chain(err),
                 "goenhance call"
             ),
         }
@@ -171,10 +177,9 @@ impl Client {
             .map_err(Error::from_transport)?;
         let status = response.status();
         let retry_after = response.headers().get(RETRY_AFTER).cloned();
-        let body = response.bytes().await.map_err(Error::from_transport)?;
+        let body = read_capped(response).await?;
         envelope::classify(status, retry_after.as_ref(), &body)
     }
-
 }
 
 impl fmt::Debug for Client {
@@ -187,6 +192,30 @@ impl fmt::Debug for Client {
     }
 }
 
+/// Reads a reply body; one larger than [`MAX_BODY`] is not an API answer.
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(Error::from_transport)? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BODY {
+            return Err(Error::malformed(&body));
+        }
+    }
+    Ok(body)
+}
+
+/// An error and its sources, `: `-separated, for one log field.
+fn chain(err: &Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Parses the base URL and makes its path end in `/`, so endpoints join below it.
 fn parse_base_url(raw: &str) -> Result<Url> {
     let invalid = |reason: String| Error::InvalidSettings {
@@ -195,7 +224,9 @@ fn parse_base_url(raw: &str) -> Result<Url> {
     };
     let mut url = Url::parse(raw.trim()).map_err(|err| invalid(format!("{err}: {raw:?}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(invalid(format!("must be an http(s) URL with a host: {raw:?}")));
+        return Err(invalid(format!(
+            "must be an http(s) URL with a host: {raw:?}"
+        )));
     }
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
         return Err(invalid(
@@ -229,7 +260,13 @@ mod tests {
 
     #[test]
     fn bad_base_urls_name_the_setting() {
-        for raw in ["", "not a url", "ftp://x", "http://u:p@host/", "https://h/?a=1"] {
+        for raw in [
+            "",
+            "not a url",
+            "ftp://x",
+            "http://u:p@host/",
+            "https://h/?a=1",
+        ] {
             let err = parse_base_url(raw).unwrap_err();
             assert!(
                 err.to_string().contains("goenhance.base_url"),

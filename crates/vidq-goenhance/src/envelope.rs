@@ -119,7 +119,10 @@ pub(crate) fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let at = httpdate::parse_http_date(text).ok()?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 #[cfg(test)]
@@ -133,7 +136,10 @@ mod tests {
 
     #[test]
     fn envelope_codes_map_to_variants() {
-        let ok = classify_json(200, r#"{"code":0,"msg":"OK","data":{"a":1},"request_id":"r"}"#);
+        let ok = classify_json(
+            200,
+            r#"{"code":0,"msg":"OK","data":{"a":1},"request_id":"r"}"#,
+        );
         let ok = ok.unwrap();
         assert_eq!(ok.data["a"], 1);
         assert_eq!(ok.request_id.as_deref(), Some("r"));

@@ -41,7 +41,7 @@ pub enum Error {
         status: u16,
     },
     /// The connection failed, was reset or dropped before a full response arrived.
-    #[error("network error talking to GoEnhanceAI: {0}")]
+    #[error("network error talking to GoEnhanceAI")]
     Network(#[source] reqwest::Error),
     /// The call did not finish within the configured timeout.
     #[error("GoEnhanceAI call timed out")]

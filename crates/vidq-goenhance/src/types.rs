@@ -47,7 +47,8 @@ pub struct GenerateArgs {
     /// Optional text prompt, ≤ 500 chars.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
-    /// Any other argument, sent as given.
+    /// Any other argument, sent as given. Do not repeat a field named above here: the body
+    /// would carry the key twice.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -158,7 +159,10 @@ impl fmt::Debug for JobDetail {
             .field("img_uuid", &self.img_uuid)
             .field("status", &self.status)
             .field("raw_status", &self.raw_status)
-            .field("video_url", &self.video_url.as_deref().map(url_without_query))
+            .field(
+                "video_url",
+                &self.video_url.as_deref().map(url_without_query),
+            )
             .field("start_time", &self.start_time)
             .field("end_time", &self.end_time)
             .field("model_id", &self.model_id)
@@ -253,15 +257,18 @@ pub struct Style {
     pub url: Option<String>,
 }
 
-/// `scheme://host/path` of a URL, without the query that carries a signature.
+/// `scheme://host[:port]/path` of a URL, without credentials and the query that carries a
+/// signature.
 pub(crate) fn url_without_query(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(parsed) => format!(
-            "{}://{}{}",
-            parsed.scheme(),
-            parsed.host_str().unwrap_or(""),
-            parsed.path()
-        ),
+        Ok(mut parsed) => {
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            // Fails only for URLs that cannot carry credentials anyway.
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.into()
+        }
         Err(_) => "<unparsable url>".to_owned(),
     }
 }

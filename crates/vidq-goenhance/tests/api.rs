@@ -27,10 +27,16 @@ async fn generate_then_poll_until_success_yields_a_video_url() {
     assert_eq!(detail.model_id.as_deref(), Some("2000"));
     assert!(detail.start_time.is_some() && detail.end_time.is_some());
     let url = detail.video_url.expect("a finished job has a video URL");
-    assert!(url.contains(&format!("/files/{}.mp4?", submitted.img_uuid)), "{url}");
+    assert!(
+        url.contains(&format!("/files/{}.mp4?", submitted.img_uuid)),
+        "{url}"
+    );
 
     let stats = server.stats();
-    assert_eq!(stats.submissions.get("https://cdn.example/in.mp4"), Some(&1));
+    assert_eq!(
+        stats.submissions.get("https://cdn.example/in.mp4"),
+        Some(&1)
+    );
     assert_eq!(stats.jobs[&submitted.img_uuid].model, 2000);
     server.shutdown().await;
 }
@@ -117,7 +123,10 @@ async fn unknown_args_reach_the_upstream_untouched() {
 
     // A future arg the client has never heard of is sent and accepted.
     let mut accepted = request();
-    accepted.args.extra.insert("future_knob".into(), json!({"a": [1, 2]}));
+    accepted
+        .args
+        .extra
+        .insert("future_knob".into(), json!({"a": [1, 2]}));
     client.generate(&accepted).await.unwrap();
     assert_eq!(server.stats().submissions.values().sum::<u64>(), 1);
 
@@ -255,7 +264,11 @@ async fn model_list_parses_groups_and_styles() {
     let anime = styles.iter().find(|s| s.value == 2000).expect("style 2000");
     assert!(!anime.label.is_empty());
     assert!(styles.iter().any(|s| s.is_vip));
-    assert!(groups.iter().all(|g| !g.label.is_empty() && g.value.is_some()));
+    assert!(
+        groups
+            .iter()
+            .all(|g| !g.label.is_empty() && g.value.is_some())
+    );
     assert_eq!(server.stats().modellist_requests, 1);
     server.shutdown().await;
 }

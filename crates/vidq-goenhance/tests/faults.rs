@@ -127,7 +127,11 @@ async fn latency_beyond_the_timeout_is_a_timeout() {
     let err = client.tokens().await.unwrap_err();
     assert!(matches!(err, Error::Timeout), "{err:?}");
     assert!(err.is_retryable());
-    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
     server.shutdown().await;
 }
 

@@ -60,16 +60,36 @@ async fn each_call_logs_endpoint_outcome_latency_and_no_secret() {
     server.shutdown().await;
 
     let log = captured.text();
-    let ours: Vec<&str> = log.lines().filter(|l| l.contains("vidq_goenhance")).collect();
-    let calls: Vec<&&str> = ours.iter().filter(|l| l.contains("goenhance call")).collect();
-    assert!(calls.iter().any(|l| l.contains("goenhance.endpoint=\"generate\"")
-        && l.contains("goenhance.outcome=\"ok\"")
-        && l.contains("latency_ms=")));
-    assert!(calls.iter().any(|l| l.contains("goenhance.endpoint=\"detail\"")
-        && l.contains(&format!("goenhance.outcome=\"{}\"", err.kind()))));
+    let ours: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("vidq_goenhance"))
+        .collect();
+    let calls: Vec<&&str> = ours
+        .iter()
+        .filter(|l| l.contains("goenhance call"))
+        .collect();
+    assert!(
+        calls
+            .iter()
+            .any(|l| l.contains("goenhance.endpoint=\"generate\"")
+                && l.contains("goenhance.outcome=\"ok\"")
+                && l.contains("latency_ms="))
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|l| l.contains("goenhance.endpoint=\"detail\"")
+                && l.contains(&format!("goenhance.outcome=\"{}\"", err.kind())))
+    );
     let path = signed.split('?').next().unwrap_or_default();
-    assert!(ours.iter().any(|l| l.contains(path)), "{path} not in:\n{log}");
+    assert!(
+        ours.iter().any(|l| l.contains(path)),
+        "{path} not in:\n{log}"
+    );
     let query = signed.split('?').nth(1).expect("signed URL has a query");
-    assert!(ours.iter().all(|l| !l.contains(query)), "signature leaked:\n{log}");
+    assert!(
+        ours.iter().all(|l| !l.contains(query)),
+        "signature leaked:\n{log}"
+    );
     assert!(!log.contains(KEY), "key leaked:\n{log}");
 }

@@ -91,7 +91,8 @@ return res
 ///
 /// KEYS: lease, dlv, due, dead, why.
 /// ARGV: id, token, mode ('retry' | 'dead'), score (due time or time of death), reason,
-/// wake channel, now. Returns 1 if applied, 0 if the token was stale.
+/// wake channel (idle workers re-read the next due time). Returns 1 if applied, 0 if the
+/// token was stale.
 const FINISH: &str = r"
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] or not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   return 0
@@ -103,7 +104,7 @@ if ARGV[3] == 'dead' then
   redis.call('HSET', KEYS[5], ARGV[1], ARGV[5])
 else
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-  if tonumber(ARGV[4]) <= tonumber(ARGV[7]) then redis.call('PUBLISH', ARGV[6], '1') end
+  redis.call('PUBLISH', ARGV[6], '1')
 end
 return 1
 ";

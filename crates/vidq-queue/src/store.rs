@@ -92,9 +92,9 @@ impl Store {
         self.conn.clone()
     }
 
-    /// Store a batch of encoded tasks atomically; wake idle workers if any is due now.
+    /// Store a batch of encoded tasks atomically, and wake idle workers so they re-read the
+    /// earliest due time (a task scheduled sooner than their sleep must not wait for it).
     pub(crate) async fn push(&self, items: &[(String, u64, Vec<u8>)]) -> Result<(), QueueError> {
-        let now = now_ms();
         for chunk in items.chunks(MAX_BATCH) {
             let mut pipe = redis::pipe();
             pipe.atomic();
@@ -102,16 +102,12 @@ impl Store {
             hset.arg(&self.keys.data);
             let mut zadd = redis::cmd("ZADD");
             zadd.arg(&self.keys.due);
-            let mut wake = false;
             for (id, due, payload) in chunk {
                 hset.arg(id).arg(payload.as_slice());
                 zadd.arg(*due).arg(id);
-                wake |= *due <= now;
             }
             pipe.add_command(hset).ignore().add_command(zadd).ignore();
-            if wake {
-                pipe.publish(&self.keys.wake, "1").ignore();
-            }
+            pipe.publish(&self.keys.wake, "1").ignore();
             let () = pipe.query_async(&mut self.conn()).await?;
         }
         Ok(())
@@ -195,7 +191,6 @@ impl Store {
             .arg(score)
             .arg(reason)
             .arg(&k.wake)
-            .arg(now)
             .invoke_async(&mut self.conn())
             .await?;
         Ok(applied == 1)

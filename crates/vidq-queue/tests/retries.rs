@@ -16,13 +16,17 @@ impl Log {
     fn len(&self) -> usize {
         self.0.lock().unwrap().len()
     }
+
+    fn push(&self, entry: (usize, u64, Instant)) {
+        self.0.lock().unwrap().push(entry);
+    }
 }
 
 /// Mode by payload: 0 fails twice then succeeds, 1 asks for a 700 ms retry-after once,
 /// 2 always fails, 3 fails permanently.
 async fn flaky(mode: u32, log: Data<Arc<Log>>, attempt: Attempt, d: Data<Delivery>) -> Result<(), BoxDynError> {
     let n = attempt.current();
-    log.0.lock().unwrap().push((n, d.number, Instant::now()));
+    log.push((n, d.number, Instant::now()));
     match mode {
         0 if n < 3 => Err("flaky upstream".into()),
         1 if n < 2 => Err(TaskError::retry_after(Duration::from_millis(700)).because("rate limited").into()),
@@ -117,18 +121,18 @@ async fn a_late_ack_with_a_stale_token_changes_nothing() {
     let stale = first[0].0.clone();
     assert_eq!(stale.number, 1);
     // Its lease expires; the next claim takes the task over.
-    let mut second = Vec::new();
+    let second = Arc::new(Mutex::new(Vec::new()));
     wait_until(Duration::from_secs(5), "lease to expire and be reclaimed", || {
-        let q = q.clone();
-        let got = async move { q.claim(10).await.unwrap() };
-        let second = &mut second;
+        let (q, second) = (q.clone(), second.clone());
         async move {
-            *second = got.await;
-            !second.is_empty()
+            let got = q.claim(10).await.unwrap();
+            let found = !got.is_empty();
+            second.lock().unwrap().extend(got);
+            found
         }
     })
     .await;
-    let fresh = second[0].0.clone();
+    let fresh = second.lock().unwrap()[0].0.clone();
     assert_eq!((fresh.id.as_str(), fresh.number), (stale.id.as_str(), 2));
     assert!(!q.ack(&stale).await.unwrap(), "stale ack must be refused");
     assert_eq!(q.depth().await.unwrap().leased, 1, "still leased to the new holder");
@@ -146,26 +150,25 @@ async fn a_task_never_finished_is_dead_after_max_deliveries() {
     })
     .await;
     q.enqueue(&9).await.unwrap();
-    let mut deliveries = Vec::new();
+    let deliveries = Arc::new(Mutex::new(Vec::new()));
     wait_until(Duration::from_secs(10), "task dead", || {
-        let q = q.clone();
-        let seen = &mut deliveries;
+        let (q, seen) = (q.clone(), deliveries.clone());
         async move {
             for (d, _) in q.claim(1).await.unwrap() {
-                seen.push(d.number); // never acked: as if the worker crashed
+                seen.lock().unwrap().push(d.number); // never acked: as if the worker crashed
             }
             q.depth().await.unwrap().dead == 1
         }
     })
     .await;
-    assert_eq!(deliveries, vec![1, 2, 3]);
+    assert_eq!(*deliveries.lock().unwrap(), vec![1, 2, 3]);
     let dead = q.dead_tasks(0, 1).await.unwrap();
     assert!(dead[0].reason.contains("max deliveries 3"), "{}", dead[0].reason);
     q.purge_dead().await.unwrap();
 }
 
 async fn count(_n: u32, seen: Data<Arc<Log>>) -> Result<(), BoxDynError> {
-    seen.0.lock().unwrap().push((0, 0, Instant::now()));
+    seen.push((0, 0, Instant::now()));
     Ok(())
 }
 

@@ -63,7 +63,11 @@ pub(crate) async fn generate(State(sim): State<Arc<Sim>>, body: Bytes) -> Respon
         if account.credits - cost < 0 {
             drop(account);
             bump(&sim.counters.insufficient_credits);
-            let msg = vary(&["insufficient credits", "Insufficient credits", "not enough tokens"]);
+            let msg = vary(&[
+                "insufficient credits",
+                "Insufficient credits",
+                "not enough tokens",
+            ]);
             return envelope::error(StatusCode::OK, code::NO_CREDITS, msg);
         }
         account.credits -= cost;
@@ -74,7 +78,12 @@ pub(crate) async fn generate(State(sim): State<Arc<Sim>>, body: Bytes) -> Respon
     if failed {
         bump(&sim.counters.jobs_failed);
     }
-    tracing::debug!(img_uuid, processing_ms = processing.as_millis() as u64, failed, "job accepted");
+    tracing::debug!(
+        img_uuid,
+        processing_ms = processing.as_millis() as u64,
+        failed,
+        "job accepted"
+    );
     sim.insert_job(
         img_uuid.clone(),
         Job {
@@ -128,7 +137,11 @@ pub(crate) async fn detail(
     headers: HeaderMap,
     query: Result<Query<DetailQuery>, QueryRejection>,
 ) -> Response {
-    let Some(img_uuid) = query.ok().and_then(|q| q.0.img_uuid).filter(|id| !id.is_empty()) else {
+    let Some(img_uuid) = query
+        .ok()
+        .and_then(|q| q.0.img_uuid)
+        .filter(|id| !id.is_empty())
+    else {
         bump(&sim.counters.invalid_args);
         return envelope::invalid("img_uuid is required".to_owned());
     };

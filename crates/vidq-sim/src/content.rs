@@ -137,8 +137,12 @@ mod tests {
         let content = Content::new("abc", 3 * BLOCK + 13);
         let all = whole(&content);
         assert_eq!(all.len() as u64, 3 * BLOCK + 13);
-        for (start, end) in [(0, 1), (5, 100), (BLOCK - 3, BLOCK + 2), (3 * BLOCK, 3 * BLOCK + 13)]
-        {
+        for (start, end) in [
+            (0, 1),
+            (5, 100),
+            (BLOCK - 3, BLOCK + 2),
+            (3 * BLOCK, 3 * BLOCK + 13),
+        ] {
             let mut got = Vec::new();
             let mut at = start;
             while at < end {
@@ -146,7 +150,11 @@ mod tests {
                 got.extend_from_slice(&content.chunk(at, stop));
                 at = stop;
             }
-            assert_eq!(got, all[start as usize..end as usize], "range {start}..{end}");
+            assert_eq!(
+                got,
+                all[start as usize..end as usize],
+                "range {start}..{end}"
+            );
         }
     }
 

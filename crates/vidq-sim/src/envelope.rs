@@ -33,15 +33,16 @@ pub(crate) fn vary(variants: &[&'static str]) -> &'static str {
     variants[VARIANT.fetch_add(1, Ordering::Relaxed) % variants.len()]
 }
 
-/// `text` with its first letter upper-cased every other time.
-pub(crate) fn vary_case(text: String) -> String {
-    if VARIANT.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
-        return text;
-    }
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => text,
+/// `text` as is, or behind a prefix whose case varies; field names stay verbatim.
+pub(crate) fn vary_prefix(text: String) -> String {
+    match vary(&[
+        "",
+        "Invalid parameter: ",
+        "invalid params: ",
+        "PARAM ERROR: ",
+    ]) {
+        "" => text,
+        prefix => format!("{prefix}{text}"),
     }
 }
 
@@ -101,7 +102,11 @@ pub(crate) fn unauthorized() -> Response {
 
 /// HTTP 429, code 429, with `Retry-After`.
 pub(crate) fn too_many_requests(retry_after_secs: u64) -> Response {
-    let msg = vary(&["too many requests", "Too Many Requests", "rate limit exceeded"]);
+    let msg = vary(&[
+        "too many requests",
+        "Too Many Requests",
+        "rate limit exceeded",
+    ]);
     let mut response = error(StatusCode::TOO_MANY_REQUESTS, code::LIMITED, msg);
     response
         .headers_mut()
@@ -111,7 +116,7 @@ pub(crate) fn too_many_requests(retry_after_secs: u64) -> Response {
 
 /// HTTP 200, code 400, `msg` naming the field.
 pub(crate) fn invalid(msg: String) -> Response {
-    error(StatusCode::OK, code::INVALID, &vary_case(msg))
+    error(StatusCode::OK, code::INVALID, &vary_prefix(msg))
 }
 
 /// An HTTP 5xx in one of the shapes a real front end produces: an envelope or an HTML page.
@@ -120,7 +125,11 @@ pub(crate) fn server_error(pick: usize) -> Response {
         0 => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             code::INTERNAL,
-            vary(&["internal server error", "Internal Server Error", "system busy"]),
+            vary(&[
+                "internal server error",
+                "Internal Server Error",
+                "system busy",
+            ]),
         ),
         1 => html(
             StatusCode::BAD_GATEWAY,

@@ -19,7 +19,12 @@ struct Cli {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// The API key accepted in `Authorization: Bearer <key>`.
-    #[arg(long, env = "VIDQ_SIM_API_KEY", default_value = "sim-key", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "VIDQ_SIM_API_KEY",
+        default_value = "sim-key",
+        hide_env_values = true
+    )]
     api_key: String,
     /// Shortest job processing time (processing times are uniform between min and max).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]

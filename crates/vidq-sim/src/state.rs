@@ -3,8 +3,8 @@
 //! Locks are `std` mutexes held for a few instructions and never across an `.await`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -238,7 +238,9 @@ impl Sim {
                     .entry(job.reference_video_url.clone())
                     .or_default() += 1;
                 if job.status_requests > 0 {
-                    stats.status_requests.insert(id.clone(), job.status_requests);
+                    stats
+                        .status_requests
+                        .insert(id.clone(), job.status_requests);
                 }
                 let phase = job.phase(now);
                 stats.jobs.insert(

@@ -108,8 +108,10 @@ mod tests {
 
     #[test]
     fn accepts_a_full_request_with_unknown_args() {
-        let ok = check(args(json!({"duration": 5, "resolution": "720p", "seed": -1,
-            "prompt": "anime", "future_knob": [1, 2]})))
+        let ok = check(args(
+            json!({"duration": 5, "resolution": "720p", "seed": -1,
+            "prompt": "anime", "future_knob": [1, 2]}),
+        ))
         .unwrap();
         assert_eq!(ok.reference_video_url, "https://cdn.example/a.mp4");
         assert_eq!(ok.model, 2000);
@@ -120,7 +122,10 @@ mod tests {
         let cases = [
             (json!({"type": "other", "args": {}}), "type"),
             (json!({"type": "mx-v2v"}), "args"),
-            (json!({"type": "mx-v2v", "args": {"model": 1}}), "reference_video_url"),
+            (
+                json!({"type": "mx-v2v", "args": {"model": 1}}),
+                "reference_video_url",
+            ),
             (
                 json!({"type": "mx-v2v", "args": {"model": 1, "reference_video_url": "ftp://x/a"}}),
                 "reference_video_url",

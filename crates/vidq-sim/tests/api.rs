@@ -20,7 +20,10 @@ async fn missing_or_wrong_key_is_401_on_every_endpoint() {
     for (method, path) in paths {
         for key in [None, Some("wrong-key"), Some("sim-key-but-longer")] {
             let mut request = match method {
-                "POST" => h.http.post(h.url(path)).json(&generate_body("https://x/a.mp4")),
+                "POST" => h
+                    .http
+                    .post(h.url(path))
+                    .json(&generate_body("https://x/a.mp4")),
                 _ => h.http.get(h.url(path)),
             };
             if let Some(key) = key {
@@ -43,14 +46,38 @@ async fn missing_or_wrong_key_is_401_on_every_endpoint() {
 async fn validation_refusals_name_the_field() {
     let h = start(quick_config()).await;
     let cases = [
-        (json!({"type": "other", "args": {"reference_video_url": "https://x/a.mp4", "model": 1}}), "type"),
-        (json!({"type": "mx-v2v", "args": {"model": 2000}}), "reference_video_url"),
-        (json!({"type": "mx-v2v", "args": {"reference_video_url": "not a url", "model": 2000}}), "reference_video_url"),
-        (json!({"type": "mx-v2v", "args": {"reference_video_url": "https://x/a.mp4"}}), "model"),
-        (json!({"type": "mx-v2v", "args": {"reference_video_url": "https://x/a.mp4", "model": 2000, "duration": 31}}), "duration"),
-        (json!({"type": "mx-v2v", "args": {"reference_video_url": "https://x/a.mp4", "model": 2000, "resolution": "4k"}}), "resolution"),
-        (json!({"type": "mx-v2v", "args": {"reference_video_url": "https://x/a.mp4", "model": 2000, "seed": "x"}}), "seed"),
-        (json!({"type": "mx-v2v", "args": {"reference_video_url": "https://x/a.mp4", "model": 2000, "prompt": "p".repeat(501)}}), "prompt"),
+        (
+            json!({"type": "other", "args": {"reference_video_url": "https://x/a.mp4", "model": 1}}),
+            "type",
+        ),
+        (
+            json!({"type": "mx-v2v", "args": {"model": 2000}}),
+            "reference_video_url",
+        ),
+        (
+            json!({"type": "mx-v2v", "args": {"reference_video_url": "not a url", "model": 2000}}),
+            "reference_video_url",
+        ),
+        (
+            json!({"type": "mx-v2v", "args": {"reference_video_url": "https://x/a.mp4"}}),
+            "model",
+        ),
+        (
+            json!({"type": "mx-v2v", "args": {"reference_video_url": "https://x/a.mp4", "model": 2000, "duration": 31}}),
+            "duration",
+        ),
+        (
+            json!({"type": "mx-v2v", "args": {"reference_video_url": "https://x/a.mp4", "model": 2000, "resolution": "4k"}}),
+            "resolution",
+        ),
+        (
+            json!({"type": "mx-v2v", "args": {"reference_video_url": "https://x/a.mp4", "model": 2000, "seed": "x"}}),
+            "seed",
+        ),
+        (
+            json!({"type": "mx-v2v", "args": {"reference_video_url": "https://x/a.mp4", "model": 2000, "prompt": "p".repeat(501)}}),
+            "prompt",
+        ),
     ];
     for (body, field) in cases {
         let (status, envelope) = h.generate(&body).await;
@@ -75,12 +102,14 @@ async fn validation_refusals_name_the_field() {
 #[tokio::test]
 async fn a_job_goes_pending_processing_then_success() {
     let h = start(SimConfig {
-        processing_min: Duration::from_millis(800),
-        processing_max: Duration::from_millis(800),
+        processing_min: Duration::from_secs(2),
+        processing_max: Duration::from_secs(2),
         ..quick_config()
     })
     .await;
-    let (status, envelope) = h.generate(&generate_body("https://cdn.example/in.mp4")).await;
+    let (status, envelope) = h
+        .generate(&generate_body("https://cdn.example/in.mp4"))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(envelope["code"], 0);
     assert_eq!(envelope["data"]["cost"], 10);
@@ -101,21 +130,23 @@ async fn a_job_goes_pending_processing_then_success() {
     assert_eq!(done["job_type"], "mx-v2v");
     assert_eq!(done["json"][0]["type"], "video");
     let url = done["json"][0]["value"].as_str().unwrap();
-    assert!(url.starts_with(&format!("{}/files/{img_uuid}.mp4?", h.base)), "{url}");
-    let (start, end) = (done["start_time"].as_u64().unwrap(), done["end_time"].as_u64().unwrap());
+    assert!(
+        url.starts_with(&format!("{}/files/{img_uuid}.mp4?", h.base)),
+        "{url}"
+    );
+    let (start, end) = (
+        done["start_time"].as_u64().unwrap(),
+        done["end_time"].as_u64().unwrap(),
+    );
     assert!(end >= start);
 
     let stats = h.sim.stats();
     let job = &stats.jobs[&img_uuid];
     assert_eq!(job.status, "success");
     assert!(job.finished);
-    assert_eq!(job.processing_ms, 800);
+    assert_eq!(job.processing_ms, 2000);
     assert_eq!(job.reference_video_url, "https://cdn.example/in.mp4");
-    assert_eq!(stats.status_requests[&img_uuid], seen_requests(&stats, &img_uuid));
-}
-
-fn seen_requests(stats: &Stats, img_uuid: &str) -> u64 {
-    *stats.status_requests.get(img_uuid).unwrap_or(&0)
+    assert!(stats.status_requests[&img_uuid] > seen.len() as u64);
 }
 
 #[tokio::test]
@@ -138,18 +169,18 @@ async fn credits_fall_per_job_and_run_out_with_402() {
         ..quick_config()
     })
     .await;
-    let tokens = |h: &common::Harness| {
-        let h = h;
-        async move { h.get("/api/v1/user/tokens").await.1["data"]["count"].as_i64().unwrap() }
-    };
-    assert_eq!(tokens(&h).await, 25);
+    assert_eq!(balance(&h).await, 25);
     h.submit("https://x/1.mp4").await;
-    assert_eq!(tokens(&h).await, 15);
+    assert_eq!(balance(&h).await, 15);
     h.submit("https://x/2.mp4").await;
-    assert_eq!(tokens(&h).await, 5);
+    assert_eq!(balance(&h).await, 5);
     let (status, envelope) = h.generate(&generate_body("https://x/3.mp4")).await;
-    assert_eq!((status, envelope["code"].as_i64()), (200, Some(402)), "{envelope}");
-    assert_eq!(tokens(&h).await, 5, "a refused job costs nothing");
+    assert_eq!(
+        (status, envelope["code"].as_i64()),
+        (200, Some(402)),
+        "{envelope}"
+    );
+    assert_eq!(balance(&h).await, 5, "a refused job costs nothing");
 
     let stats = h.sim.stats();
     assert_eq!(stats.rejected.insufficient_credits, 1);
@@ -157,6 +188,11 @@ async fn credits_fall_per_job_and_run_out_with_402() {
     assert_eq!(stats.submissions.len(), 2);
     assert!(!stats.submissions.contains_key("https://x/3.mp4"));
     assert_eq!(stats.credits, 5);
+}
+
+async fn balance(h: &common::Harness) -> i64 {
+    let (_, envelope) = h.get("/api/v1/user/tokens").await;
+    envelope["data"]["count"].as_i64().unwrap()
 }
 
 #[tokio::test]
@@ -173,11 +209,19 @@ async fn queue_limit_refuses_with_code_429_until_a_job_finishes() {
     let first = h.submit("https://x/1.mp4").await;
     h.submit("https://x/2.mp4").await;
     let (status, envelope) = h.generate(&generate_body("https://x/3.mp4")).await;
-    assert_eq!((status, envelope["code"].as_i64()), (200, Some(429)), "{envelope}");
+    assert_eq!(
+        (status, envelope["code"].as_i64()),
+        (200, Some(429)),
+        "{envelope}"
+    );
 
     h.wait_done(&first).await;
     let (status, envelope) = h.generate(&generate_body("https://x/3.mp4")).await;
-    assert_eq!((status, envelope["code"].as_i64()), (200, Some(0)), "{envelope}");
+    assert_eq!(
+        (status, envelope["code"].as_i64()),
+        (200, Some(0)),
+        "{envelope}"
+    );
 
     let stats = h.sim.stats();
     assert_eq!(stats.rejected.queue_limited, 1);
@@ -205,7 +249,10 @@ async fn rate_limit_answers_http_429_with_retry_after() {
         match response.status().as_u16() {
             200 => ok += 1,
             429 => {
-                let retry_after = response.headers()["retry-after"].to_str().unwrap().to_owned();
+                let retry_after = response.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
                 assert!(retry_after.parse::<u64>().unwrap() >= 1);
                 let envelope: serde_json::Value = response.json().await.unwrap();
                 assert_eq!(envelope["code"], 429);
@@ -246,7 +293,9 @@ async fn stats_count_accepted_submissions_and_status_requests() {
     let a = h.submit("https://x/same.mp4").await;
     let b = h.submit("https://x/same.mp4").await;
     h.submit("https://x/other.mp4").await;
-    let (_, refused) = h.generate(&json!({"type": "mx-v2v", "args": {"model": 1}})).await;
+    let (_, refused) = h
+        .generate(&json!({"type": "mx-v2v", "args": {"model": 1}}))
+        .await;
     assert_eq!(refused["code"], 400);
     for _ in 0..3 {
         h.detail(&a).await;
@@ -267,19 +316,27 @@ async fn stats_count_accepted_submissions_and_status_requests() {
 }
 
 #[tokio::test]
-async fn outcomes_follow_the_seed_and_img_uuid() {
-    // Same seed: the same img_uuid always gets the same processing time. Checked through two
-    // servers by asking each for a job's decided processing time from its stats.
+async fn processing_times_are_drawn_within_the_range() {
     let h = start(SimConfig {
         processing_min: Duration::from_millis(100),
         processing_max: Duration::from_secs(60),
         ..quick_config()
     })
     .await;
-    let id = h.submit("https://x/a.mp4").await;
-    let before = h.sim.stats().jobs[&id].processing_ms;
-    h.detail(&id).await;
-    let after = h.sim.stats().jobs[&id].processing_ms;
-    assert_eq!(before, after);
-    assert!((100..=60_000).contains(&before));
+    for i in 0..10 {
+        h.submit(&format!("https://x/{i}.mp4")).await;
+    }
+    let times: Vec<u64> = h
+        .sim
+        .stats()
+        .jobs
+        .values()
+        .map(|j| j.processing_ms)
+        .collect();
+    assert_eq!(times.len(), 10);
+    assert!(
+        times.iter().all(|t| (100..=60_000).contains(t)),
+        "{times:?}"
+    );
+    assert!(times.iter().any(|t| *t != times[0]), "{times:?}");
 }

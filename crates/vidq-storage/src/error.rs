@@ -33,7 +33,9 @@ pub enum Error {
         bucket: String,
     },
     /// The store refused the credentials or the operation.
-    #[error("object store denied {op} ({code}): check storage.access_key_id / storage.secret_access_key and the bucket policy")]
+    #[error(
+        "object store denied {op} ({code}): check storage.access_key_id / storage.secret_access_key and the bucket policy"
+    )]
     AccessDenied {
         /// S3 operation, e.g. `PutObject`.
         op: &'static str,
@@ -95,7 +97,11 @@ impl Error {
     }
 
     /// Maps an SDK error of operation `op` against `bucket`.
-    pub(crate) fn from_sdk<E>(op: &'static str, bucket: &str, err: SdkError<E, HttpResponse>) -> Self
+    pub(crate) fn from_sdk<E>(
+        op: &'static str,
+        bucket: &str,
+        err: SdkError<E, HttpResponse>,
+    ) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
@@ -162,12 +168,7 @@ mod tests {
         assert!(s3(Some(400), Some("RequestTimeout")).is_retryable());
         assert!(!s3(Some(400), Some("EntityTooSmall")).is_retryable());
         assert!(Error::Source("eof".into()).is_retryable());
-        assert!(
-            !Error::BucketMissing {
-                bucket: "b".into()
-            }
-            .is_retryable()
-        );
+        assert!(!Error::BucketMissing { bucket: "b".into() }.is_retryable());
         assert!(
             !Error::AccessDenied {
                 op: "PutObject",
@@ -182,6 +183,55 @@ mod tests {
             }
             .is_retryable()
         );
+    }
+
+    fn service_error(op: &'static str, status: u16, code: Option<&str>) -> Error {
+        use aws_sdk_s3::error::ErrorMetadata;
+        use aws_sdk_s3::operation::put_object::PutObjectError;
+        use aws_sdk_s3::primitives::SdkBody;
+
+        let mut meta = ErrorMetadata::builder().message("service said no");
+        if let Some(code) = code {
+            meta = meta.code(code);
+        }
+        let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+        let err = SdkError::service_error(PutObjectError::generic(meta.build()), raw);
+        Error::from_sdk(op, "bkt", err)
+    }
+
+    #[test]
+    fn service_errors_map_to_variants() {
+        assert!(matches!(
+            service_error("PutObject", 404, Some("NoSuchBucket")),
+            Error::BucketMissing { bucket } if bucket == "bkt"
+        ));
+        assert!(matches!(
+            service_error("HeadBucket", 404, None),
+            Error::BucketMissing { .. }
+        ));
+        assert!(matches!(
+            service_error("PutObject", 403, Some("SignatureDoesNotMatch")),
+            Error::AccessDenied { op: "PutObject", code } if code == "SignatureDoesNotMatch"
+        ));
+        assert!(matches!(
+            service_error("HeadBucket", 403, None),
+            Error::AccessDenied { .. }
+        ));
+        let slow = service_error("UploadPart", 503, Some("SlowDown"));
+        assert!(
+            matches!(
+                &slow,
+                Error::S3 {
+                    status: Some(503),
+                    ..
+                }
+            ),
+            "{slow:?}"
+        );
+        assert!(slow.is_retryable());
+        assert!(slow.to_string().contains("service said no"), "{slow}");
+        let small = service_error("CompleteMultipartUpload", 400, Some("EntityTooSmall"));
+        assert!(!small.is_retryable());
     }
 
     #[test]

@@ -66,10 +66,11 @@ impl Storage {
     /// [`Storage::check_bucket`] to probe the store.
     pub async fn new(settings: &StorageSettings) -> Result<Self> {
         settings.validate()?;
-        let part_size = usize::try_from(settings.part_size).map_err(|_| Error::InvalidSettings {
-            setting: "storage.part_size",
-            reason: "does not fit in memory on this platform".to_owned(),
-        })?;
+        let part_size =
+            usize::try_from(settings.part_size).map_err(|_| Error::InvalidSettings {
+                setting: "storage.part_size",
+                reason: "does not fit in memory on this platform".to_owned(),
+            })?;
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(settings.region.clone()))
             .timeout_config(
@@ -196,10 +197,7 @@ impl Storage {
                 .content_length()
                 .and_then(|n| u64::try_from(n).ok())
                 .unwrap_or(0),
-            sha256: out
-                .metadata()
-                .and_then(|m| m.get(SHA256_META))
-                .cloned(),
+            sha256: out.metadata().and_then(|m| m.get(SHA256_META)).cloned(),
             content_type: out.content_type().map(str::to_owned),
             etag: out.e_tag().map(str::to_owned),
         }))

@@ -226,7 +226,12 @@ impl Storage {
             .send()
             .await
             .map_err(|err| Error::from_sdk("UploadPart", &self.bucket, err))?;
-        tracing::trace!(key, part = number, bytes = part.bytes.len(), "part uploaded");
+        tracing::trace!(
+            key,
+            part = number,
+            bytes = part.bytes.len(),
+            "part uploaded"
+        );
         drop(part);
         Ok(CompletedPart::builder()
             .part_number(number)

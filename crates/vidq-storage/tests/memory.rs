@@ -64,13 +64,24 @@ async fn a_200_mib_upload_buffers_at_most_parts_in_flight_plus_one_parts() {
     assert_eq!(up.parts, 41);
     assert_eq!(up.bytes, total as u64);
     assert_eq!(up.sha256, expected);
-    assert!(storage.buffered_peak() <= bound, "peak {} > bound {bound}", storage.buffered_peak());
+    assert!(
+        storage.buffered_peak() <= bound,
+        "peak {} > bound {bound}",
+        storage.buffered_peak()
+    );
     assert!(
         storage.buffered_peak() > part_size as u64,
         "parts did overlap: peak {}",
         storage.buffered_peak()
     );
     assert_eq!(storage.buffered_bytes(), 0);
+    if let (Some(before), Some(after)) = (hwm_before, hwm_after) {
+        let grown_mib = after.saturating_sub(before) / 1024;
+        assert!(
+            grown_mib < 64,
+            "peak RSS grew {grown_mib} MiB for a 200 MiB body"
+        );
+    }
 
     // What the server holds is what was sent: stream it back and hash it.
     let out = s3

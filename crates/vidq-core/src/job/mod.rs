@@ -10,6 +10,7 @@ mod keys;
 mod patch;
 mod record;
 mod request;
+mod request_json;
 mod state;
 mod store;
 

@@ -79,6 +79,12 @@ impl Harness {
         (status, response.json().await.unwrap())
     }
 
+    /// GETs with the key; only the HTTP status.
+    pub async fn get_status(&self, path: &str) -> u16 {
+        let response = self.http.get(self.url(path)).bearer_auth(KEY).send().await;
+        response.unwrap().status().as_u16()
+    }
+
     pub async fn detail(&self, img_uuid: &str) -> Value {
         let (status, envelope) = self
             .get(&format!("/api/v1/jobs/detail?img_uuid={img_uuid}"))
@@ -101,7 +107,10 @@ impl Harness {
             if matches!(status.as_str(), "success" | "failed" | "completed") {
                 return (seen, data);
             }
-            assert!(Instant::now() < deadline, "job {img_uuid} never finished: {seen:?}");
+            assert!(
+                Instant::now() < deadline,
+                "job {img_uuid} never finished: {seen:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

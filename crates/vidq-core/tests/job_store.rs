@@ -1,0 +1,583 @@
+//! The job store against a real Redis (`VIDQ_TEST_REDIS_URL`). Each test uses its own random
+//! key prefix and deletes its keys at the end.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use redis::AsyncCommands;
+use vidq_core::{
+    IdempotencyOutcome, JobEvent, JobId, JobRecord, JobState, JobStore, ListCursor, Output, Patch,
+    SignedUrl, StoreError, TransformRequest, Transition, Transitioned,
+};
+
+use JobState::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Harness {
+    store: JobStore,
+    client: redis::Client,
+    prefix: String,
+}
+
+fn redis_url() -> String {
+    std::env::var("VIDQ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+async fn harness() -> Harness {
+    let prefix = format!("vidqtest-{}", uuid::Uuid::new_v4().simple());
+    let client = redis::Client::open(redis_url()).unwrap();
+    let conn = redis::aio::ConnectionManager::new(client.clone())
+        .await
+        .unwrap();
+    let store = JobStore::new(conn).with_prefix(&prefix).unwrap();
+    Harness {
+        store,
+        client,
+        prefix,
+    }
+}
+
+impl Harness {
+    async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        self.client
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// Deletes every key this test created (never FLUSHDB).
+    async fn cleanup(self) {
+        let mut conn = self.conn().await;
+        let keys: Vec<String> = {
+            let mut iter: redis::AsyncIter<String> =
+                conn.scan_match(format!("{}:*", self.prefix)).await.unwrap();
+            let mut keys = Vec::new();
+            while let Some(key) = iter.next_item().await {
+                keys.push(key.unwrap());
+            }
+            keys
+        };
+        if !keys.is_empty() {
+            let _: () = conn.del(keys).await.unwrap();
+        }
+    }
+}
+
+fn request() -> TransformRequest {
+    TransformRequest::new("https://videos.example/in.mp4", 2000).unwrap()
+}
+
+fn queued() -> JobRecord {
+    JobRecord::new(request(), Duration::from_secs(1800))
+}
+
+fn full_record() -> JobRecord {
+    let request: TransformRequest = serde_json::from_value(serde_json::json!({
+        "reference_video_url": "https://videos.example/in.mp4", "model": 2000, "duration": 12,
+        "seed": 99, "resolution": "540p", "prompt": "make it noir",
+        "extra": {"style_strength": 0.7}, "callback_url": "https://hooks.example/done",
+        "metadata": {"team": "video"}, "reuse": false
+    }))
+    .unwrap();
+    let mut record = JobRecord::new(request, Duration::from_secs(600));
+    record.state = Transferring;
+    record.img_uuid = Some("9f0c6f5e-5f5b-4a0e-9a55-0e5c1f3f1a11".into());
+    record.attempts = 2;
+    record.updated_at = record.created_at + 5;
+    record.error = Some("previous attempt: upstream 503".into());
+    record.result_url = Some(SignedUrl::new("https://cdn.example/out.mp4?sig=abc"));
+    record.output = Some(Output {
+        bucket: "videos".into(),
+        key: format!("jobs/{}.mp4", record.id),
+        bytes: 7_340_032,
+        sha256: "ab".repeat(32),
+        content_type: "video/mp4".into(),
+    });
+    record.upstream_cost = Some(12.5);
+    record.upstream_request_id = Some("req-123".into());
+    record.history = vec![
+        Transition {
+            from: Queued,
+            to: Submitting,
+            at_ms: record.created_at + 1,
+            note: None,
+        },
+        Transition {
+            from: Submitting,
+            to: Processing,
+            at_ms: record.created_at + 2,
+            note: Some("upstream accepted".into()),
+        },
+    ];
+    record
+}
+
+#[tokio::test]
+async fn create_then_get_round_trips_every_field() {
+    let h = harness().await;
+    let record = full_record();
+    h.store.create(&record).await.unwrap();
+    assert_eq!(h.store.get(&record.id).await.unwrap(), Some(record.clone()));
+
+    let minimal = queued();
+    h.store.create(&minimal).await.unwrap();
+    assert_eq!(h.store.get(&minimal.id).await.unwrap(), Some(minimal));
+
+    let again = h.store.create(&record).await.unwrap_err();
+    assert!(
+        matches!(again, StoreError::AlreadyExists(id) if id == record.id),
+        "{again}"
+    );
+    assert_eq!(h.store.get(&JobId::new()).await.unwrap(), None);
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn transition_is_a_compare_and_set_that_applies_its_patch() {
+    let h = harness().await;
+    let job = queued();
+    h.store.create(&job).await.unwrap();
+
+    let first = h
+        .store
+        .transition(
+            &job.id,
+            &[Queued],
+            Submitting,
+            Patch::new().bump_attempts().note("go"),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(first, Transitioned::Applied { from: Queued, .. }),
+        "{first:?}"
+    );
+    let after = h.store.get(&job.id).await.unwrap().unwrap();
+    assert_eq!((after.state, after.attempts), (Submitting, 1));
+    assert_eq!(after.history.len(), 1);
+    assert_eq!(
+        (after.history[0].from, after.history[0].to),
+        (Queued, Submitting)
+    );
+    assert_eq!(after.history[0].note.as_deref(), Some("go"));
+
+    // A duplicate task that still thinks the job is queued changes nothing.
+    let stale = h
+        .store
+        .transition(&job.id, &[Queued], Submitting, Patch::new().bump_attempts())
+        .await
+        .unwrap();
+    assert_eq!(
+        stale,
+        Transitioned::Skipped {
+            current: Submitting
+        }
+    );
+    assert_eq!(h.store.get(&job.id).await.unwrap().unwrap(), after);
+
+    let accepted = Patch::new()
+        .img_uuid("1e0b4c1e-2a2b-4c3d-8e4f-5a6b7c8d9e0f")
+        .upstream_cost(3.0)
+        .upstream_request_id("req-9");
+    h.store
+        .transition(&job.id, &[Submitting], Processing, accepted)
+        .await
+        .unwrap();
+    let url = SignedUrl::new("https://cdn.example/v.mp4?sig=1");
+    let patched = h
+        .store
+        .patch(
+            &job.id,
+            Processing,
+            Patch::new().result_url(url.clone()).error("slow"),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        patched,
+        Transitioned::Applied {
+            from: Processing,
+            ..
+        }
+    ));
+    let wrong = h
+        .store
+        .patch(&job.id, Queued, Patch::new().error("x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        wrong,
+        Transitioned::Skipped {
+            current: Processing
+        }
+    );
+
+    let now = h.store.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(now.state, Processing, "a patch does not move the state");
+    assert_eq!(
+        now.img_uuid.as_deref(),
+        Some("1e0b4c1e-2a2b-4c3d-8e4f-5a6b7c8d9e0f")
+    );
+    assert_eq!(now.upstream_cost, Some(3.0));
+    assert_eq!(now.upstream_request_id.as_deref(), Some("req-9"));
+    assert_eq!(now.result_url, Some(url));
+    assert_eq!(now.error.as_deref(), Some("slow"));
+    assert_eq!(now.history.len(), 2, "a patch adds no history");
+    assert!(now.updated_at >= after.updated_at);
+
+    let cleared = Patch::new().clear_result_url().clear_error();
+    h.store.patch(&job.id, Processing, cleared).await.unwrap();
+    let now = h.store.get(&job.id).await.unwrap().unwrap();
+    assert_eq!((now.result_url, now.error), (None, None));
+
+    let refused = h
+        .store
+        .transition(&job.id, &[Processing], Succeeded, Patch::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            StoreError::InvalidTransition {
+                from: Processing,
+                to: Succeeded
+            }
+        ),
+        "{refused}"
+    );
+    let missing = h
+        .store
+        .transition(&JobId::new(), &[Queued], Submitting, Patch::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, StoreError::NotFound(_)), "{missing}");
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn terminal_state_is_set_once_under_a_race() {
+    let h = harness().await;
+    let job = queued();
+    h.store.create(&job).await.unwrap();
+    h.store
+        .transition(&job.id, &[Queued], Submitting, Patch::new())
+        .await
+        .unwrap();
+    h.store
+        .transition(&job.id, &[Submitting], Processing, Patch::new())
+        .await
+        .unwrap();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let store = h.store.clone();
+        let to = [Failed, Canceled, Expired][i % 3];
+        tasks.spawn(async move {
+            let outcome = store
+                .transition(&job.id, &[Processing, Transferring], to, Patch::new())
+                .await
+                .unwrap();
+            (to, outcome)
+        });
+    }
+    let mut winners = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (to, outcome) = joined.unwrap();
+        match outcome {
+            Transitioned::Applied { .. } => winners.push(to),
+            Transitioned::Skipped { current } => assert!(current.is_terminal()),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one racer wins: {winners:?}");
+    let record = h.store.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(record.state, winners[0]);
+    let terminal_entries = record.history.iter().filter(|t| t.to.is_terminal()).count();
+    assert_eq!(terminal_entries, 1);
+
+    let leave = h
+        .store
+        .transition(&job.id, &[winners[0]], Queued, Patch::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(leave, StoreError::InvalidTransition { .. }),
+        "{leave}"
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn history_keeps_only_the_newest_entries() {
+    let h = harness().await;
+    let store = h.store.clone().with_history_cap(3);
+    let job = queued();
+    store.create(&job).await.unwrap();
+    let moves = [
+        (Queued, Submitting),
+        (Submitting, Queued),
+        (Queued, Submitting),
+        (Submitting, Queued),
+        (Queued, Submitting),
+        (Submitting, Processing),
+    ];
+    for (i, (from, to)) in moves.into_iter().enumerate() {
+        let note = Patch::new().note(format!("move {i}"));
+        store.transition(&job.id, &[from], to, note).await.unwrap();
+    }
+    let history = store.get(&job.id).await.unwrap().unwrap().history;
+    let notes: Vec<_> = history.iter().map(|t| t.note.clone().unwrap()).collect();
+    assert_eq!(notes, ["move 3", "move 4", "move 5"]);
+    assert_eq!(history[2].to, Processing);
+    assert!(history.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn finished_job_gets_a_ttl_and_leaves_the_active_index() {
+    let h = harness().await;
+    let store = h.store.clone().with_finished_ttl(Duration::from_secs(3600));
+    let job = queued();
+    store.create(&job).await.unwrap();
+    let mut conn = h.conn().await;
+    let before: i64 = conn.pttl(store.job_key(&job.id)).await.unwrap();
+    assert_eq!(before, -1, "a live job does not expire");
+    let active = store.stale_active(u64::MAX, 10).await.unwrap();
+    assert_eq!(active, vec![(job.id, job.created_at)]);
+
+    store
+        .transition(&job.id, &[Queued], Canceled, Patch::new().note("user"))
+        .await
+        .unwrap();
+    for key in [store.job_key(&job.id), store.history_key(&job.id)] {
+        let ttl: i64 = conn.pttl(&key).await.unwrap();
+        assert!(ttl > 3_500_000 && ttl <= 3_600_000, "{key}: {ttl}");
+    }
+    assert!(store.stale_active(u64::MAX, 10).await.unwrap().is_empty());
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn terminal_transition_publishes_an_event() {
+    let h = harness().await;
+    let job = queued();
+    h.store.create(&job).await.unwrap();
+    let mut pubsub = h.client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe(h.store.events_channel()).await.unwrap();
+    let mut messages = pubsub.into_on_message();
+
+    h.store
+        .transition(&job.id, &[Queued], Submitting, Patch::new())
+        .await
+        .unwrap();
+    let applied = h
+        .store
+        .transition(
+            &job.id,
+            &[Submitting],
+            Failed,
+            Patch::new().error("upstream refused"),
+        )
+        .await
+        .unwrap();
+    let Transitioned::Applied { at_ms, .. } = applied else {
+        panic!("{applied:?}")
+    };
+    let message = tokio::time::timeout(WAIT, messages.next())
+        .await
+        .expect("event within the deadline")
+        .unwrap();
+    let event: JobEvent = serde_json::from_slice(message.get_payload_bytes()).unwrap();
+    assert_eq!(
+        event,
+        JobEvent {
+            id: job.id,
+            state: Failed,
+            at_ms
+        },
+        "the first event is the terminal one: non-terminal moves publish nothing"
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn idempotency_key_returns_the_first_job() {
+    let h = harness().await;
+    let ttl = Duration::from_secs(60);
+    let (first, second) = (JobId::new(), JobId::new());
+    let put = |key: &'static str, hash: &'static str, id: JobId| {
+        let store = h.store.clone();
+        async move {
+            store
+                .put_idempotency_key(key, hash, &id, ttl)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(put("order-1", "h1", first).await, IdempotencyOutcome::New);
+    assert_eq!(
+        put("order-1", "h1", second).await,
+        IdempotencyOutcome::Existing {
+            id: first,
+            same_body: true
+        }
+    );
+    assert_eq!(
+        put("order-1", "h2", second).await,
+        IdempotencyOutcome::Existing {
+            id: first,
+            same_body: false
+        }
+    );
+    assert_eq!(put("order-2", "h1", second).await, IdempotencyOutcome::New);
+    let mut conn = h.conn().await;
+    let ttl_left: i64 = conn
+        .pttl(format!("{}:idem:{{order-1}}", h.prefix))
+        .await
+        .unwrap();
+    assert!(ttl_left > 0 && ttl_left <= 60_000, "{ttl_left}");
+    let empty = h.store.put_idempotency_key("", "h", &first, ttl).await;
+    assert!(matches!(empty, Err(StoreError::InvalidArgument { .. })));
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn list_paginates_newest_first_and_filters_by_state() {
+    let h = harness().await;
+    let mut ids = Vec::new();
+    let base = vidq_core::unix_ms_now();
+    for i in 0..7u64 {
+        let mut job = queued();
+        // Two pairs share a creation millisecond: the cursor must not skip or repeat them.
+        job.created_at = base + i / 2;
+        h.store.create(&job).await.unwrap();
+        ids.push(job.id);
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<ListCursor> = None;
+    let mut pages = 0;
+    loop {
+        let page = h.store.list(None, cursor.as_ref(), 3).await.unwrap();
+        pages += 1;
+        assert!(page.jobs.len() <= 3);
+        seen.extend(page.jobs.iter().map(|j| (j.created_at, j.id)));
+        // The cursor survives a trip through an API as text.
+        cursor = page.next_cursor.map(|c| c.to_string().parse().unwrap());
+        if cursor.is_none() {
+            break;
+        }
+        assert!(pages < 10, "listing does not end");
+    }
+    let unique: HashSet<_> = seen.iter().map(|(_, id)| *id).collect();
+    assert_eq!(unique, ids.iter().copied().collect(), "every job once");
+    assert_eq!(seen.len(), 7);
+    assert!(
+        seen.windows(2).all(|w| w[0].0 >= w[1].0),
+        "newest first: {seen:?}"
+    );
+
+    for id in &ids[1..3] {
+        h.store
+            .transition(id, &[Queued], Submitting, Patch::new())
+            .await
+            .unwrap();
+    }
+    let page = h.store.list(Some(Submitting), None, 10).await.unwrap();
+    let found: HashSet<_> = page.jobs.iter().map(|j| j.id).collect();
+    assert_eq!(found, ids[1..3].iter().copied().collect());
+    assert!(page.jobs.iter().all(|j| j.state == Submitting));
+    assert!(page.next_cursor.is_none());
+    assert_eq!(
+        h.store
+            .list(Some(Queued), None, 10)
+            .await
+            .unwrap()
+            .jobs
+            .len(),
+        5
+    );
+
+    assert!(matches!(
+        "garbage".parse::<ListCursor>(),
+        Err(StoreError::InvalidArgument { .. })
+    ));
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn index_entries_of_expired_jobs_are_dropped_lazily() {
+    let h = harness().await;
+    let live = queued();
+    h.store.create(&live).await.unwrap();
+    let gone = JobId::new();
+    let all = format!("{}:jobs:all", h.prefix);
+    let mut conn = h.conn().await;
+    let _: () = conn.zadd(&all, gone.to_string(), 1_000u64).await.unwrap();
+
+    let page = h.store.list(None, None, 10).await.unwrap();
+    assert_eq!(
+        page.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![live.id]
+    );
+    let score: Option<f64> = conn.zscore(&all, gone.to_string()).await.unwrap();
+    assert_eq!(score, None, "listing dropped the expired job's entry");
+
+    let _: () = conn.zadd(&all, gone.to_string(), 1_000u64).await.unwrap();
+    assert_eq!(h.store.prune_index(100).await.unwrap(), 1);
+    let members: Vec<String> = conn.zrange(&all, 0, -1).await.unwrap();
+    assert_eq!(members, vec![live.id.to_string()]);
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn stale_active_finds_overdue_jobs() {
+    let h = harness().await;
+    let (late, on_time) = (queued(), queued());
+    h.store.create(&late).await.unwrap();
+    h.store.create(&on_time).await.unwrap();
+    let now = vidq_core::unix_ms_now();
+    h.store.touch_active(&late.id, now - 60_000).await.unwrap();
+    h.store
+        .touch_active(&on_time.id, now + 60_000)
+        .await
+        .unwrap();
+
+    let stale = h.store.stale_active(now, 10).await.unwrap();
+    assert_eq!(stale, vec![(late.id, now - 60_000)]);
+    assert_eq!(
+        h.store.stale_active(now + 120_000, 1).await.unwrap().len(),
+        1,
+        "limit holds"
+    );
+    h.store.remove_active(&late.id).await.unwrap();
+    assert!(h.store.stale_active(now, 10).await.unwrap().is_empty());
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn corrupt_stored_field_is_an_error_not_a_panic() {
+    let h = harness().await;
+    let job = queued();
+    h.store.create(&job).await.unwrap();
+    let mut conn = h.conn().await;
+    let _: () = conn
+        .hset(h.store.job_key(&job.id), "attempts", "many")
+        .await
+        .unwrap();
+    let error = h.store.get(&job.id).await.unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Corrupt { field, .. } if field == "attempts"),
+        "{error}"
+    );
+    let _: () = conn
+        .hset(h.store.job_key(&job.id), "state", "limbo")
+        .await
+        .unwrap();
+    let error = h.store.get(&job.id).await.unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Corrupt { field, .. } if field == "state"),
+        "{error}"
+    );
+    h.cleanup().await;
+}

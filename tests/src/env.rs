@@ -1,0 +1,193 @@
+//! One test's isolated environment: a key prefix, a bucket, a producer, and the services.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use vidq_producer::{Producer, ProducerSettings};
+use vidq_storage::{Storage, StorageSettings};
+
+/// A name no other test uses: `<base>-<8 random hex>`.
+#[must_use]
+pub fn unique(base: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{base}-{}", &id[..8])
+}
+
+/// The Redis the tests use.
+#[must_use]
+pub fn redis_url() -> String {
+    std::env::var("VIDQ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// The S3-compatible server the tests use (from `VIDQ_TEST_S3_*`, set by `scripts/test`).
+#[derive(Debug, Clone)]
+pub struct S3Endpoint {
+    /// `http://127.0.0.1:port`.
+    pub endpoint: String,
+    /// Access key.
+    pub access_key: String,
+    /// Secret key.
+    pub secret_key: String,
+    /// Region.
+    pub region: String,
+}
+
+impl S3Endpoint {
+    /// Reads `VIDQ_TEST_S3_*`; the error says to run the tests through `scripts/test`.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let var = |name: &str| {
+            std::env::var(name).with_context(|| {
+                format!("{name} is not set: run the tests with scripts/test, which starts s3s-fs")
+            })
+        };
+        Ok(Self {
+            endpoint: var("VIDQ_TEST_S3_ENDPOINT")?,
+            access_key: var("VIDQ_TEST_S3_ACCESS_KEY")?,
+            secret_key: var("VIDQ_TEST_S3_SECRET_KEY")?,
+            region: std::env::var("VIDQ_TEST_S3_REGION").unwrap_or_else(|_| "us-east-1".into()),
+        })
+    }
+
+    /// A raw S3 client, for assertions on what the bucket holds.
+    #[must_use]
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new(self.region.clone()))
+            .credentials_provider(Credentials::new(
+                &self.access_key,
+                &self.secret_key,
+                None,
+                None,
+                "vidq-tests",
+            ))
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+}
+
+/// One test's world: its own Redis key prefix and bucket on the shared services.
+pub struct TestEnv {
+    /// Key prefix of everything this test writes to Redis.
+    pub prefix: String,
+    /// The test's bucket (created).
+    pub bucket: String,
+    /// Redis URL.
+    pub redis_url: String,
+    /// The S3 server.
+    pub s3: S3Endpoint,
+    /// A producer on the test's prefix.
+    pub producer: Producer,
+    /// Storage on the test's bucket.
+    pub storage: Storage,
+}
+
+impl TestEnv {
+    /// A fresh environment named after `name`, with its bucket created.
+    pub async fn new(name: &str) -> anyhow::Result<Self> {
+        let prefix = unique(&format!("t-{name}"));
+        let bucket = unique(&format!("b-{}", name.replace('_', "-")));
+        let redis_url = redis_url();
+        let s3 = S3Endpoint::from_env()?;
+        let mut settings = ProducerSettings::default();
+        settings.redis.url = redis_url.clone();
+        settings.redis.prefix = prefix.clone();
+        let producer = Producer::connect(&settings).await?;
+        let storage = Storage::new(&self_storage_settings(&s3, &bucket)).await?;
+        storage.ensure_bucket().await?;
+        Ok(Self {
+            prefix,
+            bucket,
+            redis_url,
+            s3,
+            producer,
+            storage,
+        })
+    }
+
+    /// The `VIDQ__...` environment a worker of this test runs with (against `sim`), with fast
+    /// polling and short retries; `overrides` win.
+    #[must_use]
+    pub fn worker_env(&self, sim_url: &str, overrides: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut env: BTreeMap<String, String> = [
+            ("VIDQ__REDIS__URL", self.redis_url.as_str()),
+            ("VIDQ__REDIS__PREFIX", self.prefix.as_str()),
+            ("VIDQ__GOENHANCE__BASE_URL", sim_url),
+            ("VIDQ__GOENHANCE__API_KEY", "sim-key"),
+            ("VIDQ__GOENHANCE__TIMEOUT", "5s"),
+            ("VIDQ__STORAGE__ENDPOINT", self.s3.endpoint.as_str()),
+            ("VIDQ__STORAGE__REGION", self.s3.region.as_str()),
+            ("VIDQ__STORAGE__BUCKET", self.bucket.as_str()),
+            ("VIDQ__STORAGE__ACCESS_KEY_ID", self.s3.access_key.as_str()),
+            ("VIDQ__STORAGE__SECRET_ACCESS_KEY", self.s3.secret_key.as_str()),
+            ("VIDQ__HTTP__LISTEN", "127.0.0.1:0"),
+            ("VIDQ__JOBS__POLL_INTERVAL", "500ms"),
+            ("VIDQ__QUEUES__LEASE", "5s"),
+            ("VIDQ__QUEUES__SUBMIT__BACKOFF", "200ms"),
+            ("VIDQ__QUEUES__SUBMIT__BACKOFF_MAX", "2s"),
+            ("VIDQ__QUEUES__POLL__BACKOFF", "200ms"),
+            ("VIDQ__QUEUES__POLL__BACKOFF_MAX", "2s"),
+            ("VIDQ__QUEUES__TRANSFER__BACKOFF", "200ms"),
+            ("VIDQ__QUEUES__TRANSFER__BACKOFF_MAX", "2s"),
+            ("VIDQ__LOG__FILTER", "info"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (k, v) in overrides {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+        env
+    }
+
+    /// Every Redis key under this test's prefix (SCAN, fine for tests).
+    pub async fn redis_keys(&self) -> anyhow::Result<Vec<String>> {
+        let client = redis::Client::open(self.redis_url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut keys = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}:*", self.prefix))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Deletes this test's keys (never anything else).
+    pub async fn cleanup(&self) -> anyhow::Result<()> {
+        let keys = self.redis_keys().await?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let client = redis::Client::open(self.redis_url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        for chunk in keys.chunks(500) {
+            redis::cmd("DEL").arg(chunk).query_async::<()>(&mut conn).await?;
+        }
+        Ok(())
+    }
+}
+
+fn self_storage_settings(s3: &S3Endpoint, bucket: &str) -> StorageSettings {
+    let mut settings = StorageSettings::new(bucket);
+    settings.endpoint = Some(s3.endpoint.clone());
+    settings.region = s3.region.clone();
+    settings.access_key_id = Some(s3.access_key.clone());
+    settings.secret_access_key = Some(s3.secret_key.clone().into());
+    settings
+}
