@@ -168,8 +168,13 @@ impl TestEnv {
         Ok(keys)
     }
 
-    /// Deletes this test's keys (never anything else).
+    /// Deletes this test's keys (never anything else), and its bucket with what it holds.
     pub async fn cleanup(&self) -> anyhow::Result<()> {
+        let s3 = self.s3.client();
+        for key in crate::verify::list_keys(self).await? {
+            s3.delete_object().bucket(&self.bucket).key(key).send().await?;
+        }
+        s3.delete_bucket().bucket(&self.bucket).send().await?;
         let keys = self.redis_keys().await?;
         if keys.is_empty() {
             return Ok(());

@@ -99,6 +99,8 @@ impl Worker {
             .parent()
             .context("no target dir")?
             .join(format!("{name}.log"));
+        // A fresh log per test run; restarts append to it.
+        std::fs::write(&log, "").with_context(|| format!("creating {}", log.display()))?;
         let child = spawn_worker(&env, &log)?;
         Ok(Self { child, env, log })
     }

@@ -61,8 +61,12 @@ pub async fn verify_outcomes(
                     .send()
                     .await
                     .with_context(|| format!("job {id}: object {} missing", output.key))?;
-                let body = object.body.collect().await?.into_bytes();
-                let actual = hex::encode(Sha256::digest(&body));
+                let mut body = object.body;
+                let mut hasher = Sha256::new();
+                while let Some(chunk) = body.try_next().await? {
+                    hasher.update(&chunk);
+                }
+                let actual = hex::encode(hasher.finalize());
                 anyhow::ensure!(actual == expected_sha, "job {id}: stored bytes hash differently from what upstream served");
             }
             "failed" => anyhow::ensure!(
@@ -89,7 +93,7 @@ pub async fn verify_outcomes(
     Ok(records)
 }
 
-async fn list_keys(env: &TestEnv) -> anyhow::Result<BTreeSet<String>> {
+pub(crate) async fn list_keys(env: &TestEnv) -> anyhow::Result<BTreeSet<String>> {
     let s3 = env.s3.client();
     let mut keys = BTreeSet::new();
     let mut token = None;

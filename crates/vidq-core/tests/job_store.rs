@@ -1,77 +1,20 @@
-//! The job store against a real Redis (`VIDQ_TEST_REDIS_URL`). Each test uses its own random
-//! key prefix and deletes its keys at the end.
+//! The job store against a real Redis (`VIDQ_TEST_REDIS_URL`): records, compare-and-set
+//! transitions, history, TTL and events. Each test uses its own random key prefix and deletes
+//! its keys at the end.
 
-use std::collections::HashSet;
+mod common;
+
 use std::time::Duration;
 
+use common::{WAIT, harness, queued};
 use futures::StreamExt;
 use redis::AsyncCommands;
 use vidq_core::{
-    IdempotencyOutcome, JobEvent, JobId, JobRecord, JobState, JobStore, ListCursor, Output, Patch,
-    SignedUrl, StoreError, TransformRequest, Transition, Transitioned,
+    JobEvent, JobId, JobRecord, JobState, Output, Patch, SignedUrl, StoreError, TransformRequest,
+    Transition, Transitioned,
 };
 
 use JobState::*;
-
-const WAIT: Duration = Duration::from_secs(10);
-
-struct Harness {
-    store: JobStore,
-    client: redis::Client,
-    prefix: String,
-}
-
-fn redis_url() -> String {
-    std::env::var("VIDQ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-async fn harness() -> Harness {
-    let prefix = format!("vidqtest-{}", uuid::Uuid::new_v4().simple());
-    let client = redis::Client::open(redis_url()).unwrap();
-    let conn = redis::aio::ConnectionManager::new(client.clone())
-        .await
-        .unwrap();
-    let store = JobStore::new(conn).with_prefix(&prefix).unwrap();
-    Harness {
-        store,
-        client,
-        prefix,
-    }
-}
-
-impl Harness {
-    async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        self.client
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
-    }
-
-    /// Deletes every key this test created (never FLUSHDB).
-    async fn cleanup(self) {
-        let mut conn = self.conn().await;
-        let keys: Vec<String> = {
-            let mut iter: redis::AsyncIter<String> =
-                conn.scan_match(format!("{}:*", self.prefix)).await.unwrap();
-            let mut keys = Vec::new();
-            while let Some(key) = iter.next_item().await {
-                keys.push(key.unwrap());
-            }
-            keys
-        };
-        if !keys.is_empty() {
-            let _: () = conn.del(keys).await.unwrap();
-        }
-    }
-}
-
-fn request() -> TransformRequest {
-    TransformRequest::new("https://videos.example/in.mp4", 2000).unwrap()
-}
-
-fn queued() -> JobRecord {
-    JobRecord::new(request(), Duration::from_secs(1800))
-}
 
 fn full_record() -> JobRecord {
     let request: TransformRequest = serde_json::from_value(serde_json::json!({
@@ -398,160 +341,6 @@ async fn terminal_transition_publishes_an_event() {
         },
         "the first event is the terminal one: non-terminal moves publish nothing"
     );
-    h.cleanup().await;
-}
-
-#[tokio::test]
-async fn idempotency_key_returns_the_first_job() {
-    let h = harness().await;
-    let ttl = Duration::from_secs(60);
-    let (first, second) = (JobId::new(), JobId::new());
-    let put = |key: &'static str, hash: &'static str, id: JobId| {
-        let store = h.store.clone();
-        async move {
-            store
-                .put_idempotency_key(key, hash, &id, ttl)
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(put("order-1", "h1", first).await, IdempotencyOutcome::New);
-    assert_eq!(
-        put("order-1", "h1", second).await,
-        IdempotencyOutcome::Existing {
-            id: first,
-            same_body: true
-        }
-    );
-    assert_eq!(
-        put("order-1", "h2", second).await,
-        IdempotencyOutcome::Existing {
-            id: first,
-            same_body: false
-        }
-    );
-    assert_eq!(put("order-2", "h1", second).await, IdempotencyOutcome::New);
-    let mut conn = h.conn().await;
-    let ttl_left: i64 = conn
-        .pttl(format!("{}:idem:{{order-1}}", h.prefix))
-        .await
-        .unwrap();
-    assert!(ttl_left > 0 && ttl_left <= 60_000, "{ttl_left}");
-    let empty = h.store.put_idempotency_key("", "h", &first, ttl).await;
-    assert!(matches!(empty, Err(StoreError::InvalidArgument { .. })));
-    h.cleanup().await;
-}
-
-#[tokio::test]
-async fn list_paginates_newest_first_and_filters_by_state() {
-    let h = harness().await;
-    let mut ids = Vec::new();
-    let base = vidq_core::unix_ms_now();
-    for i in 0..7u64 {
-        let mut job = queued();
-        // Two pairs share a creation millisecond: the cursor must not skip or repeat them.
-        job.created_at = base + i / 2;
-        h.store.create(&job).await.unwrap();
-        ids.push(job.id);
-    }
-    let mut seen = Vec::new();
-    let mut cursor: Option<ListCursor> = None;
-    let mut pages = 0;
-    loop {
-        let page = h.store.list(None, cursor.as_ref(), 3).await.unwrap();
-        pages += 1;
-        assert!(page.jobs.len() <= 3);
-        seen.extend(page.jobs.iter().map(|j| (j.created_at, j.id)));
-        // The cursor survives a trip through an API as text.
-        cursor = page.next_cursor.map(|c| c.to_string().parse().unwrap());
-        if cursor.is_none() {
-            break;
-        }
-        assert!(pages < 10, "listing does not end");
-    }
-    let unique: HashSet<_> = seen.iter().map(|(_, id)| *id).collect();
-    assert_eq!(unique, ids.iter().copied().collect(), "every job once");
-    assert_eq!(seen.len(), 7);
-    assert!(
-        seen.windows(2).all(|w| w[0].0 >= w[1].0),
-        "newest first: {seen:?}"
-    );
-
-    for id in &ids[1..3] {
-        h.store
-            .transition(id, &[Queued], Submitting, Patch::new())
-            .await
-            .unwrap();
-    }
-    let page = h.store.list(Some(Submitting), None, 10).await.unwrap();
-    let found: HashSet<_> = page.jobs.iter().map(|j| j.id).collect();
-    assert_eq!(found, ids[1..3].iter().copied().collect());
-    assert!(page.jobs.iter().all(|j| j.state == Submitting));
-    assert!(page.next_cursor.is_none());
-    assert_eq!(
-        h.store
-            .list(Some(Queued), None, 10)
-            .await
-            .unwrap()
-            .jobs
-            .len(),
-        5
-    );
-
-    assert!(matches!(
-        "garbage".parse::<ListCursor>(),
-        Err(StoreError::InvalidArgument { .. })
-    ));
-    h.cleanup().await;
-}
-
-#[tokio::test]
-async fn index_entries_of_expired_jobs_are_dropped_lazily() {
-    let h = harness().await;
-    let live = queued();
-    h.store.create(&live).await.unwrap();
-    let gone = JobId::new();
-    let all = format!("{}:jobs:all", h.prefix);
-    let mut conn = h.conn().await;
-    let _: () = conn.zadd(&all, gone.to_string(), 1_000u64).await.unwrap();
-
-    let page = h.store.list(None, None, 10).await.unwrap();
-    assert_eq!(
-        page.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
-        vec![live.id]
-    );
-    let score: Option<f64> = conn.zscore(&all, gone.to_string()).await.unwrap();
-    assert_eq!(score, None, "listing dropped the expired job's entry");
-
-    let _: () = conn.zadd(&all, gone.to_string(), 1_000u64).await.unwrap();
-    assert_eq!(h.store.prune_index(100).await.unwrap(), 1);
-    let members: Vec<String> = conn.zrange(&all, 0, -1).await.unwrap();
-    assert_eq!(members, vec![live.id.to_string()]);
-    h.cleanup().await;
-}
-
-#[tokio::test]
-async fn stale_active_finds_overdue_jobs() {
-    let h = harness().await;
-    let (late, on_time) = (queued(), queued());
-    h.store.create(&late).await.unwrap();
-    h.store.create(&on_time).await.unwrap();
-    let now = vidq_core::unix_ms_now();
-    h.store.touch_active(&late.id, now - 60_000).await.unwrap();
-    h.store
-        .touch_active(&on_time.id, now + 60_000)
-        .await
-        .unwrap();
-
-    let stale = h.store.stale_active(now, 10).await.unwrap();
-    assert_eq!(stale, vec![(late.id, now - 60_000)]);
-    assert_eq!(
-        h.store.stale_active(now + 120_000, 1).await.unwrap().len(),
-        1,
-        "limit holds"
-    );
-    h.store.remove_active(&late.id).await.unwrap();
-    assert!(h.store.stale_active(now, 10).await.unwrap().is_empty());
     h.cleanup().await;
 }
 

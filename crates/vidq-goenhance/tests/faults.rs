@@ -36,9 +36,9 @@ async fn the_request_rate_limit_is_rate_limited_too() {
     })
     .await;
     let client = client(&server);
-    // At most one call per second passes: among three quick calls, one is refused.
+    // At most one call per second passes: among five quick calls, one is refused.
     let mut refused = None;
-    for _ in 0..3 {
+    for _ in 0..5 {
         if let Err(err) = client.tokens().await {
             refused = Some(err);
             break;

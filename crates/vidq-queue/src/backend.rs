@@ -89,7 +89,9 @@ impl<T> WorkerState<T> {
         } else {
             let wait = c
                 .next
-                .map_or(config.idle_poll, |n| Duration::from_millis(n.saturating_sub(now_ms())))
+                .map_or(config.idle_poll, |n| {
+                    Duration::from_millis(n.saturating_sub(now_ms()))
+                })
                 .min(config.idle_poll);
             Some(Box::pin(tokio::time::sleep(wait)))
         };
@@ -125,7 +127,11 @@ pub(crate) async fn decode_all<T: DeserializeOwned>(
                 let reason = format!("undecodable payload: {e}");
                 tracing::warn!(queue = %store.config.queue, task.id = %delivery.id, %reason, "task moved to the dead set");
                 if let Err(e) = store
-                    .finish(&delivery.id, delivery.number, Finish::Dead { reason: &reason })
+                    .finish(
+                        &delivery.id,
+                        delivery.number,
+                        Finish::Dead { reason: &reason },
+                    )
                     .await
                 {
                     // Its lease expires and a later claim tries again.
@@ -175,7 +181,11 @@ impl<T: DeserializeOwned + Send + 'static> Backend for RedisQueue<T> {
     type Task = Task<T>;
     type Error = QueueError;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>, _w: &WorkerContext) -> Poll<Result<(), QueueError>> {
+    fn poll_ready(
+        &mut self,
+        _cx: &mut Context<'_>,
+        _w: &WorkerContext,
+    ) -> Poll<Result<(), QueueError>> {
         let _ = self.state();
         Poll::Ready(Ok(()))
     }
@@ -224,7 +234,11 @@ impl<T: DeserializeOwned + Send + 'static> Backend for RedisQueue<T> {
         }
     }
 
-    fn poll_close(&mut self, cx: &mut Context<'_>, _w: &WorkerContext) -> Poll<Result<(), QueueError>> {
+    fn poll_close(
+        &mut self,
+        cx: &mut Context<'_>,
+        _w: &WorkerContext,
+    ) -> Poll<Result<(), QueueError>> {
         let store = self.store.clone();
         let held = self.held.clone();
         let Some(st) = self.worker.get().as_mut() else {
@@ -263,7 +277,11 @@ async fn hand_back_unstarted<T>(
 ) {
     if let Some(claim) = claim {
         if let Ok(c) = claim.await {
-            items.extend(c.tasks.iter().filter_map(|t| t.data().get::<Delivery>().cloned()));
+            items.extend(
+                c.tasks
+                    .iter()
+                    .filter_map(|t| t.data().get::<Delivery>().cloned()),
+            );
         }
     }
     if items.is_empty() {

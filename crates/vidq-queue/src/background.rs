@@ -99,7 +99,9 @@ async fn renew_loop(store: Arc<Store>, held: Arc<HeldLeases>, cancel: Cancellati
                 );
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(queue = %store.config.queue, error = %e, "lease renewal failed"),
+            Err(e) => {
+                tracing::warn!(queue = %store.config.queue, error = %e, "lease renewal failed")
+            }
         }
     }
 }

@@ -89,7 +89,8 @@ impl QueueConfig {
         if self.renew_every.is_zero() || self.renew_every * 2 > self.lease {
             return bad("renew_every must be non-zero and at most half the lease");
         }
-        if !(1..=MAX_BATCH).contains(&self.claim_batch) || !(1..=MAX_BATCH).contains(&self.ack_batch)
+        if !(1..=MAX_BATCH).contains(&self.claim_batch)
+            || !(1..=MAX_BATCH).contains(&self.ack_batch)
         {
             return bad("claim_batch and ack_batch must be within 1..=1000");
         }
@@ -140,7 +141,10 @@ impl RetryPolicy {
     #[must_use]
     pub fn backoff(&self, attempt: u64) -> Duration {
         let exp = u32::try_from(attempt.saturating_sub(1).min(30)).unwrap_or(30);
-        let raw = self.base.saturating_mul(2u32.saturating_pow(exp)).min(self.max);
+        let raw = self
+            .base
+            .saturating_mul(2u32.saturating_pow(exp))
+            .min(self.max);
         if self.jitter <= 0.0 {
             return raw;
         }
@@ -173,7 +177,10 @@ mod tests {
         };
         for _ in 0..200 {
             let d = p.backoff(2);
-            assert!(d <= Duration::from_secs(2) && d >= Duration::from_secs(1), "{d:?}");
+            assert!(
+                d <= Duration::from_secs(2) && d >= Duration::from_secs(1),
+                "{d:?}"
+            );
         }
     }
 

@@ -141,7 +141,11 @@ impl<T> RedisQueue<T> {
     }
 
     /// A page of the dead set, newest first (`limit` is capped at 1000).
-    pub async fn dead_tasks(&self, offset: usize, limit: usize) -> Result<Vec<DeadTask>, QueueError> {
+    pub async fn dead_tasks(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<DeadTask>, QueueError> {
         let page = self.store.dead_page(offset, limit).await?;
         Ok(page
             .into_iter()
@@ -188,7 +192,10 @@ impl<T> RedisQueue<T> {
     /// delivery no longer holds its lease (it expired and the task was claimed again, or was
     /// settled already): then nothing changes.
     pub async fn ack(&self, delivery: &Delivery) -> Result<bool, QueueError> {
-        let flags = self.store.ack(&[(delivery.id.as_str(), delivery.number)]).await?;
+        let flags = self
+            .store
+            .ack(&[(delivery.id.as_str(), delivery.number)])
+            .await?;
         Ok(flags.first().copied().unwrap_or(false))
     }
 }
@@ -239,7 +246,10 @@ impl<T: DeserializeOwned> RedisQueue<T> {
     }
 }
 
-pub(crate) fn encode<T: Serialize>(payload: &T, due_ms: u64) -> Result<(String, u64, Vec<u8>), QueueError> {
+pub(crate) fn encode<T: Serialize>(
+    payload: &T,
+    due_ms: u64,
+) -> Result<(String, u64, Vec<u8>), QueueError> {
     let bytes = serde_json::to_vec(payload).map_err(QueueError::Encode)?;
     Ok((new_id(), due_ms, bytes))
 }

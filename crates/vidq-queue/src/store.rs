@@ -197,12 +197,18 @@ impl Store {
     }
 
     /// Hand leases back to due now; `undo` uncounts the delivery (task never started).
-    pub(crate) async fn release(&self, items: &[(String, u64)], undo: bool) -> Result<u64, QueueError> {
+    pub(crate) async fn release(
+        &self,
+        items: &[(String, u64)],
+        undo: bool,
+    ) -> Result<u64, QueueError> {
         let mut n = 0;
         for chunk in items.chunks(MAX_BATCH) {
             let mut inv = self.scripts.release.key(&self.keys.lease);
             inv.key(&self.keys.dlv).key(&self.keys.due);
-            inv.arg(now_ms()).arg(if undo { "1" } else { "0" }).arg(&self.keys.wake);
+            inv.arg(now_ms())
+                .arg(if undo { "1" } else { "0" })
+                .arg(&self.keys.wake);
             for (id, token) in chunk {
                 inv.arg(id).arg(*token);
             }
@@ -242,7 +248,11 @@ impl Store {
         Ok([due, later, leased, dead])
     }
 
-    pub(crate) async fn dead_page(&self, offset: usize, limit: usize) -> Result<Vec<RawDead>, QueueError> {
+    pub(crate) async fn dead_page(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<RawDead>, QueueError> {
         let k = &self.keys;
         let reply: Vec<Vec<u8>> = self
             .scripts
@@ -270,11 +280,17 @@ impl Store {
     }
 
     /// Move one dead task (`Some(id)`) or up to `limit` of the oldest back to due.
-    pub(crate) async fn dead_retry(&self, id: Option<&str>, limit: usize) -> Result<u64, QueueError> {
+    pub(crate) async fn dead_retry(
+        &self,
+        id: Option<&str>,
+        limit: usize,
+    ) -> Result<u64, QueueError> {
         let k = &self.keys;
         let mut inv = self.scripts.dead_retry.key(&k.dead);
         inv.key(&k.why).key(&k.dlv).key(&k.due);
-        inv.arg(now_ms()).arg(&k.wake).arg(limit.clamp(1, MAX_BATCH));
+        inv.arg(now_ms())
+            .arg(&k.wake)
+            .arg(limit.clamp(1, MAX_BATCH));
         if let Some(id) = id {
             inv.arg(id);
         }

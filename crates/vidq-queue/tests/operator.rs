@@ -16,7 +16,12 @@ async fn depth_counts_each_state() {
     let claimed = q.claim(1).await.unwrap();
     assert_eq!(
         q.depth().await.unwrap(),
-        Depth { due: 2, scheduled: 1, leased: 1, dead: 0 }
+        Depth {
+            due: 2,
+            scheduled: 1,
+            leased: 1,
+            dead: 0
+        }
     );
     assert!(q.ack(&claimed[0].0).await.unwrap());
     let rest = q.claim(10).await.unwrap();
@@ -24,7 +29,13 @@ async fn depth_counts_each_state() {
     for (d, _) in &rest {
         q.ack(d).await.unwrap();
     }
-    assert_eq!(q.depth().await.unwrap(), Depth { scheduled: 1, ..Depth::default() });
+    assert_eq!(
+        q.depth().await.unwrap(),
+        Depth {
+            scheduled: 1,
+            ..Depth::default()
+        }
+    );
 }
 
 /// Claim everything due and bury it by exhausting a single attempt.
@@ -69,13 +80,29 @@ async fn dead_tasks_can_be_listed_retried_and_purged() {
 
     assert!(q.retry_dead(&ids[0]).await.unwrap());
     assert!(!q.retry_dead("no-such-id").await.unwrap());
-    assert_eq!(q.depth().await.unwrap(), Depth { due: 1, dead: 4, ..Depth::default() });
+    assert_eq!(
+        q.depth().await.unwrap(),
+        Depth {
+            due: 1,
+            dead: 4,
+            ..Depth::default()
+        }
+    );
     let back = q.claim(10).await.unwrap();
-    assert_eq!(back[0].0.number, 1, "a retried dead task starts its deliveries over");
+    assert_eq!(
+        back[0].0.number, 1,
+        "a retried dead task starts its deliveries over"
+    );
     assert!(q.ack(&back[0].0).await.unwrap());
 
     assert_eq!(q.retry_all_dead().await.unwrap(), 4);
-    assert_eq!(q.depth().await.unwrap(), Depth { due: 4, ..Depth::default() });
+    assert_eq!(
+        q.depth().await.unwrap(),
+        Depth {
+            due: 4,
+            ..Depth::default()
+        }
+    );
     bury_all(&q).await;
     common::wait_until(Duration::from_secs(5), "all dead again", || {
         let q = q.clone();
@@ -87,7 +114,10 @@ async fn dead_tasks_can_be_listed_retried_and_purged() {
     .await;
     assert_eq!(q.purge_dead().await.unwrap(), 4);
     assert_eq!(q.depth().await.unwrap(), Depth::default());
-    assert_eq!(keys_under(&url, &q.settings().prefix).await, Vec::<String>::new());
+    assert_eq!(
+        keys_under(&url, &q.settings().prefix).await,
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,13 +141,20 @@ async fn dead_tasks_expire_after_the_retention_time() {
         }
     })
     .await;
-    common::wait_until(Duration::from_secs(5), "dead task trimmed by a later claim", || {
-        let q = q.clone();
-        async move {
-            let _ = q.claim(10).await.unwrap();
-            q.depth().await.unwrap().dead == 0
-        }
-    })
+    common::wait_until(
+        Duration::from_secs(5),
+        "dead task trimmed by a later claim",
+        || {
+            let q = q.clone();
+            async move {
+                let _ = q.claim(10).await.unwrap();
+                q.depth().await.unwrap().dead == 0
+            }
+        },
+    )
     .await;
-    assert_eq!(keys_under(&url, &q.settings().prefix).await, Vec::<String>::new());
+    assert_eq!(
+        keys_under(&url, &q.settings().prefix).await,
+        Vec::<String>::new()
+    );
 }

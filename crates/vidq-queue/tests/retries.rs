@@ -24,33 +24,51 @@ impl Log {
 
 /// Mode by payload: 0 fails twice then succeeds, 1 asks for a 700 ms retry-after once,
 /// 2 always fails, 3 fails permanently.
-async fn flaky(mode: u32, log: Data<Arc<Log>>, attempt: Attempt, d: Data<Delivery>) -> Result<(), BoxDynError> {
+async fn flaky(
+    mode: u32,
+    log: Data<Arc<Log>>,
+    attempt: Attempt,
+    d: Data<Delivery>,
+) -> Result<(), BoxDynError> {
     let n = attempt.current();
     log.push((n, d.number, Instant::now()));
     match mode {
         0 if n < 3 => Err("flaky upstream".into()),
-        1 if n < 2 => Err(TaskError::retry_after(Duration::from_millis(700)).because("rate limited").into()),
+        1 if n < 2 => Err(TaskError::retry_after(Duration::from_millis(700))
+            .because("rate limited")
+            .into()),
         2 => Err("always broken".into()),
         3 => Err(TaskError::permanent("bad request").into()),
         _ => Ok(()),
     }
 }
 
-async fn run_one(mode: u32, policy: RetryPolicy, expect_runs: usize) -> (RedisQueue<u32>, Vec<(usize, u64, Instant)>) {
+async fn run_one(
+    mode: u32,
+    policy: RetryPolicy,
+    expect_runs: usize,
+) -> (RedisQueue<u32>, Vec<(usize, u64, Instant)>) {
     let url = redis_url();
     let q: RedisQueue<u32> = queue(&url, &format!("retry{mode}"), |c| c.with_retry(policy)).await;
     let log = Arc::new(Log::default());
     let (stop, signal) = stop_signal();
-    let worker = WorkerBuilder::new("retry").backend(q.clone()).data(log.clone()).build(flaky);
+    let worker = WorkerBuilder::new("retry")
+        .backend(q.clone())
+        .data(log.clone())
+        .build(flaky);
     let run = tokio::spawn(worker.run_until(signal));
     q.enqueue(&mode).await.unwrap();
-    wait_until(Duration::from_secs(20), "expected runs and a settled queue", || {
-        let (q, n) = (q.clone(), log.len());
-        async move {
-            let d = q.depth().await.unwrap();
-            n >= expect_runs && d.due + d.scheduled + d.leased == 0
-        }
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "expected runs and a settled queue",
+        || {
+            let (q, n) = (q.clone(), log.len());
+            async move {
+                let d = q.depth().await.unwrap();
+                n >= expect_runs && d.due + d.scheduled + d.leased == 0
+            }
+        },
+    )
     .await;
     stop.send(()).unwrap();
     run.await.unwrap().unwrap();
@@ -76,8 +94,14 @@ async fn retries_follow_the_attempt_count_and_backoff() {
     assert_eq!(deliveries, vec![1, 2, 3]);
     let gap1 = runs[1].2 - runs[0].2;
     let gap2 = runs[2].2 - runs[1].2;
-    assert!(gap1 >= Duration::from_millis(200) && gap1 < Duration::from_millis(900), "{gap1:?}");
-    assert!(gap2 >= Duration::from_millis(400) && gap2 < Duration::from_millis(1100), "{gap2:?}");
+    assert!(
+        gap1 >= Duration::from_millis(200) && gap1 < Duration::from_millis(900),
+        "{gap1:?}"
+    );
+    assert!(
+        gap2 >= Duration::from_millis(400) && gap2 < Duration::from_millis(1100),
+        "{gap2:?}"
+    );
     assert_eq!(q.depth().await.unwrap().dead, 0);
 }
 
@@ -86,7 +110,10 @@ async fn a_retry_after_from_the_handler_overrides_the_backoff() {
     let (_q, runs) = run_one(1, policy(5), 2).await;
     assert_eq!(runs.len(), 2);
     let gap = runs[1].2 - runs[0].2;
-    assert!(gap >= Duration::from_millis(700) && gap < Duration::from_millis(1400), "{gap:?}");
+    assert!(
+        gap >= Duration::from_millis(700) && gap < Duration::from_millis(1400),
+        "{gap:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,8 +122,16 @@ async fn the_attempt_limit_sends_a_task_to_the_dead_set_with_its_reason() {
     assert_eq!(runs.len(), 3, "ran exactly max_attempts times");
     let dead = q.dead_tasks(0, 10).await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert!(dead[0].reason.contains("gave up after 3 attempts"), "{}", dead[0].reason);
-    assert!(dead[0].reason.contains("always broken"), "{}", dead[0].reason);
+    assert!(
+        dead[0].reason.contains("gave up after 3 attempts"),
+        "{}",
+        dead[0].reason
+    );
+    assert!(
+        dead[0].reason.contains("always broken"),
+        "{}",
+        dead[0].reason
+    );
     assert_eq!(dead[0].payload, b"2");
     q.purge_dead().await.unwrap();
 }
@@ -114,7 +149,8 @@ async fn a_permanent_failure_skips_retries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_ack_with_a_stale_token_changes_nothing() {
     let url = redis_url();
-    let q: RedisQueue<u32> = queue(&url, "stale", |c| c.with_lease(Duration::from_millis(300))).await;
+    let q: RedisQueue<u32> =
+        queue(&url, "stale", |c| c.with_lease(Duration::from_millis(300))).await;
     q.enqueue(&1).await.unwrap();
     let first = q.claim(10).await.unwrap();
     assert_eq!(first.len(), 1);
@@ -122,20 +158,28 @@ async fn a_late_ack_with_a_stale_token_changes_nothing() {
     assert_eq!(stale.number, 1);
     // Its lease expires; the next claim takes the task over.
     let second = Arc::new(Mutex::new(Vec::new()));
-    wait_until(Duration::from_secs(5), "lease to expire and be reclaimed", || {
-        let (q, second) = (q.clone(), second.clone());
-        async move {
-            let got = q.claim(10).await.unwrap();
-            let found = !got.is_empty();
-            second.lock().unwrap().extend(got);
-            found
-        }
-    })
+    wait_until(
+        Duration::from_secs(5),
+        "lease to expire and be reclaimed",
+        || {
+            let (q, second) = (q.clone(), second.clone());
+            async move {
+                let got = q.claim(10).await.unwrap();
+                let found = !got.is_empty();
+                second.lock().unwrap().extend(got);
+                found
+            }
+        },
+    )
     .await;
     let fresh = second.lock().unwrap()[0].0.clone();
     assert_eq!((fresh.id.as_str(), fresh.number), (stale.id.as_str(), 2));
     assert!(!q.ack(&stale).await.unwrap(), "stale ack must be refused");
-    assert_eq!(q.depth().await.unwrap().leased, 1, "still leased to the new holder");
+    assert_eq!(
+        q.depth().await.unwrap().leased,
+        1,
+        "still leased to the new holder"
+    );
     assert!(q.ack(&fresh).await.unwrap());
     assert_eq!(q.depth().await.unwrap(), vidq_queue::Depth::default());
 }
@@ -163,7 +207,11 @@ async fn a_task_never_finished_is_dead_after_max_deliveries() {
     .await;
     assert_eq!(*deliveries.lock().unwrap(), vec![1, 2, 3]);
     let dead = q.dead_tasks(0, 1).await.unwrap();
-    assert!(dead[0].reason.contains("max deliveries 3"), "{}", dead[0].reason);
+    assert!(
+        dead[0].reason.contains("max deliveries 3"),
+        "{}",
+        dead[0].reason
+    );
     q.purge_dead().await.unwrap();
 }
 
@@ -176,22 +224,30 @@ async fn count(_n: u32, seen: Data<Arc<Log>>) -> Result<(), BoxDynError> {
 async fn an_undecodable_payload_goes_dead_and_the_worker_keeps_going() {
     let url = redis_url();
     let q: RedisQueue<u32> = queue(&url, "undecodable", |c| c).await;
-    let wrong: RedisQueue<String> =
-        RedisQueue::connect(&url, q.settings().clone()).await.unwrap();
+    let wrong: RedisQueue<String> = RedisQueue::connect(&url, q.settings().clone())
+        .await
+        .unwrap();
     q.enqueue(&1).await.unwrap();
     wrong.enqueue(&"not a number".to_owned()).await.unwrap();
     q.enqueue(&2).await.unwrap();
     let seen = Arc::new(Log::default());
     let (stop, signal) = stop_signal();
-    let worker = WorkerBuilder::new("undecodable").backend(q.clone()).data(seen.clone()).build(count);
+    let worker = WorkerBuilder::new("undecodable")
+        .backend(q.clone())
+        .data(seen.clone())
+        .build(count);
     let run = tokio::spawn(worker.run_until(signal));
-    wait_until(Duration::from_secs(10), "good tasks done, bad one dead", || {
-        let (q, n) = (q.clone(), seen.len());
-        async move {
-            let d = q.depth().await.unwrap();
-            n == 2 && d.dead == 1 && d.due + d.leased == 0
-        }
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "good tasks done, bad one dead",
+        || {
+            let (q, n) = (q.clone(), seen.len());
+            async move {
+                let d = q.depth().await.unwrap();
+                n == 2 && d.dead == 1 && d.due + d.leased == 0
+            }
+        },
+    )
     .await;
     q.enqueue(&3).await.unwrap();
     wait_until(Duration::from_secs(10), "worker still processing", || {
@@ -203,6 +259,10 @@ async fn an_undecodable_payload_goes_dead_and_the_worker_keeps_going() {
     stop.send(()).unwrap();
     run.await.unwrap().unwrap();
     let dead = q.dead_tasks(0, 10).await.unwrap();
-    assert!(dead[0].reason.contains("undecodable payload"), "{}", dead[0].reason);
+    assert!(
+        dead[0].reason.contains("undecodable payload"),
+        "{}",
+        dead[0].reason
+    );
     q.purge_dead().await.unwrap();
 }

@@ -26,7 +26,9 @@ async fn record(n: u32, seen: Data<Arc<Seen>>) -> Result<(), BoxDynError> {
 async fn drains_pushed_tasks_exactly_once_and_leaves_no_key() {
     let url = redis_url();
     let mut q: RedisQueue<u32> = queue(&url, "drain", |c| c).await;
-    q.enqueue_batch(&(0..500).collect::<Vec<_>>()).await.unwrap();
+    q.enqueue_batch(&(0..500).collect::<Vec<_>>())
+        .await
+        .unwrap();
     q.push_bulk((500..1000).collect()).await.unwrap(); // apalis TaskSink path
     q.push(1000).await.unwrap();
     let seen = Arc::new(Seen::default());
@@ -159,5 +161,8 @@ async fn one_hundred_thousand_tasks_due_at_once_drain_without_error() {
     assert!(!run.is_finished(), "the worker must still be running");
     stop.send(()).unwrap();
     run.await.unwrap().unwrap();
-    assert_eq!(keys_under(&url, &q.settings().prefix).await, Vec::<String>::new());
+    assert_eq!(
+        keys_under(&url, &q.settings().prefix).await,
+        Vec::<String>::new()
+    );
 }

@@ -61,7 +61,7 @@ async fn malformed(response: Response, pick: usize) -> Response {
     let body = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
         .unwrap_or_default();
-    let broken = if pick % 2 == 0 {
+    let broken = if pick.is_multiple_of(2) {
         body.slice(..body.len() / 2)
     } else {
         bytes::Bytes::from_static(b"<html><body>upstream connect error</body></html>")

@@ -21,7 +21,9 @@ pub async fn queue<T>(
     adjust: impl FnOnce(QueueConfig) -> QueueConfig,
 ) -> RedisQueue<T> {
     let config = adjust(QueueConfig::new(test).with_prefix(unique_prefix(test)));
-    RedisQueue::connect(url, config).await.expect("connect to redis")
+    RedisQueue::connect(url, config)
+        .await
+        .expect("connect to redis")
 }
 
 /// Poll `check` until it holds, or panic after `limit`.
@@ -35,7 +37,10 @@ where
         if check().await {
             return;
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -43,7 +48,10 @@ where
 /// Every key under `prefix` (SCAN over our own prefix only).
 pub async fn keys_under(url: &str, prefix: &str) -> Vec<String> {
     let client = redis::Client::open(url).expect("redis url");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("connect");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
     let mut keys = Vec::new();
     let mut cursor: u64 = 0;
     loop {

@@ -28,6 +28,11 @@ pub(crate) async fn transfer(
         return Ok(()); // a stale or duplicate transfer
     }
     let last = pipeline.is_last_attempt(TaskKind::Transfer, attempt.current());
+    // Some S3-compatible servers create a missing bucket on the first PutObject; a job must
+    // not quietly write somewhere nobody configured, so the bucket is checked first.
+    if let Err(err) = pipeline.storage().check_bucket().await {
+        return storage_failed(&pipeline, &id, err, last).await;
+    }
     let response = match open(&pipeline, &id, job.result_url, job.img_uuid.as_deref()).await {
         Ok(response) => response,
         Err(reason) if last => {
@@ -65,19 +70,22 @@ pub(crate) async fn transfer(
             }
             Ok(())
         }
-        Err(err) => {
-            let reason = format!("storing the video failed: {err}");
-            // A short or broken download surfaces as a length mismatch or a source error: both
-            // are worth another try. A missing bucket or refused credentials are not.
-            let retryable = err.is_retryable() || matches!(err, StorageError::LengthMismatch { .. });
-            if !retryable || last {
-                pipeline.fail(&id, JobState::Transferring, &reason).await.map_err(transient)?;
-                return Ok(());
-            }
-            tracing::info!(error = %err, "transfer will be retried");
-            Err(retry(None, reason))
-        }
+        Err(err) => storage_failed(&pipeline, &id, err, last).await,
     }
+}
+
+/// One decision for every storage failure: try again, or fail the job with the reason.
+async fn storage_failed(pipeline: &Pipeline, id: &JobId, err: StorageError, last: bool) -> TaskResult {
+    let reason = format!("storing the video failed: {err}");
+    // A short or broken download surfaces as a length mismatch or a source error: both are
+    // worth another try. A missing bucket or refused credentials are not.
+    let retryable = err.is_retryable() || matches!(err, StorageError::LengthMismatch { .. });
+    if !retryable || last {
+        pipeline.fail(id, JobState::Transferring, &reason).await.map_err(transient)?;
+        return Ok(());
+    }
+    tracing::info!(error = %err, "transfer will be retried");
+    Err(retry(None, reason))
 }
 
 /// Starts the download. A URL past its lifetime (403/410) is replaced by a freshly signed one
