@@ -44,14 +44,16 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# True when a Redis answers PING on host:port (no redis-cli needed).
+# True when a Redis answers PING on host:port (no redis-cli needed). The subshell keeps the
+# probe's redirections from touching this shell's own descriptors.
 redis_answers() {
-  local host=$1 port=$2 reply
-  exec 9<>"/dev/tcp/$host/$port" 2>/dev/null || return 1
-  printf 'PING\r\n' >&9
-  IFS= read -r -t 2 reply <&9 || reply=""
-  exec 9>&- 9<&-
-  [[ "$reply" == "+PONG"* ]]
+  local host=$1 port=$2
+  (
+    exec 9<>"/dev/tcp/$host/$port" || exit 1
+    printf 'PING\r\n' >&9
+    IFS= read -r -t 2 reply <&9 || exit 1
+    [[ "$reply" == "+PONG"* ]]
+  ) 2>/dev/null
 }
 
 # Waits until host:port accepts TCP connections, for at most $3 seconds (default 30).

@@ -39,7 +39,13 @@ async fn setup(test: &str, lease_ms: u64, max_deliveries: u64) -> Setup {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    Setup { url, prefix, queue, q, redis }
+    Setup {
+        url,
+        prefix,
+        queue,
+        q,
+        redis,
+    }
 }
 
 /// Kills (SIGKILL) the process on drop, so a failing test leaves no orphan.
@@ -71,7 +77,10 @@ impl Setup {
     async fn cleanup(&self) {
         let mut r = self.redis.clone();
         let _: () = r
-            .del(&[format!("{}:started", self.prefix), format!("{}:done", self.prefix)])
+            .del(&[
+                format!("{}:started", self.prefix),
+                format!("{}:done", self.prefix),
+            ])
             .await
             .unwrap();
         self.q.purge_dead().await.unwrap();
@@ -85,7 +94,10 @@ where
 {
     let start = Instant::now();
     while !check().await {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -115,7 +127,11 @@ async fn a_task_of_a_killed_worker_runs_again_on_another_once_its_lease_expires(
         s.counts("done").await.get(&42) == Some(&1)
     })
     .await;
-    assert_eq!(s.counts("started").await.get(&42), Some(&2), "ran again after the kill");
+    assert_eq!(
+        s.counts("started").await.get(&42),
+        Some(&2),
+        "ran again after the kill"
+    );
     assert!(killed_at.elapsed() < Duration::from_secs(10));
     wait_until(Duration::from_secs(10), "queue empty", || async {
         s.q.depth().await.unwrap() == Depth::default()
@@ -142,7 +158,10 @@ async fn three_worker_processes_complete_each_of_20k_tasks_exactly_once() {
     }
     for mut p in procs {
         let status = p.0.wait().unwrap();
-        assert!(status.success(), "worker exited cleanly on SIGTERM: {status}");
+        assert!(
+            status.success(),
+            "worker exited cleanly on SIGTERM: {status}"
+        );
     }
     let done = s.counts("done").await;
     assert_eq!(done.len(), 20_000);
@@ -172,8 +191,16 @@ async fn a_task_that_aborts_its_worker_every_time_is_dead_after_max_deliveries()
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    assert_eq!(s.counts("started").await.get(&7), Some(&3), "delivered exactly max times");
+    assert_eq!(
+        s.counts("started").await.get(&7),
+        Some(&3),
+        "delivered exactly max times"
+    );
     let dead = s.q.dead_tasks(0, 10).await.unwrap();
-    assert!(dead[0].reason.contains("max deliveries 3"), "{}", dead[0].reason);
+    assert!(
+        dead[0].reason.contains("max deliveries 3"),
+        "{}",
+        dead[0].reason
+    );
     s.cleanup().await;
 }

@@ -73,10 +73,11 @@ impl<T> WorkerState<T> {
     }
 
     fn start(&mut self, store: &Arc<Store>, held: &Arc<HeldLeases>) {
-        if self.background.is_none() && !self.closed {
-            if let Some(rx) = self.acks_rx.take() {
-                self.background = Some(Background::spawn(store, held, &self.wake, rx));
-            }
+        if self.background.is_none()
+            && !self.closed
+            && let Some(rx) = self.acks_rx.take()
+        {
+            self.background = Some(Background::spawn(store, held, &self.wake, rx));
         }
     }
 
@@ -103,7 +104,7 @@ impl<T> WorkerState<T> {
         let wait = Duration::from_millis(100)
             .saturating_mul(2u32.saturating_pow(self.errors.min(5)))
             .min(Duration::from_secs(2));
-        if self.errors == 1 || self.errors % 20 == 0 {
+        if self.errors == 1 || self.errors.is_multiple_of(20) {
             tracing::warn!(queue, error = %e, failures = self.errors, "claiming tasks failed; retrying");
         }
         self.next_claim = Some(Box::pin(tokio::time::sleep(wait)));
@@ -198,13 +199,13 @@ impl<T: DeserializeOwned + Send + 'static> Backend for RedisQueue<T> {
         let (st, store, held) = self.state();
         let config = &store.config;
         loop {
-            if let Some(fut) = st.claim.as_mut() {
-                if let Poll::Ready(result) = fut.as_mut().poll(cx) {
-                    st.claim = None;
-                    match result {
-                        Ok(c) => st.claimed(c, config),
-                        Err(e) => st.failed(&e, &config.queue),
-                    }
+            if let Some(fut) = st.claim.as_mut()
+                && let Poll::Ready(result) = fut.as_mut().poll(cx)
+            {
+                st.claim = None;
+                match result {
+                    Ok(c) => st.claimed(c, config),
+                    Err(e) => st.failed(&e, &config.queue),
                 }
             }
             if let Some(task) = st.buffer.pop_front() {
@@ -256,10 +257,10 @@ impl<T: DeserializeOwned + Send + 'static> Backend for RedisQueue<T> {
                 .collect();
             st.close = Some(Box::pin(hand_back_unstarted(store, held, claim, buffered)));
         }
-        if let Some(fut) = st.close.as_mut() {
-            if fut.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
+        if let Some(fut) = st.close.as_mut()
+            && fut.as_mut().poll(cx).is_pending()
+        {
+            return Poll::Pending;
         }
         st.close = None;
         st.closed = true;
@@ -275,14 +276,14 @@ async fn hand_back_unstarted<T>(
     claim: Option<BoxFuture<Result<Claimed<T>, QueueError>>>,
     mut items: Vec<Delivery>,
 ) {
-    if let Some(claim) = claim {
-        if let Ok(c) = claim.await {
-            items.extend(
-                c.tasks
-                    .iter()
-                    .filter_map(|t| t.data().get::<Delivery>().cloned()),
-            );
-        }
+    if let Some(claim) = claim
+        && let Ok(c) = claim.await
+    {
+        items.extend(
+            c.tasks
+                .iter()
+                .filter_map(|t| t.data().get::<Delivery>().cloned()),
+        );
     }
     if items.is_empty() {
         return;

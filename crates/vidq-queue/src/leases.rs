@@ -55,10 +55,10 @@ impl HeldLeases {
     }
 
     pub(crate) fn abandon(&self, d: &Delivery) {
-        if let Some(h) = self.lock().get_mut(&d.id) {
-            if h.delivery == d.number {
-                h.abandoned = true;
-            }
+        if let Some(h) = self.lock().get_mut(&d.id)
+            && h.delivery == d.number
+        {
+            h.abandoned = true;
         }
     }
 

@@ -36,7 +36,9 @@ fn parse_mode(s: &str) -> anyhow::Result<Mode> {
         "noop" => Mode::Noop,
         "record" => Mode::Record,
         "crash-always" => Mode::CrashAlways,
-        _ if s.starts_with("record-sleep-") => Mode::RecordSleep(s["record-sleep-".len()..].parse()?),
+        _ if s.starts_with("record-sleep-") => {
+            Mode::RecordSleep(s["record-sleep-".len()..].parse()?)
+        }
         _ if s.starts_with("sleep-") => Mode::Sleep(s["sleep-".len()..].parse()?),
         _ => bail!("unknown mode {s}"),
     })
@@ -69,11 +71,14 @@ async fn handle(task: u64, ctx: Data<Ctx>) -> Result<(), BoxDynError> {
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 5 {
-        bail!("usage: queue_worker <redis-url> <prefix> <queue> <mode> [lease-ms] [max-deliveries] [concurrency]");
+        bail!(
+            "usage: queue_worker <redis-url> <prefix> <queue> <mode> [lease-ms] [max-deliveries] [concurrency]"
+        );
     }
     let (url, prefix, queue, mode) = (&args[1], &args[2], &args[3], parse_mode(&args[4])?);
     let arg = |i: usize, default: u64| -> anyhow::Result<u64> {
-        args.get(i).map_or(Ok(default), |s| s.parse().context("numeric argument"))
+        args.get(i)
+            .map_or(Ok(default), |s| s.parse().context("numeric argument"))
     };
     let mut config = QueueConfig::new(queue.as_str())
         .with_prefix(prefix.as_str())

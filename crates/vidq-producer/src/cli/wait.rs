@@ -15,6 +15,9 @@ pub(crate) struct Args {
     /// Give up after this long (e.g. 10m).
     #[arg(long, value_parser = humantime::parse_duration)]
     timeout: Option<Duration>,
+    /// Return as soon as any one of the jobs has finished (exit status 0), printing nothing.
+    #[arg(long)]
+    any: bool,
     /// How often to look.
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     every: Duration,
@@ -37,7 +40,10 @@ pub(crate) async fn run(producer: &Producer, args: Args) -> anyhow::Result<ExitC
             let Some(job) = producer.status(id).await? else {
                 anyhow::bail!("no job {id}");
             };
-            if *last != Some(job.state) {
+            if args.any && job.state.is_terminal() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            if *last != Some(job.state) && !args.any {
                 let elapsed = started.elapsed().as_secs_f64();
                 let mut line = format!("[{elapsed:6.1}s] {id} {}", job.state);
                 if let Some(o) = &job.output {
