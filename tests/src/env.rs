@@ -111,7 +111,11 @@ impl TestEnv {
     /// The `VIDQ__...` environment a worker of this test runs with (against `sim`), with fast
     /// polling and short retries; `overrides` win.
     #[must_use]
-    pub fn worker_env(&self, sim_url: &str, overrides: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pub fn worker_env(
+        &self,
+        sim_url: &str,
+        overrides: &[(&str, &str)],
+    ) -> BTreeMap<String, String> {
         let mut env: BTreeMap<String, String> = [
             ("VIDQ__REDIS__URL", self.redis_url.as_str()),
             ("VIDQ__REDIS__PREFIX", self.prefix.as_str()),
@@ -122,7 +126,10 @@ impl TestEnv {
             ("VIDQ__STORAGE__REGION", self.s3.region.as_str()),
             ("VIDQ__STORAGE__BUCKET", self.bucket.as_str()),
             ("VIDQ__STORAGE__ACCESS_KEY_ID", self.s3.access_key.as_str()),
-            ("VIDQ__STORAGE__SECRET_ACCESS_KEY", self.s3.secret_key.as_str()),
+            (
+                "VIDQ__STORAGE__SECRET_ACCESS_KEY",
+                self.s3.secret_key.as_str(),
+            ),
             ("VIDQ__HTTP__LISTEN", "127.0.0.1:0"),
             ("VIDQ__JOBS__POLL_INTERVAL", "500ms"),
             ("VIDQ__QUEUES__LEASE", "5s"),
@@ -172,7 +179,11 @@ impl TestEnv {
     pub async fn cleanup(&self) -> anyhow::Result<()> {
         let s3 = self.s3.client();
         for key in crate::verify::list_keys(self).await? {
-            s3.delete_object().bucket(&self.bucket).key(key).send().await?;
+            s3.delete_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await?;
         }
         s3.delete_bucket().bucket(&self.bucket).send().await?;
         let keys = self.redis_keys().await?;
@@ -182,7 +193,10 @@ impl TestEnv {
         let client = redis::Client::open(self.redis_url.as_str())?;
         let mut conn = client.get_multiplexed_async_connection().await?;
         for chunk in keys.chunks(500) {
-            redis::cmd("DEL").arg(chunk).query_async::<()>(&mut conn).await?;
+            redis::cmd("DEL")
+                .arg(chunk)
+                .query_async::<()>(&mut conn)
+                .await?;
         }
         Ok(())
     }

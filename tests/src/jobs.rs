@@ -12,7 +12,10 @@ pub async fn enqueue_jobs(env: &TestEnv, n: usize) -> anyhow::Result<Vec<(JobId,
     let mut jobs = Vec::with_capacity(n);
     for i in 0..n {
         let url = format!("https://videos.example/{}/{i}.mp4", env.prefix);
-        let id = env.producer.enqueue(TransformRequest::new(&url, 2000)?).await?;
+        let id = env
+            .producer
+            .enqueue(TransformRequest::new(&url, 2000)?)
+            .await?;
         jobs.push((id, url));
     }
     Ok(jobs)

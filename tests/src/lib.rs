@@ -9,8 +9,8 @@ mod process;
 mod verify;
 mod wait;
 
-pub use jobs::{count_states, enqueue_jobs, wait_all_finished};
 pub use env::{S3Endpoint, TestEnv, redis_url, unique};
+pub use jobs::{count_states, enqueue_jobs, wait_all_finished};
 pub use process::{Sim, Worker, bin_path, rss_peak_kib};
 pub use verify::{leftover_keys, verify_outcomes};
 pub use wait::wait_until;

@@ -47,13 +47,24 @@ pub async fn verify_outcomes(
                     job.state,
                     job.error
                 );
-                let output = job.output.as_ref().context("succeeded job without output")?;
+                let output = job
+                    .output
+                    .as_ref()
+                    .context("succeeded job without output")?;
                 let expected_sha = match &decided.sha256 {
                     Some(sha) => sha.clone(),
                     None => vidq_sim::result_bytes_sha256(img, decided.size),
                 };
-                anyhow::ensure!(output.bytes == decided.size, "job {id}: stored {} bytes, upstream served {}", output.bytes, decided.size);
-                anyhow::ensure!(output.sha256 == expected_sha, "job {id}: recorded sha256 differs from upstream's");
+                anyhow::ensure!(
+                    output.bytes == decided.size,
+                    "job {id}: stored {} bytes, upstream served {}",
+                    output.bytes,
+                    decided.size
+                );
+                anyhow::ensure!(
+                    output.sha256 == expected_sha,
+                    "job {id}: recorded sha256 differs from upstream's"
+                );
                 let object = s3
                     .get_object()
                     .bucket(&output.bucket)
@@ -67,7 +78,10 @@ pub async fn verify_outcomes(
                     hasher.update(&chunk);
                 }
                 let actual = hex::encode(hasher.finalize());
-                anyhow::ensure!(actual == expected_sha, "job {id}: stored bytes hash differently from what upstream served");
+                anyhow::ensure!(
+                    actual == expected_sha,
+                    "job {id}: stored bytes hash differently from what upstream served"
+                );
             }
             "failed" => anyhow::ensure!(
                 job.state == JobState::Failed,
@@ -104,7 +118,11 @@ pub(crate) async fn list_keys(env: &TestEnv) -> anyhow::Result<BTreeSet<String>>
             .set_continuation_token(token)
             .send()
             .await?;
-        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
         token = page.next_continuation_token().map(str::to_owned);
         if token.is_none() {
             return Ok(keys);

@@ -14,7 +14,8 @@ const FEW_ATTEMPTS: [(&str, &str); 3] = [
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_malformed_upstream_reply_is_retried_then_fails_the_job_with_an_excerpt() -> anyhow::Result<()> {
+async fn a_malformed_upstream_reply_is_retried_then_fails_the_job_with_an_excerpt()
+-> anyhow::Result<()> {
     let env = TestEnv::new("malformed").await?;
     let sim = Sim::start(&["--rate-malformed", "1.0"]).await?;
     let worker = Worker::start("malformed-w", env.worker_env(&sim.base_url, &FEW_ATTEMPTS)).await?;
@@ -28,8 +29,14 @@ async fn a_malformed_upstream_reply_is_retried_then_fails_the_job_with_an_excerp
     assert_eq!(stats.submit_requests, 3, "one request per attempt");
     // The simulator garbles the reply after accepting: upstream may hold a job for each
     // attempt, and the worker says so instead of pretending otherwise.
-    let warned = worker.log().matches("upstream may hold a duplicate").count();
-    assert_eq!(warned, 2, "each re-submission after an unreadable reply is reported");
+    let warned = worker
+        .log()
+        .matches("upstream may hold a duplicate")
+        .count();
+    assert_eq!(
+        warned, 2,
+        "each re-submission after an unreadable reply is reported"
+    );
     drop(worker);
     env.cleanup().await?;
     Ok(())
@@ -38,7 +45,15 @@ async fn a_malformed_upstream_reply_is_retried_then_fails_the_job_with_an_excerp
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_bucket_fails_the_job_with_a_clear_reason() -> anyhow::Result<()> {
     let env = TestEnv::new("nobucket").await?;
-    let sim = Sim::start(&["--processing-min", "200ms", "--processing-max", "400ms", "--result-size", "8KiB"]).await?;
+    let sim = Sim::start(&[
+        "--processing-min",
+        "200ms",
+        "--processing-max",
+        "400ms",
+        "--result-size",
+        "8KiB",
+    ])
+    .await?;
     let missing = format!("{}-missing", env.bucket);
     let mut overrides = FEW_ATTEMPTS.to_vec();
     overrides.push(("VIDQ__STORAGE__BUCKET", &missing));
@@ -48,7 +63,10 @@ async fn a_missing_bucket_fails_the_job_with_a_clear_reason() -> anyhow::Result<
     let job = env.producer.status(&jobs[0].0).await?.expect("job record");
     assert_eq!(job.state, JobState::Failed);
     let error = job.error.unwrap_or_default();
-    assert!(error.contains(&missing) && error.contains("does not exist"), "reason: {error}");
+    assert!(
+        error.contains(&missing) && error.contains("does not exist"),
+        "reason: {error}"
+    );
     env.cleanup().await?;
     Ok(())
 }
@@ -56,7 +74,15 @@ async fn a_missing_bucket_fails_the_job_with_a_clear_reason() -> anyhow::Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_storage_credentials_fail_the_job_without_showing_the_secret() -> anyhow::Result<()> {
     let env = TestEnv::new("badcreds").await?;
-    let sim = Sim::start(&["--processing-min", "200ms", "--processing-max", "400ms", "--result-size", "8KiB"]).await?;
+    let sim = Sim::start(&[
+        "--processing-min",
+        "200ms",
+        "--processing-max",
+        "400ms",
+        "--result-size",
+        "8KiB",
+    ])
+    .await?;
     let secret = "wrong-secret-5f0c2d";
     let mut overrides = FEW_ATTEMPTS.to_vec();
     overrides.push(("VIDQ__STORAGE__SECRET_ACCESS_KEY", secret));
@@ -81,11 +107,47 @@ async fn the_cli_rejects_each_bad_field_by_name_and_writes_nothing() -> anyhow::
     let cases: [(&[&str], &str); 7] = [
         (&["--model", "2000"], "reference_video_url"),
         (&["--url", "https://v.example/a.mp4"], "model"),
-        (&["--url", "ftp://v.example/a.mp4", "--model", "2000"], "reference_video_url"),
-        (&["--url", "https://v.example/a.mp4", "--model", "0"], "model"),
-        (&["--url", "https://v.example/a.mp4", "--model", "2000", "--duration", "31"], "duration"),
-        (&["--url", "https://v.example/a.mp4", "--model", "2000", "--resolution", "4k"], "resolution"),
-        (&["--url", "https://v.example/a.mp4", "--model", "2000", "--callback-url", "not a url"], "callback_url"),
+        (
+            &["--url", "ftp://v.example/a.mp4", "--model", "2000"],
+            "reference_video_url",
+        ),
+        (
+            &["--url", "https://v.example/a.mp4", "--model", "0"],
+            "model",
+        ),
+        (
+            &[
+                "--url",
+                "https://v.example/a.mp4",
+                "--model",
+                "2000",
+                "--duration",
+                "31",
+            ],
+            "duration",
+        ),
+        (
+            &[
+                "--url",
+                "https://v.example/a.mp4",
+                "--model",
+                "2000",
+                "--resolution",
+                "4k",
+            ],
+            "resolution",
+        ),
+        (
+            &[
+                "--url",
+                "https://v.example/a.mp4",
+                "--model",
+                "2000",
+                "--callback-url",
+                "not a url",
+            ],
+            "callback_url",
+        ),
     ];
     for (args, field) in cases {
         let out = tokio::process::Command::new(bin_path("vidq")?)
@@ -97,14 +159,20 @@ async fn the_cli_rejects_each_bad_field_by_name_and_writes_nothing() -> anyhow::
             .await?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(stderr.contains(field), "{args:?} should name {field}: {stderr}");
+        assert!(
+            stderr.contains(field),
+            "{args:?} should name {field}: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     // A file with an unknown field, and one that is not JSON.
     let dir = std::env::temp_dir().join(&env.prefix);
     std::fs::create_dir_all(&dir)?;
     let unknown = dir.join("unknown.json");
-    std::fs::write(&unknown, r#"{"reference_video_url":"https://v.example/a.mp4","model":2000,"colour":"red"}"#)?;
+    std::fs::write(
+        &unknown,
+        r#"{"reference_video_url":"https://v.example/a.mp4","model":2000,"colour":"red"}"#,
+    )?;
     let broken = dir.join("broken.json");
     std::fs::write(&broken, "{not json")?;
     for (file, expected) in [(&unknown, "colour"), (&broken, "JSON")] {

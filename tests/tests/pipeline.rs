@@ -12,7 +12,15 @@ use vidq_tests::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_flow_from_enqueue_to_a_stored_video() -> anyhow::Result<()> {
     let env = TestEnv::new("happy").await?;
-    let sim = Sim::start(&["--processing-min", "300ms", "--processing-max", "1s", "--result-size", "96KiB"]).await?;
+    let sim = Sim::start(&[
+        "--processing-min",
+        "300ms",
+        "--processing-max",
+        "1s",
+        "--result-size",
+        "96KiB",
+    ])
+    .await?;
     let _worker = Worker::start("happy-w1", env.worker_env(&sim.base_url, &[])).await?;
     let jobs = enqueue_jobs(&env, 5).await?;
     wait_all_finished(&env, &jobs, Duration::from_secs(60)).await?;
@@ -30,12 +38,18 @@ async fn jobs_flow_from_enqueue_to_a_stored_video() -> anyhow::Result<()> {
 async fn two_hundred_jobs_survive_upstream_faults_and_a_kill_9() -> anyhow::Result<()> {
     let env = TestEnv::new("kill9").await?;
     let sim = Sim::start(&[
-        "--processing-min", "5s",
-        "--processing-max", "20s",
-        "--rate-429", "0.05",
-        "--rate-5xx", "0.05",
-        "--rate-job-failed", "0.05",
-        "--result-size", "2MiB",
+        "--processing-min",
+        "5s",
+        "--processing-max",
+        "20s",
+        "--rate-429",
+        "0.05",
+        "--rate-5xx",
+        "0.05",
+        "--rate-job-failed",
+        "0.05",
+        "--result-size",
+        "2MiB",
     ])
     .await?;
     let settings = env.worker_env(&sim.base_url, &[]);
@@ -57,7 +71,10 @@ async fn two_hundred_jobs_survive_upstream_faults_and_a_kill_9() -> anyhow::Resu
 
     wait_all_finished(&env, &jobs, Duration::from_secs(240)).await?;
     let records = verify_outcomes(&env, &sim, &jobs).await?;
-    let succeeded = records.iter().filter(|r| r.state == JobState::Succeeded).count();
+    let succeeded = records
+        .iter()
+        .filter(|r| r.state == JobState::Succeeded)
+        .count();
     assert!(succeeded > 150, "only {succeeded} of 200 jobs succeeded");
     let left = leftover_keys(&env).await?;
     assert!(left.is_empty(), "keys left behind: {left:?}");
@@ -70,26 +87,47 @@ async fn two_hundred_jobs_survive_upstream_faults_and_a_kill_9() -> anyhow::Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fleet_stopped_and_restarted_later_finishes_every_job() -> anyhow::Result<()> {
     let env = TestEnv::new("fleet").await?;
-    let sim = Sim::start(&["--processing-min", "10s", "--processing-max", "20s", "--result-size", "64KiB"]).await?;
+    let sim = Sim::start(&[
+        "--processing-min",
+        "10s",
+        "--processing-max",
+        "20s",
+        "--result-size",
+        "64KiB",
+    ])
+    .await?;
     let settings = env.worker_env(&sim.base_url, &[]);
     let mut fleet = vec![
         Worker::start("fleet-w1", settings.clone()).await?,
         Worker::start("fleet-w2", settings).await?,
     ];
     let jobs = enqueue_jobs(&env, 20).await?;
-    wait_until("every job processing upstream", Duration::from_secs(60), || async {
-        let counts = count_states(&env, &jobs).await?;
-        Ok((counts.get(&JobState::Processing).copied() == Some(jobs.len())).then_some(()))
-    })
+    wait_until(
+        "every job processing upstream",
+        Duration::from_secs(60),
+        || async {
+            let counts = count_states(&env, &jobs).await?;
+            Ok((counts.get(&JobState::Processing).copied() == Some(jobs.len())).then_some(()))
+        },
+    )
     .await?;
     for worker in &mut fleet {
         let code = worker.terminate(Duration::from_secs(30)).await?;
-        assert_eq!(code, Some(0), "worker exited with {code:?}:\n{}", worker.log());
+        assert_eq!(
+            code,
+            Some(0),
+            "worker exited with {code:?}:\n{}",
+            worker.log()
+        );
     }
     // The outage itself: nothing runs for a minute while upstream finishes the jobs.
     tokio::time::sleep(Duration::from_secs(60)).await;
     let stalled = count_states(&env, &jobs).await?;
-    assert_eq!(stalled.get(&JobState::Processing).copied(), Some(jobs.len()), "{stalled:?}");
+    assert_eq!(
+        stalled.get(&JobState::Processing).copied(),
+        Some(jobs.len()),
+        "{stalled:?}"
+    );
     for worker in &mut fleet {
         worker.restart().await?;
     }

@@ -88,7 +88,11 @@ impl Producer {
         let record = JobRecord::new(request, self.deadline);
         let id = record.id;
         self.store.create(&record).await?;
-        if let Err(err) = self.queue(TaskKind::Submit).enqueue(&JobTask::new(id)).await {
+        if let Err(err) = self
+            .queue(TaskKind::Submit)
+            .enqueue(&JobTask::new(id))
+            .await
+        {
             tracing::warn!(job.id = %id, error = %err, "job stored, but its first task could not be pushed; the reconciler will enqueue it");
         }
         Ok(id)
@@ -109,7 +113,12 @@ impl Producer {
         ];
         let outcome = self
             .store
-            .transition(id, &unfinished, JobState::Canceled, Patch::new().note("canceled"))
+            .transition(
+                id,
+                &unfinished,
+                JobState::Canceled,
+                Patch::new().note("canceled"),
+            )
             .await?;
         match outcome {
             Transitioned::Applied { .. } => Ok(CancelOutcome::Canceled),

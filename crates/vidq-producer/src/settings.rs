@@ -58,7 +58,9 @@ impl ProducerSettings {
     pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
         let settings: Self = load_settings(DEFAULTS, file, std::env::vars())?;
         if settings.jobs.deadline < Duration::from_secs(1) {
-            return Err(SettingsError::Invalid("jobs.deadline: must be at least 1s".into()));
+            return Err(SettingsError::Invalid(
+                "jobs.deadline: must be at least 1s".into(),
+            ));
         }
         Ok(settings)
     }

@@ -90,7 +90,7 @@ async fn renew_loop(store: Arc<Store>, held: Arc<HeldLeases>, cancel: Cancellati
         if live.is_empty() {
             continue;
         }
-        match store.renew(&live).await {
+        match store.renew(&live).await.map(|lost| held.really_lost(lost)) {
             Ok(lost) if !lost.is_empty() => {
                 tracing::warn!(
                     queue = %store.config.queue,

@@ -23,6 +23,9 @@ struct Held {
     delivery: u64,
     /// The task's future was dropped before it finished (drain timeout): stop renewing.
     abandoned: bool,
+    /// The task finished and its outcome is being written: the lease is about to go, so a
+    /// renewal that finds it gone is no loss.
+    settling: bool,
 }
 
 /// Leases held by one worker.
@@ -42,6 +45,7 @@ impl HeldLeases {
             Held {
                 delivery: d.number,
                 abandoned: false,
+                settling: false,
             },
         );
     }
@@ -62,11 +66,29 @@ impl HeldLeases {
         }
     }
 
+    /// The task finished; its ack, retry or dead-lettering is being written.
+    pub(crate) fn settling(&self, d: &Delivery) {
+        if let Some(h) = self.lock().get_mut(&d.id)
+            && h.delivery == d.number
+        {
+            h.settling = true;
+        }
+    }
+
+    /// Of `ids` reported missing by a renewal, those this worker still holds and was not
+    /// settling: leases really lost (expired and possibly delivered elsewhere).
+    pub(crate) fn really_lost(&self, ids: Vec<String>) -> Vec<String> {
+        let map = self.lock();
+        ids.into_iter()
+            .filter(|id| map.get(id).is_some_and(|h| !h.settling && !h.abandoned))
+            .collect()
+    }
+
     /// Leases to renew.
     pub(crate) fn live(&self) -> Vec<(String, u64)> {
         self.lock()
             .iter()
-            .filter(|(_, h)| !h.abandoned)
+            .filter(|(_, h)| !h.abandoned && !h.settling)
             .map(|(id, h)| (id.clone(), h.delivery))
             .collect()
     }

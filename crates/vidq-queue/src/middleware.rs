@@ -77,6 +77,7 @@ where
                 finished: false,
             };
             let result = fut.await.map_err(Into::into);
+            layer.held.settling(&delivery);
             settle(&layer, &delivery, result.as_ref().err()).await;
             guard.finished = true;
             result

@@ -218,7 +218,7 @@ async fn missing_bucket_is_reported_and_not_retryable() {
 
     // s3s-fs creates a missing bucket on PutObject; real S3 and MinIO answer NoSuchBucket
     // (that mapping is unit-tested in `error.rs`).
-    if std::env::var("VIDQ_TEST_S3_ENDPOINT").is_ok() {
+    if s3.is_external() {
         let err = storage
             .upload_stream("k.mp4", "video/mp4", chunked(b"tiny", 4), None)
             .await

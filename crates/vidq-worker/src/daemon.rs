@@ -100,7 +100,10 @@ pub async fn run(
             (TaskKind::Transfer, queues.transfer.clone()),
         ],
     };
-    background.spawn(log_exit("probes", http::serve(listener, probes, stop.clone())));
+    background.spawn(log_exit(
+        "probes",
+        http::serve(listener, probes, stop.clone()),
+    ));
     let reconciler_config = ReconcilerConfig {
         interval: settings.reconciler.interval,
         stale_after: settings.reconciler.stale_after,
@@ -168,8 +171,14 @@ pub async fn run(
     ] {
         match q.leases().hand_back().await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(queue = kind.queue_name(), tasks = n, "handed back unfinished tasks"),
-            Err(err) => tracing::warn!(queue = kind.queue_name(), error = %err, "could not hand back tasks; their leases will expire"),
+            Ok(n) => tracing::info!(
+                queue = kind.queue_name(),
+                tasks = n,
+                "handed back unfinished tasks"
+            ),
+            Err(err) => {
+                tracing::warn!(queue = kind.queue_name(), error = %err, "could not hand back tasks; their leases will expire")
+            }
         }
     }
     stop.cancel();

@@ -52,12 +52,14 @@ async fn metrics(State(probes): State<Probes>) -> String {
     for (kind, queue) in &probes.queues {
         if let Ok(depth) = queue.depth().await {
             let name = kind.queue_name();
-            metrics::gauge!("vidq_queue_depth", "queue" => name, "state" => "due").set(depth.due as f64);
+            metrics::gauge!("vidq_queue_depth", "queue" => name, "state" => "due")
+                .set(depth.due as f64);
             metrics::gauge!("vidq_queue_depth", "queue" => name, "state" => "scheduled")
                 .set(depth.scheduled as f64);
             metrics::gauge!("vidq_queue_depth", "queue" => name, "state" => "leased")
                 .set(depth.leased as f64);
-            metrics::gauge!("vidq_queue_depth", "queue" => name, "state" => "dead").set(depth.dead as f64);
+            metrics::gauge!("vidq_queue_depth", "queue" => name, "state" => "dead")
+                .set(depth.dead as f64);
         }
     }
     probes.metrics.render()

@@ -56,11 +56,22 @@ pub(crate) async fn run(producer: &Producer, args: Args) -> anyhow::Result<ExitC
                 *last = Some(job.state);
             }
         }
-        let done = seen.values().filter(|s| s.is_some_and(JobState::is_terminal)).count();
+        let done = seen
+            .values()
+            .filter(|s| s.is_some_and(JobState::is_terminal))
+            .count();
         if done == seen.len() {
             let all_ok = seen.values().all(|s| *s == Some(JobState::Succeeded));
-            println!("{done}/{} jobs finished{}", seen.len(), if all_ok { ", all succeeded" } else { "" });
-            return Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_SOME_FAILED) });
+            println!(
+                "{done}/{} jobs finished{}",
+                seen.len(),
+                if all_ok { ", all succeeded" } else { "" }
+            );
+            return Ok(if all_ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_SOME_FAILED)
+            });
         }
         if args.timeout.is_some_and(|t| started.elapsed() > t) {
             eprintln!("vidq: timed out with {done}/{} jobs finished", seen.len());

@@ -1,5 +1,8 @@
-//! A real S3-compatible server for tests: `VIDQ_TEST_S3_ENDPOINT` when set, otherwise a
-//! private `s3s-fs` on a free port with a temp root and random credentials, killed on drop.
+//! A real S3-compatible server for tests: a private `s3s-fs` on a free port with a temp root
+//! and random credentials, killed on drop. These tests look inside the server's data folder
+//! (s3s-fs lacks ListMultipartUploads and creates missing buckets on PutObject), so they use
+//! the shared `VIDQ_TEST_S3_ENDPOINT` only when `VIDQ_TEST_S3_EXTERNAL=1` says it is a full S3
+//! implementation.
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -35,7 +38,8 @@ impl Drop for TestS3 {
 impl TestS3 {
     pub(crate) fn start() -> Self {
         let region = std::env::var("VIDQ_TEST_S3_REGION").unwrap_or_else(|_| "us-east-1".into());
-        if let Ok(endpoint) = std::env::var("VIDQ_TEST_S3_ENDPOINT") {
+        let external = std::env::var("VIDQ_TEST_S3_EXTERNAL").is_ok_and(|v| v == "1");
+        if let (true, Ok(endpoint)) = (external, std::env::var("VIDQ_TEST_S3_ENDPOINT")) {
             return Self {
                 endpoint,
                 access_key: std::env::var("VIDQ_TEST_S3_ACCESS_KEY").unwrap_or_default(),
@@ -142,6 +146,11 @@ impl TestS3 {
 
     /// Multipart uploads still pending in `bucket`. s3s-fs does not implement
     /// ListMultipartUploads; for our own s3s-fs we count its upload records on disk instead.
+    /// Whether the tests run against an external, full S3 implementation (not our s3s-fs).
+    pub(crate) fn is_external(&self) -> bool {
+        self.server.is_none()
+    }
+
     pub(crate) async fn pending_uploads(&self, bucket: &str) -> usize {
         let listed = self
             .raw_client()

@@ -22,7 +22,12 @@ pub(crate) async fn poll(task: JobTask, pipeline: Data<Pipeline>, attempt: Attem
     }
     if unix_ms_now() > job.deadline_at {
         let moved = store
-            .transition(&id, &[JobState::Processing], JobState::Expired, Patch::new().error("deadline passed while upstream was processing"))
+            .transition(
+                &id,
+                &[JobState::Processing],
+                JobState::Expired,
+                Patch::new().error("deadline passed while upstream was processing"),
+            )
             .await
             .map_err(transient)?;
         if let Transitioned::Applied { .. } = moved {
@@ -33,7 +38,11 @@ pub(crate) async fn poll(task: JobTask, pipeline: Data<Pipeline>, attempt: Attem
     }
     let Some(img_uuid) = job.img_uuid.as_deref() else {
         pipeline
-            .fail(&id, JobState::Processing, "job is processing but has no upstream id")
+            .fail(
+                &id,
+                JobState::Processing,
+                "job is processing but has no upstream id",
+            )
             .await
             .map_err(transient)?;
         return Ok(());
@@ -51,7 +60,10 @@ pub(crate) async fn poll(task: JobTask, pipeline: Data<Pipeline>, attempt: Attem
         Err(err) => {
             let reason = format!("status request failed: {err}");
             if !err.is_retryable() || pipeline.is_last_attempt(TaskKind::Poll, attempt.current()) {
-                pipeline.fail(&id, JobState::Processing, &reason).await.map_err(transient)?;
+                pipeline
+                    .fail(&id, JobState::Processing, &reason)
+                    .await
+                    .map_err(transient)?;
                 return Ok(());
             }
             tracing::info!(error = %err, "status request will be retried");
@@ -64,7 +76,9 @@ async fn on_status(pipeline: &Pipeline, id: &JobId, detail: JobDetail) -> TaskRe
     match detail.status {
         JobStatus::Success => match detail.video_url {
             Some(url) => {
-                let patch = Patch::new().result_url(SignedUrl::new(url)).note("upstream finished");
+                let patch = Patch::new()
+                    .result_url(SignedUrl::new(url))
+                    .note("upstream finished");
                 let moved = pipeline
                     .store()
                     .transition(id, &[JobState::Processing], JobState::Transferring, patch)
@@ -79,11 +93,18 @@ async fn on_status(pipeline: &Pipeline, id: &JobId, detail: JobDetail) -> TaskRe
                 }
                 Ok(())
             }
-            None => Err(retry(None, "upstream reported success without a video URL".to_owned())),
+            None => Err(retry(
+                None,
+                "upstream reported success without a video URL".to_owned(),
+            )),
         },
         JobStatus::Failed => {
             pipeline
-                .fail(id, JobState::Processing, "upstream reported the generation failed")
+                .fail(
+                    id,
+                    JobState::Processing,
+                    "upstream reported the generation failed",
+                )
                 .await
                 .map_err(transient)?;
             Ok(())

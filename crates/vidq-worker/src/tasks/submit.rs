@@ -13,7 +13,11 @@ use crate::pipeline::Pipeline;
 /// died between upstream accepting and the id being stored, or the reply was lost) submits
 /// again, and counts and logs that it may have made a duplicate upstream.
 #[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current()))]
-pub(crate) async fn submit(task: JobTask, pipeline: Data<Pipeline>, attempt: Attempt) -> TaskResult {
+pub(crate) async fn submit(
+    task: JobTask,
+    pipeline: Data<Pipeline>,
+    attempt: Attempt,
+) -> TaskResult {
     let id = task.job;
     let store = pipeline.store();
     let Some(job) = store.get(&id).await.map_err(transient)? else {
@@ -23,7 +27,12 @@ pub(crate) async fn submit(task: JobTask, pipeline: Data<Pipeline>, attempt: Att
     match job.state {
         JobState::Queued => {
             let moved = store
-                .transition(&id, &[JobState::Queued], JobState::Submitting, Patch::new().bump_attempts())
+                .transition(
+                    &id,
+                    &[JobState::Queued],
+                    JobState::Submitting,
+                    Patch::new().bump_attempts(),
+                )
                 .await
                 .map_err(transient)?;
             if let Transitioned::Skipped { .. } = moved {
@@ -63,13 +72,21 @@ pub(crate) async fn submit(task: JobTask, pipeline: Data<Pipeline>, attempt: Att
             // One decision: give up, or try again (and when).
             let retryable = matches!(err, UpstreamError::Unauthorized) || err.is_retryable();
             if !retryable || last {
-                pipeline.fail(&id, JobState::Submitting, &reason).await.map_err(transient)?;
+                pipeline
+                    .fail(&id, JobState::Submitting, &reason)
+                    .await
+                    .map_err(transient)?;
                 return Ok(());
             }
             if definitely_not_accepted(&err) {
                 // Upstream refused before accepting: the next attempt is not uncertain.
                 store
-                    .transition(&id, &[JobState::Submitting], JobState::Queued, Patch::new().note("retry"))
+                    .transition(
+                        &id,
+                        &[JobState::Submitting],
+                        JobState::Queued,
+                        Patch::new().note("retry"),
+                    )
                     .await
                     .map_err(transient)?;
             }
@@ -91,7 +108,9 @@ fn definitely_not_accepted(err: &UpstreamError) -> bool {
 }
 
 async fn accepted(pipeline: &Pipeline, id: &JobId, submitted: Submitted) -> TaskResult {
-    let mut patch = Patch::new().img_uuid(&submitted.img_uuid).note("upstream accepted");
+    let mut patch = Patch::new()
+        .img_uuid(&submitted.img_uuid)
+        .note("upstream accepted");
     if let Some(cost) = submitted.cost {
         patch = patch.upstream_cost(cost);
         metrics::counter!("vidq_upstream_credits_spent_total").increment(cost.max(0.0) as u64);
@@ -121,11 +140,19 @@ async fn accepted(pipeline: &Pipeline, id: &JobId, submitted: Submitted) -> Task
 async fn accepted_before(pipeline: &Pipeline, id: &JobId, img_uuid: &str) -> TaskResult {
     let moved = pipeline
         .store()
-        .transition(id, &[JobState::Submitting], JobState::Processing, Patch::new().note("resumed"))
+        .transition(
+            id,
+            &[JobState::Submitting],
+            JobState::Processing,
+            Patch::new().note("resumed"),
+        )
         .await
         .map_err(transient)?;
     if let Transitioned::Applied { .. } = moved {
-        tracing::info!(img_uuid, "resumed a stored submission without submitting again");
+        tracing::info!(
+            img_uuid,
+            "resumed a stored submission without submitting again"
+        );
         pipeline
             .schedule(TaskKind::Poll, id, pipeline.poll_interval())
             .await

@@ -36,20 +36,24 @@ pub(crate) async fn transfer(
     let response = match open(&pipeline, &id, job.result_url, job.img_uuid.as_deref()).await {
         Ok(response) => response,
         Err(reason) if last => {
-            pipeline.fail(&id, JobState::Transferring, &reason).await.map_err(transient)?;
+            pipeline
+                .fail(&id, JobState::Transferring, &reason)
+                .await
+                .map_err(transient)?;
             return Ok(());
         }
         Err(reason) => return Err(retry(None, reason)),
     };
     let expected_len = response.content_length();
-    let body = response
-        .bytes_stream()
-        .inspect_ok(|chunk| {
-            metrics::counter!("vidq_bytes_transferred_total").increment(chunk.len() as u64);
-        });
+    let body = response.bytes_stream().inspect_ok(|chunk| {
+        metrics::counter!("vidq_bytes_transferred_total").increment(chunk.len() as u64);
+    });
     let storage = pipeline.storage();
     let key = storage.object_key(&id.to_string());
-    match storage.upload_stream(&key, CONTENT_TYPE, body, expected_len).await {
+    match storage
+        .upload_stream(&key, CONTENT_TYPE, body, expected_len)
+        .await
+    {
         Ok(uploaded) => {
             let output = Output {
                 bucket: uploaded.bucket,
@@ -58,7 +62,10 @@ pub(crate) async fn transfer(
                 sha256: uploaded.sha256,
                 content_type: CONTENT_TYPE.to_owned(),
             };
-            let patch = Patch::new().output(output).clear_result_url().note("stored");
+            let patch = Patch::new()
+                .output(output)
+                .clear_result_url()
+                .note("stored");
             let moved = pipeline
                 .store()
                 .transition(&id, &[JobState::Transferring], JobState::Succeeded, patch)
@@ -75,13 +82,21 @@ pub(crate) async fn transfer(
 }
 
 /// One decision for every storage failure: try again, or fail the job with the reason.
-async fn storage_failed(pipeline: &Pipeline, id: &JobId, err: StorageError, last: bool) -> TaskResult {
+async fn storage_failed(
+    pipeline: &Pipeline,
+    id: &JobId,
+    err: StorageError,
+    last: bool,
+) -> TaskResult {
     let reason = format!("storing the video failed: {err}");
     // A short or broken download surfaces as a length mismatch or a source error: both are
     // worth another try. A missing bucket or refused credentials are not.
     let retryable = err.is_retryable() || matches!(err, StorageError::LengthMismatch { .. });
     if !retryable || last {
-        pipeline.fail(id, JobState::Transferring, &reason).await.map_err(transient)?;
+        pipeline
+            .fail(id, JobState::Transferring, &reason)
+            .await
+            .map_err(transient)?;
         return Ok(());
     }
     tracing::info!(error = %err, "transfer will be retried");
@@ -137,7 +152,11 @@ async fn fresh_url(
         .ok_or("upstream gave no result URL")?;
     pipeline
         .store()
-        .patch(id, JobState::Transferring, Patch::new().result_url(url.clone()))
+        .patch(
+            id,
+            JobState::Transferring,
+            Patch::new().result_url(url.clone()),
+        )
         .await
         .map_err(|e| format!("storing the fresh result URL failed: {e}"))?;
     Ok(url)
