@@ -1,7 +1,12 @@
 #![doc = include_str!("../README.md")]
 
+mod api;
 mod producer;
+mod reuse;
 mod settings;
 
-pub use producer::{CancelOutcome, Producer, ProducerError};
-pub use settings::{DEFAULTS, ProducerSettings};
+pub use api::{Api, openapi};
+pub use producer::{
+    CancelOutcome, EnqueueOptions, EnqueueOutcome, Enqueued, Producer, ProducerError,
+};
+pub use settings::{ApiSettings, ApiToken, DEFAULTS, ProducerSettings, Scope};

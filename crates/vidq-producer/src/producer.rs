@@ -3,13 +3,15 @@
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sha2::{Digest as _, Sha256};
 use vidq_core::{
-    JobId, JobRecord, JobState, JobStore, JobTask, Patch, StoreError, TaskKind, TransformRequest,
-    Transitioned,
+    IdempotencyOutcome, JobId, JobRecord, JobState, JobStore, JobTask, Patch, StoreError,
+    TaskKind, TransformRequest, Transitioned,
 };
 use vidq_queue::{DeadTask, QueueConfig, QueueError, RedisQueue};
 
 use crate::ProducerSettings;
+use crate::reuse;
 
 /// What can go wrong while enqueueing or reading jobs.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +28,61 @@ pub enum ProducerError {
     /// No such job (it never existed, or its record expired).
     #[error("no job {0}")]
     NotFound(JobId),
+    /// The idempotency key is already held by a request with another body.
+    #[error("the idempotency key was already used with another request body")]
+    IdempotencyConflict,
+    /// The idempotency key is held by a request whose job is still being created.
+    #[error("a request with this idempotency key is still being processed")]
+    IdempotencyPending,
 }
+
+/// How [`Producer::enqueue_with`] should treat a request beyond storing it.
+#[derive(Debug, Clone, Default)]
+pub struct EnqueueOptions {
+    /// The caller's `Idempotency-Key`: the same key and body return the same job.
+    pub idempotency_key: Option<String>,
+    /// A stable hash of the request body, compared under the same idempotency key; by
+    /// default the sha256 of the validated request's JSON.
+    pub body_hash: Option<String>,
+    /// How long the idempotency key holds (default 24 h).
+    pub idempotency_ttl: Option<Duration>,
+    /// Reuse identical work seen within this long (`None`: never reuse). A request with
+    /// `"reuse": false` never reuses, nor is it offered for reuse.
+    pub reuse_within: Option<Duration>,
+}
+
+/// What [`Producer::enqueue_with`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// A new job was stored and its first task enqueued.
+    Created,
+    /// A new job was stored `succeeded` at once with the video of `source` (no upstream call).
+    Reused {
+        /// The succeeded job whose video was reused.
+        source: JobId,
+    },
+    /// An identical job still in flight was returned instead of a new one: follow it.
+    Followed,
+    /// The idempotency key had already been used with the same body: its job is returned.
+    Replayed,
+}
+
+/// The job [`Producer::enqueue_with`] returns, and how it came to be.
+#[derive(Debug, Clone)]
+pub struct Enqueued {
+    /// The job, as stored.
+    pub job: JobRecord,
+    /// New, reused, followed or replayed.
+    pub outcome: EnqueueOutcome,
+}
+
+enum Plan {
+    Create(JobRecord),
+    Reuse(JobRecord, JobId),
+    Follow(JobRecord),
+}
+
+const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// What [`Producer::cancel`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +97,7 @@ pub enum CancelOutcome {
 /// Enqueues jobs and reads them back. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Producer {
+    conn: ConnectionManager,
     store: JobStore,
     queues: [RedisQueue<JobTask>; 3],
     deadline: Duration,
@@ -64,6 +121,7 @@ impl Producer {
             RedisQueue::from_parts(client.clone(), conn.clone(), config)
         };
         Ok(Self {
+            conn: conn.clone(),
             store,
             queues: [
                 queue(TaskKind::Submit)?,
@@ -86,8 +144,123 @@ impl Producer {
     /// the record was written, the workers' reconciler enqueues it later.
     pub async fn enqueue(&self, request: TransformRequest) -> Result<JobId, ProducerError> {
         let record = JobRecord::new(request, self.deadline);
+        self.store_and_push(&record).await?;
+        Ok(record.id)
+    }
+
+    /// Stores a job for `request` like [`Self::enqueue`], honouring an idempotency key and
+    /// reusing identical work (see [`EnqueueOptions`]).
+    ///
+    /// Reuse: when the upstream arguments match a job remembered within `reuse_within`, a
+    /// succeeded source gives a new job `succeeded` from birth with the same video (its
+    /// history notes `reused <source id>`), and a source still in flight is returned itself;
+    /// failed, canceled or expired sources are not reused. Two identical requests arriving
+    /// at the same instant may both create a job.
+    pub async fn enqueue_with(
+        &self,
+        request: TransformRequest,
+        options: EnqueueOptions,
+    ) -> Result<Enqueued, ProducerError> {
+        let reuse_key = options
+            .reuse_within
+            .filter(|_| request.reuse())
+            .map(|ttl| (reuse::key(self.store.prefix(), &request), ttl));
+        let body_hash = match options.body_hash {
+            Some(hash) => hash,
+            None => request_hash(&request)?,
+        };
+        let plan = match &reuse_key {
+            Some((key, _)) => self.reuse_plan(key, request).await?,
+            None => Plan::Create(JobRecord::new(request, self.deadline)),
+        };
+        if let Some(key) = &options.idempotency_key {
+            let id = match &plan {
+                Plan::Create(job) | Plan::Reuse(job, _) | Plan::Follow(job) => job.id,
+            };
+            let ttl = options.idempotency_ttl.unwrap_or(DEFAULT_IDEMPOTENCY_TTL);
+            match self
+                .store
+                .put_idempotency_key(key, &body_hash, &id, ttl)
+                .await?
+            {
+                IdempotencyOutcome::New => {}
+                IdempotencyOutcome::Existing {
+                    same_body: false, ..
+                } => return Err(ProducerError::IdempotencyConflict),
+                IdempotencyOutcome::Existing { id, .. } => return self.replay(&id).await,
+            }
+        }
+        match plan {
+            Plan::Follow(job) => Ok(Enqueued {
+                job,
+                outcome: EnqueueOutcome::Followed,
+            }),
+            Plan::Reuse(job, source) => {
+                self.store.create(&job).await?;
+                Ok(Enqueued {
+                    job,
+                    outcome: EnqueueOutcome::Reused { source },
+                })
+            }
+            Plan::Create(job) => {
+                self.store_and_push(&job).await?;
+                if let Some((key, ttl)) = &reuse_key {
+                    if let Err(error) = reuse::remember(&self.conn, key, &job.id, *ttl).await {
+                        tracing::warn!(job.id = %job.id, %error, "could not offer the job for reuse");
+                    }
+                }
+                Ok(Enqueued {
+                    job,
+                    outcome: EnqueueOutcome::Created,
+                })
+            }
+        }
+    }
+
+    /// Answers PING: whether Redis is reachable.
+    pub async fn ping(&self) -> Result<(), ProducerError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING").query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    async fn reuse_plan(&self, key: &str, request: TransformRequest) -> Result<Plan, ProducerError> {
+        let source = match reuse::lookup(&self.conn, key).await? {
+            Some(id) => self.store.get(&id).await?,
+            None => None,
+        };
+        Ok(match source {
+            Some(JobRecord {
+                id,
+                state: JobState::Succeeded,
+                output: Some(output),
+                ..
+            }) => Plan::Reuse(
+                reuse::reused_record(request, self.deadline, &id, output),
+                id,
+            ),
+            Some(source) if !source.state.is_terminal() => Plan::Follow(source),
+            _ => Plan::Create(JobRecord::new(request, self.deadline)),
+        })
+    }
+
+    /// The job an idempotency key already points at; its creator may still be writing it.
+    async fn replay(&self, id: &JobId) -> Result<Enqueued, ProducerError> {
+        for _ in 0..20 {
+            if let Some(job) = self.store.get(id).await? {
+                return Ok(Enqueued {
+                    job,
+                    outcome: EnqueueOutcome::Replayed,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(ProducerError::IdempotencyPending)
+    }
+
+    async fn store_and_push(&self, record: &JobRecord) -> Result<(), ProducerError> {
         let id = record.id;
-        self.store.create(&record).await?;
+        self.store.create(record).await?;
         if let Err(err) = self
             .queue(TaskKind::Submit)
             .enqueue(&JobTask::new(id))
@@ -95,7 +268,7 @@ impl Producer {
         {
             tracing::warn!(job.id = %id, error = %err, "job stored, but its first task could not be pushed; the reconciler will enqueue it");
         }
-        Ok(id)
+        Ok(())
     }
 
     /// The job's record, or `None` when there is no such job.
@@ -159,4 +332,15 @@ impl Producer {
             TaskKind::Transfer | TaskKind::Notify => &self.queues[2],
         }
     }
+}
+
+/// Lowercase hex sha256 of the validated request's JSON (defaults filled in, keys in a fixed
+/// order), so bodies that differ only in layout hash the same.
+fn request_hash(request: &TransformRequest) -> Result<String, ProducerError> {
+    let json = serde_json::to_vec(request)
+        .map_err(|e| StoreError::InvalidArgument {
+            name: "request",
+            reason: e.to_string(),
+        })?;
+    Ok(hex::encode(Sha256::digest(json)))
 }

@@ -1,10 +1,13 @@
-//! The producer's settings (`[log]`, `[redis]`, `[jobs]`), layered like every vidq binary's.
+//! The producer's settings (`[log]`, `[redis]`, `[jobs]`, `[api]`, `[storage]`), layered like
+//! every vidq binary's.
 
 use std::path::Path;
 use std::time::Duration;
 
+use secrecy::SecretString;
 use serde::Deserialize;
 use vidq_core::{LogSettings, SettingsError, load_settings};
+use vidq_storage::StorageSettings;
 
 /// Built-in defaults.
 pub const DEFAULTS: &str = include_str!("../defaults.toml");
@@ -18,6 +21,75 @@ pub struct ProducerSettings {
     pub redis: RedisSettings,
     /// New jobs.
     pub jobs: JobSettings,
+    /// The HTTP API.
+    #[serde(default)]
+    pub api: ApiSettings,
+    /// Where videos are stored, for presigned download links; optional for the CLI.
+    #[serde(default)]
+    pub storage: Option<StorageSettings>,
+}
+
+/// `[api]`: the HTTP API of `vidq serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Address to listen on, e.g. `0.0.0.0:8080`.
+    pub listen: String,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// Requests per second each token may make, on average.
+    pub rate_per_second: f64,
+    /// Requests a token may make at once after being idle.
+    pub rate_burst: u32,
+    /// A request whose upstream arguments match a job created this long ago or less reuses it.
+    #[serde(with = "humantime_serde")]
+    pub reuse_ttl: Duration,
+    /// How long an `Idempotency-Key` keeps pointing at its job.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_ttl: Duration,
+    /// Longest an event stream stays open.
+    #[serde(with = "humantime_serde")]
+    pub events_max: Duration,
+    /// Who may call the API.
+    #[serde(default)]
+    pub tokens: Vec<ApiToken>,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            body_limit: 65_536,
+            rate_per_second: 20.0,
+            rate_burst: 40,
+            reuse_ttl: Duration::from_secs(24 * 3600),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            events_max: Duration::from_secs(15 * 60),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// One caller of the API. `Debug` never shows the token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    /// Who this is, for logs and metrics.
+    pub name: String,
+    /// The bearer token itself.
+    pub token: SecretString,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Read jobs, their events and videos.
+    Read,
+    /// Enqueue and cancel jobs.
+    Write,
 }
 
 /// `[redis]`.
@@ -49,6 +121,8 @@ impl Default for ProducerSettings {
             jobs: JobSettings {
                 deadline: Duration::from_secs(1800),
             },
+            api: ApiSettings::default(),
+            storage: None,
         })
     }
 }
@@ -62,7 +136,37 @@ impl ProducerSettings {
                 "jobs.deadline: must be at least 1s".into(),
             ));
         }
+        settings.api.validate()?;
         Ok(settings)
+    }
+}
+
+impl ApiSettings {
+    fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |what: &str| Err(SettingsError::Invalid(format!("api.{what}")));
+        if self.body_limit < 1024 {
+            return invalid("body_limit: must be at least 1024 bytes");
+        }
+        if !(self.rate_per_second > 0.0 && self.rate_per_second.is_finite()) || self.rate_burst == 0
+        {
+            return invalid("rate_per_second and rate_burst: must be positive");
+        }
+        if self.events_max < Duration::from_secs(1) {
+            return invalid("events_max: must be at least 1s");
+        }
+        if self.idempotency_ttl < Duration::from_secs(1) {
+            return invalid("idempotency_ttl: must be at least 1s");
+        }
+        for token in &self.tokens {
+            use secrecy::ExposeSecret as _;
+            if token.token.expose_secret().len() < 16 {
+                return invalid(&format!(
+                    "tokens: the token of `{}` must be at least 16 characters",
+                    token.name
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -75,5 +179,24 @@ mod tests {
         let s: ProducerSettings = load_settings(DEFAULTS, None, std::iter::empty()).unwrap();
         assert_eq!(s.jobs.deadline, Duration::from_secs(1800));
         assert_eq!(s.redis.prefix, "vidq");
+        assert_eq!(s.api.body_limit, 65_536);
+        assert!(s.api.tokens.is_empty());
+        assert!(s.storage.is_none());
+    }
+
+    #[test]
+    fn tokens_parse_and_hide() {
+        let file = r#"
+            [[api.tokens]]
+            name = "backend"
+            token = "0123456789abcdef-secret"
+            scopes = ["read", "write"]
+        "#;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vidq.toml");
+        std::fs::write(&path, file).unwrap();
+        let s: ProducerSettings = load_settings(DEFAULTS, Some(&path), std::iter::empty()).unwrap();
+        assert_eq!(s.api.tokens[0].scopes, [Scope::Read, Scope::Write]);
+        assert!(!format!("{s:?}").contains("0123456789abcdef-secret"));
     }
 }

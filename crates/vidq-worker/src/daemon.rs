@@ -15,6 +15,7 @@ use vidq_queue::{QueueConfig, RedisQueue, RetryPolicy};
 use vidq_storage::Storage;
 
 use crate::http::{self, Probes};
+use crate::limits::Limits;
 use crate::pipeline::{MaxAttempts, Pipeline, PipelineParts, Queues};
 use crate::reconciler::{self, ReconcilerConfig};
 use crate::settings::{QueueSettings, WorkerSettings};
@@ -70,7 +71,9 @@ pub async fn run(
         submit: queue(TaskKind::Submit, &settings.queues.submit)?,
         poll: queue(TaskKind::Poll, &settings.queues.poll)?,
         transfer: queue(TaskKind::Transfer, &settings.queues.transfer)?,
+        notify: queue(TaskKind::Notify, &settings.queues.notify)?,
     };
+    let limits = Limits::new(conn.clone(), &settings.redis.prefix, settings.limits.clone());
     let pipeline = Pipeline::new(PipelineParts {
         store,
         upstream,
@@ -83,7 +86,12 @@ pub async fn run(
             poll: settings.queues.poll.max_attempts,
             transfer: settings.queues.transfer.max_attempts,
         },
+        limits,
+        webhooks: settings.webhooks.clone(),
     });
+    if settings.webhooks.secret.is_none() {
+        tracing::warn!("webhooks.secret is not set: jobs with a callback_url will not be notified");
+    }
 
     let stop = CancellationToken::new();
     let mut background = tokio::task::JoinSet::new();
@@ -98,6 +106,7 @@ pub async fn run(
             (TaskKind::Submit, queues.submit.clone()),
             (TaskKind::Poll, queues.poll.clone()),
             (TaskKind::Transfer, queues.transfer.clone()),
+            (TaskKind::Notify, queues.notify.clone()),
         ],
     };
     background.spawn(log_exit(
@@ -120,6 +129,8 @@ pub async fn run(
     let submit_q = queues.submit.clone();
     let poll_q = queues.poll.clone();
     let transfer_q = queues.transfer.clone();
+    let notify_q = queues.notify.clone();
+    let (p4, notify_concurrency) = (pipeline.clone(), settings.queues.notify.concurrency);
     let (p1, p2, p3) = (pipeline.clone(), pipeline.clone(), pipeline.clone());
     let concurrency = (
         settings.queues.submit.concurrency,
@@ -154,6 +165,13 @@ pub async fn run(
                 .data(p3.clone())
                 .build(tasks::transfer::transfer)
         })
+        .register(move |_| {
+            WorkerBuilder::new("vidq-notify")
+                .backend(notify_q.clone())
+                .concurrency(notify_concurrency)
+                .data(p4.clone())
+                .build(tasks::notify::notify)
+        })
         .shutdown_timeout(settings.shutdown.grace);
     let result = monitor
         .run_with_signal(async move {
@@ -168,6 +186,7 @@ pub async fn run(
         (TaskKind::Submit, &queues.submit),
         (TaskKind::Poll, &queues.poll),
         (TaskKind::Transfer, &queues.transfer),
+        (TaskKind::Notify, &queues.notify),
     ] {
         match q.leases().hand_back().await {
             Ok(0) => {}

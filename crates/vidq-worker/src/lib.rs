@@ -2,15 +2,17 @@
 
 mod daemon;
 mod http;
+mod limits;
 mod pipeline;
 mod reconciler;
 mod settings;
 mod tasks;
+mod webhook;
 
 pub use daemon::run;
-pub use pipeline::{MaxAttempts, Pipeline, PipelineParts, Queues};
+pub use limits::LimitSettings;
 pub use reconciler::ReconcilerConfig;
 pub use settings::{
     DEFAULTS, HttpSettings, JobSettings, QueueSettings, QueuesSettings, ReconcilerSettings,
-    RedisSettings, ShutdownSettings, WorkerSettings,
+    RedisSettings, ShutdownSettings, WebhookSettings, WorkerSettings,
 };

@@ -9,9 +9,12 @@ use vidq_goenhance::Client;
 use vidq_queue::RedisQueue;
 use vidq_storage::Storage;
 
+use crate::limits::Limits;
+use crate::settings::WebhookSettings;
+
 /// Shared by every task of a worker process. Cheap to clone.
 #[derive(Clone)]
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     inner: Arc<Inner>,
 }
 
@@ -23,52 +26,60 @@ struct Inner {
     queues: Queues,
     poll_interval: Duration,
     max_attempts: MaxAttempts,
+    limits: Limits,
+    webhooks: WebhookSettings,
 }
 
 /// The queue handles tasks push follow-up work to.
 #[derive(Clone)]
-pub struct Queues {
+pub(crate) struct Queues {
     /// `submit` tasks.
-    pub submit: RedisQueue<JobTask>,
+    pub(crate) submit: RedisQueue<JobTask>,
     /// `poll` tasks.
-    pub poll: RedisQueue<JobTask>,
+    pub(crate) poll: RedisQueue<JobTask>,
     /// `transfer` tasks.
-    pub transfer: RedisQueue<JobTask>,
+    pub(crate) transfer: RedisQueue<JobTask>,
+    /// `notify` tasks.
+    pub(crate) notify: RedisQueue<JobTask>,
 }
 
 /// Attempts each kind gets before its job fails with the last error.
 #[derive(Debug, Clone, Copy)]
-pub struct MaxAttempts {
+pub(crate) struct MaxAttempts {
     /// `submit`.
-    pub submit: u64,
+    pub(crate) submit: u64,
     /// `poll`.
-    pub poll: u64,
+    pub(crate) poll: u64,
     /// `transfer`.
-    pub transfer: u64,
+    pub(crate) transfer: u64,
 }
 
 /// The parts a [`Pipeline`] is made of.
-pub struct PipelineParts {
+pub(crate) struct PipelineParts {
     /// Job records.
-    pub store: JobStore,
+    pub(crate) store: JobStore,
     /// The upstream API.
-    pub upstream: Client,
+    pub(crate) upstream: Client,
     /// Where videos go.
-    pub storage: Storage,
+    pub(crate) storage: Storage,
     /// Downloads of results (no overall timeout: a large video takes a while).
-    pub download: reqwest::Client,
+    pub(crate) download: reqwest::Client,
     /// Follow-up work.
-    pub queues: Queues,
+    pub(crate) queues: Queues,
     /// Time between two polls of a job.
-    pub poll_interval: Duration,
+    pub(crate) poll_interval: Duration,
     /// Attempts per kind.
-    pub max_attempts: MaxAttempts,
+    pub(crate) max_attempts: MaxAttempts,
+    /// Limits shared by all replicas.
+    pub(crate) limits: Limits,
+    /// Where and how terminal events are posted.
+    pub(crate) webhooks: WebhookSettings,
 }
 
 impl Pipeline {
     /// Assembles a pipeline.
     #[must_use]
-    pub fn new(parts: PipelineParts) -> Self {
+    pub(crate) fn new(parts: PipelineParts) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store: parts.store,
@@ -78,6 +89,8 @@ impl Pipeline {
                 queues: parts.queues,
                 poll_interval: parts.poll_interval,
                 max_attempts: parts.max_attempts,
+                limits: parts.limits,
+                webhooks: parts.webhooks,
             }),
         }
     }
@@ -96,6 +109,10 @@ impl Pipeline {
 
     pub(crate) fn download(&self) -> &reqwest::Client {
         &self.inner.download
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
     pub(crate) fn poll_interval(&self) -> Duration {
@@ -123,7 +140,8 @@ impl Pipeline {
         let queue = match kind {
             TaskKind::Submit => &self.inner.queues.submit,
             TaskKind::Poll => &self.inner.queues.poll,
-            TaskKind::Transfer | TaskKind::Notify => &self.inner.queues.transfer,
+            TaskKind::Transfer => &self.inner.queues.transfer,
+            TaskKind::Notify => &self.inner.queues.notify,
         };
         let expect_by = unix_ms_now().saturating_add(millis(delay));
         self.inner.store.touch_active(job, expect_by).await?;
@@ -151,10 +169,50 @@ impl Pipeline {
             .await?;
         let ended = matches!(outcome, Transitioned::Applied { .. });
         if ended {
+            self.release_slot(job).await;
             tracing::warn!(job.error = reason, "job failed");
             metrics::counter!("vidq_jobs_finished_total", "state" => "failed").increment(1);
+            self.finished(job).await;
         }
         Ok(ended)
+    }
+}
+
+impl Pipeline {
+    /// The job left `processing`: it no longer counts against the upstream's concurrent job
+    /// cap. A failure here only delays the slot's return until its lifetime ends.
+    pub(crate) async fn release_slot(&self, job: &JobId) {
+        if let Err(err) = self.inner.limits.release(job).await {
+            tracing::warn!(error = %err, "could not release the job's upstream slot");
+        }
+    }
+}
+
+impl Pipeline {
+    pub(crate) fn webhooks(&self) -> &WebhookSettings {
+        &self.inner.webhooks
+    }
+
+    /// The job reached a terminal state: when it has a `callback_url`, enqueue the `notify`
+    /// task that posts the event. Handled here: a failure is logged and counted, never
+    /// returned (the job's end is already written).
+    pub(crate) async fn finished(&self, job: &JobId) {
+        let record = match self.inner.store.get(job).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "job ended, but reading it for its webhook failed");
+                metrics::counter!("vidq_webhooks_total", "outcome" => "not_enqueued").increment(1);
+                return;
+            }
+        };
+        if record.request.callback_url().is_none() {
+            return;
+        }
+        if let Err(err) = self.inner.queues.notify.enqueue(&JobTask::new(*job)).await {
+            tracing::warn!(error = %err, "job ended, but its webhook could not be enqueued");
+            metrics::counter!("vidq_webhooks_total", "outcome" => "not_enqueued").increment(1);
+        }
     }
 }
 

@@ -4,10 +4,13 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use secrecy::SecretString;
 use serde::Deserialize;
 use vidq_core::{LogSettings, SettingsError, load_settings};
 use vidq_goenhance::ClientSettings;
 use vidq_storage::StorageSettings;
+
+use crate::limits::LimitSettings;
 
 /// Built-in defaults. Every setting can be overridden by a file or `VIDQ__SECTION__KEY`.
 pub const DEFAULTS: &str = include_str!("../defaults.toml");
@@ -34,6 +37,10 @@ pub struct WorkerSettings {
     pub http: HttpSettings,
     /// Graceful stop.
     pub shutdown: ShutdownSettings,
+    /// Terminal events posted to each job's `callback_url`.
+    pub webhooks: WebhookSettings,
+    /// Limits shared by all replicas.
+    pub limits: LimitSettings,
 }
 
 /// `[redis]`.
@@ -68,6 +75,8 @@ pub struct QueuesSettings {
     pub poll: QueueSettings,
     /// Downloads and uploads of finished videos.
     pub transfer: QueueSettings,
+    /// Webhook deliveries (`max_attempts` caps them; `webhooks.retry_for` usually ends first).
+    pub notify: QueueSettings,
     /// Lease of a claimed task; renewed while it runs.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
@@ -111,6 +120,48 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
 }
 
+/// `[webhooks]`: how terminal events reach each job's `callback_url`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// The HMAC-SHA256 key of `Vidq-Signature`. Unset: no webhook is sent unsigned; each
+    /// delivery goes to the dead set saying so.
+    #[serde(default)]
+    pub secret: Option<SecretString>,
+    /// One delivery attempt, connection included.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How long after the job ended failed deliveries are retried before they go dead.
+    #[serde(with = "humantime_serde")]
+    pub retry_for: Duration,
+    /// Hosts that may be called over plain `http` (a list, or comma-separated in the
+    /// environment: `VIDQ__WEBHOOKS__ALLOW_HTTP_HOSTS=127.0.0.1,hooks.internal`).
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub allow_http_hosts: Vec<String>,
+    /// Allow loopback, private, link-local and reserved addresses (tests and development).
+    pub allow_private: bool,
+}
+
+fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Hosts {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Hosts::deserialize(de)? {
+        Hosts::List(list) => list,
+        Hosts::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
 /// `[shutdown]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,6 +197,7 @@ impl WorkerSettings {
             ("queues.submit", &self.queues.submit),
             ("queues.poll", &self.queues.poll),
             ("queues.transfer", &self.queues.transfer),
+            ("queues.notify", &self.queues.notify),
         ] {
             if q.concurrency == 0 {
                 return invalid(&format!("{name}.concurrency"), "must be at least 1");
@@ -156,6 +208,9 @@ impl WorkerSettings {
         }
         if self.queues.lease < Duration::from_secs(1) {
             return invalid("queues.lease", "must be at least 1s");
+        }
+        if self.webhooks.timeout < Duration::from_millis(100) {
+            return invalid("webhooks.timeout", "must be at least 100ms");
         }
         if self.reconciler.batch == 0 {
             return invalid("reconciler.batch", "must be at least 1");

@@ -2,6 +2,7 @@
 //! moves the job on by compare-and-set: a duplicate or stale delivery finds the job elsewhere
 //! and does nothing.
 
+pub(crate) mod notify;
 pub(crate) mod poll;
 pub(crate) mod submit;
 pub(crate) mod transfer;

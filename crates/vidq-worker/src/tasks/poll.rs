@@ -7,6 +7,7 @@ use vidq_core::{JobId, JobState, JobTask, Patch, SignedUrl, TaskKind, Transition
 use vidq_goenhance::{JobDetail, JobStatus};
 
 use super::{TaskResult, retry, transient};
+use crate::limits::Admission;
 use crate::pipeline::Pipeline;
 
 #[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current()))]
@@ -31,8 +32,10 @@ pub(crate) async fn poll(task: JobTask, pipeline: Data<Pipeline>, attempt: Attem
             .await
             .map_err(transient)?;
         if let Transitioned::Applied { .. } = moved {
+            pipeline.release_slot(&id).await;
             tracing::warn!("job expired before upstream finished");
             metrics::counter!("vidq_jobs_finished_total", "state" => "expired").increment(1);
+            pipeline.finished(&id).await;
         }
         return Ok(());
     }
@@ -48,6 +51,12 @@ pub(crate) async fn poll(task: JobTask, pipeline: Data<Pipeline>, attempt: Attem
         return Ok(());
     };
 
+    if let Admission::Wait { after, reason } =
+        pipeline.limits().admit_call().await.map_err(transient)?
+    {
+        metrics::counter!("vidq_limit_deferrals_total", "reason" => reason).increment(1);
+        return pipeline.schedule(TaskKind::Poll, &id, after).await.map_err(transient);
+    }
     let result = pipeline.upstream().detail(img_uuid).await;
     let outcome = match &result {
         Ok(_) => "ok",
@@ -85,6 +94,7 @@ async fn on_status(pipeline: &Pipeline, id: &JobId, detail: JobDetail) -> TaskRe
                     .await
                     .map_err(transient)?;
                 if let Transitioned::Applied { .. } = moved {
+                    pipeline.release_slot(id).await;
                     tracing::info!("upstream finished; transferring the video");
                     pipeline
                         .schedule(TaskKind::Transfer, id, std::time::Duration::ZERO)

@@ -6,6 +6,7 @@ use vidq_core::{JobId, JobRecord, JobState, JobTask, Patch, TaskKind, Transition
 use vidq_goenhance::{Error as UpstreamError, GenerateArgs, GenerateRequest, Submitted};
 
 use super::{TaskResult, retry, transient};
+use crate::limits::Admission;
 use crate::pipeline::Pipeline;
 
 /// Submits the job upstream unless it already was. A re-delivered submit that finds `img_uuid`
@@ -24,6 +25,20 @@ pub(crate) async fn submit(
         tracing::warn!("job not found; it was deleted or expired");
         return Ok(());
     };
+    let needs_upstream = match job.state {
+        JobState::Queued => true,
+        JobState::Submitting => job.img_uuid.is_none(),
+        _ => false,
+    };
+    if needs_upstream
+        && let Admission::Wait { after, reason } =
+            pipeline.limits().admit_submit(&id).await.map_err(transient)?
+    {
+        // Not now: the job waits in the queue as a task due when it may go.
+        tracing::debug!(wait_ms = after.as_millis() as u64, reason, "submission deferred");
+        metrics::counter!("vidq_limit_deferrals_total", "reason" => reason).increment(1);
+        return pipeline.schedule(TaskKind::Submit, &id, after).await.map_err(transient);
+    }
     match job.state {
         JobState::Queued => {
             let moved = store

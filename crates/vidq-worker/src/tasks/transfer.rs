@@ -74,6 +74,7 @@ pub(crate) async fn transfer(
             if let Transitioned::Applied { .. } = moved {
                 metrics::counter!("vidq_jobs_finished_total", "state" => "succeeded").increment(1);
                 tracing::info!(bytes = uploaded.bytes, key = %key, "video stored; job succeeded");
+                pipeline.finished(&id).await;
             }
             Ok(())
         }

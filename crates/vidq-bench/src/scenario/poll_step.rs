@@ -1,0 +1,136 @@
+//! (c) The poll step: what one "not ready yet, run again in 5 s" step costs in Redis — a task
+//! that re-schedules itself and completes — beside BullMQ's `moveToDelayed` + `DelayedError`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apalis::prelude::*;
+use serde::{Deserialize, Serialize};
+use vidq_queue::RedisQueue;
+
+use crate::ctx::{Ctx, unique};
+use crate::drain::{Tally, new_queue, push, push_and_drain, settled, stop_signal};
+use crate::redis_stats::snapshot;
+use crate::report::Section;
+use crate::stats::fmt;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Step {
+    again: bool,
+}
+
+/// What vidq's poll task does when upstream is still processing: schedule the next poll in
+/// 5 s, then return Ok (the backend acks).
+async fn step(
+    task: Step,
+    queue: Data<RedisQueue<Step>>,
+    tally: Data<Arc<Tally>>,
+) -> Result<(), BoxDynError> {
+    if task.again {
+        queue
+            .enqueue_after(&Step { again: false }, Duration::from_secs(5))
+            .await?;
+    }
+    tally.record(None);
+    Ok(())
+}
+
+const CONCURRENCY: usize = 100;
+
+pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
+    let n: u64 = ctx.size(2_000, 50_000);
+    let mut s = Section::new(format!(
+        "(c) the poll step: {n} \"not ready, run again in 5 s\" steps"
+    ));
+    let q: RedisQueue<Step> = new_queue(ctx, "poll-step").await?;
+    push(&q, n, &Step { again: true }).await?;
+
+    let mut admin = ctx.redis().await?;
+    let tally = Arc::new(Tally::default());
+    let trips0 = q.round_trips();
+    let before = snapshot(&mut admin).await?;
+    let (stop, until) = stop_signal();
+    let worker = WorkerBuilder::new(unique("bench-poll-step"))
+        .backend(q.clone())
+        .data(q.clone())
+        .data(tally.clone())
+        .concurrency(CONCURRENCY)
+        .build(step);
+    let start = Instant::now();
+    let run = tokio::spawn(worker.run_until(until));
+    crate::wait::until(
+        "every step to run",
+        Duration::from_secs(600),
+        Duration::from_millis(1),
+        || async { Ok((tally.done() >= n).then_some(())) },
+    )
+    .await?;
+    settled(&q, Duration::from_secs(30)).await?;
+    let secs = start.elapsed().as_secs_f64();
+    let after = snapshot(&mut admin).await?;
+    let trips = (q.round_trips() - trips0) as f64 / n as f64;
+    let _ = stop.send(());
+    run.await??;
+    let depth = q.depth().await?;
+    anyhow::ensure!(
+        depth.scheduled == n,
+        "expected {n} re-scheduled tasks, found {depth:?}"
+    );
+    let cost = after.per(&before, n);
+    let plain = push_and_drain(ctx, n, CONCURRENCY).await?;
+
+    let peer = crate::bullmq::run(
+        ctx,
+        "poll-step",
+        &[("n", n.to_string()), ("concurrency", CONCURRENCY.to_string())],
+    )
+    .await?;
+    let peer_plain = crate::bullmq::run(
+        ctx,
+        "drain",
+        &[("n", n.to_string()), ("concurrency", CONCURRENCY.to_string())],
+    )
+    .await?;
+    s.row(
+        "script calls per step",
+        fmt(cost.scripts),
+        fmt(peer.num("scripts_per_task")),
+        "1",
+    );
+    s.row(
+        "Redis commands per step (scripts' inner commands included)",
+        fmt(cost.commands),
+        fmt(peer.num("commands_per_task")),
+        "",
+    );
+    s.row(
+        "… of which beyond a plain no-op task",
+        fmt(cost.commands - plain.cost.commands),
+        fmt(peer.num("commands_per_task") - peer_plain.num("commands_per_task")),
+        "",
+    );
+    s.row("client round trips per step", fmt(trips), "", "");
+    s.row(
+        "Redis CPU per step (µs)",
+        fmt(cost.cpu_us),
+        fmt(peer.num("redis_cpu_us_per_task")),
+        "",
+    );
+    s.row(
+        "steps/s (one worker, concurrency 100)",
+        fmt(n as f64 / secs),
+        fmt(peer.num("steps_per_s")),
+        "",
+    );
+    s.note(format!(
+        "vidq's step is `enqueue_after(5 s)` (1 script call, 1 round trip) plus the ack, which \
+         the backend batches with other acks (plain no-op task here: {:.2} scripts, {:.3} round \
+         trips per task). vidq-queue has no single script for \"ack and schedule again\": one \
+         script call per step would need an `ack_and_reschedule(delivery, due)` that, fenced \
+         on the delivery number, moves the id from the lease set back to the due set with the \
+         new score (payload kept, delivery count reset) in the same script as the ack — and \
+         the poll task returning that outcome instead of pushing a new task.",
+        plain.cost.scripts, plain.round_trips
+    ));
+    Ok(s)
+}

@@ -1,0 +1,74 @@
+//! `/metrics` counters: requests by route and status, reuse hits, idempotent replays.
+//!
+//! Each [`super::Api`] owns its own Prometheus recorder (not the process-global one), so
+//! several APIs in one process (tests) keep separate counts.
+
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics::{Key, Label, Level, Metadata, Recorder as _};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use super::AppState;
+
+static METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, None);
+
+pub(crate) struct ApiMetrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for ApiMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiMetrics")
+    }
+}
+
+impl ApiMetrics {
+    pub(crate) fn new() -> Self {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        Self { recorder, handle }
+    }
+
+    /// Adds one to counter `name` with `labels`.
+    pub(crate) fn count(&self, name: &'static str, labels: &[(&'static str, String)]) {
+        let labels: Vec<Label> = labels
+            .iter()
+            .map(|(k, v)| Label::new(*k, v.clone()))
+            .collect();
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels), &METADATA)
+            .increment(1);
+    }
+
+    /// The Prometheus text exposition.
+    pub(crate) fn render(&self) -> String {
+        self.handle.render()
+    }
+}
+
+/// Middleware: counts each request by method, matched route and status.
+pub(crate) async fn count_requests(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    state.metrics.count(
+        "vidq_api_requests_total",
+        &[
+            ("method", method),
+            ("route", route),
+            ("status", response.status().as_u16().to_string()),
+        ],
+    );
+    response
+}

@@ -1,0 +1,129 @@
+//! The HTTP API (`vidq serve`): an axum router over a [`Producer`].
+
+mod auth;
+mod error;
+mod events;
+mod jobs;
+mod metrics;
+mod openapi;
+mod ops;
+mod rate_limit;
+mod schema;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use vidq_storage::Storage;
+
+use crate::{ApiSettings, EnqueueOptions, Producer, Scope};
+use auth::Tokens;
+use error::ApiError;
+use rate_limit::RateLimiter;
+
+pub use openapi::openapi;
+
+/// The HTTP API: build it from a producer and the `[api]` settings, then [`Api::serve`] it
+/// or mount [`Api::router`] in your own server.
+#[derive(Clone, Debug)]
+pub struct Api {
+    state: Arc<AppState>,
+}
+
+#[derive(Debug)]
+struct AppState {
+    producer: Producer,
+    storage: Option<Storage>,
+    tokens: Tokens,
+    limiter: RateLimiter,
+    body_limit: usize,
+    reuse_ttl: Duration,
+    idempotency_ttl: Duration,
+    events_max: Duration,
+    metrics: metrics::ApiMetrics,
+    /// Cancelled when the server stops, so open event streams end.
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl AppState {
+    /// The caller's name when its token has `scope` and its rate allows one more request.
+    fn authorize(&self, headers: &HeaderMap, scope: Scope) -> Result<String, ApiError> {
+        let caller = self.tokens.authorize(headers, scope)?;
+        self.limiter
+            .check(caller, Instant::now())
+            .map_err(ApiError::rate_limited)?;
+        Ok(caller.to_owned())
+    }
+
+    fn enqueue_options(&self, idempotency_key: Option<String>, body_hash: String) -> EnqueueOptions {
+        EnqueueOptions {
+            idempotency_key,
+            body_hash: Some(body_hash),
+            idempotency_ttl: Some(self.idempotency_ttl),
+            reuse_within: Some(self.reuse_ttl),
+        }
+    }
+}
+
+impl Api {
+    /// The API over `producer`; `storage` serves video downloads (without it
+    /// `GET /v1/jobs/{id}/video` answers 503).
+    #[must_use]
+    pub fn new(producer: Producer, settings: &ApiSettings, storage: Option<Storage>) -> Self {
+        Self {
+            state: Arc::new(AppState {
+                producer,
+                storage,
+                tokens: Tokens::new(&settings.tokens),
+                limiter: RateLimiter::new(settings.rate_per_second, settings.rate_burst),
+                body_limit: settings.body_limit,
+                reuse_ttl: settings.reuse_ttl,
+                idempotency_ttl: settings.idempotency_ttl,
+                events_max: settings.events_max,
+                metrics: metrics::ApiMetrics::new(),
+                shutdown: tokio_util::sync::CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Every route, with request metrics.
+    pub fn router(&self) -> Router {
+        let state = self.state.clone();
+        Router::new()
+            .route("/v1/jobs", get(jobs::list).post(jobs::create))
+            .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
+            .route("/v1/jobs/{id}/video", get(jobs::video))
+            .route("/v1/jobs/{id}/events", get(events::stream))
+            .route("/healthz", get(ops::healthz))
+            .route("/readyz", get(ops::readyz))
+            .route("/metrics", get(ops::metrics))
+            .route("/openapi.json", get(ops::openapi_json))
+            .fallback(ops::not_found)
+            .method_not_allowed_fallback(ops::method_not_allowed)
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                metrics::count_requests,
+            ))
+            .with_state(state)
+    }
+
+    /// Serves the API on `listener` until `shutdown` completes, then finishes the requests
+    /// in flight (event streams end at once).
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let stop = self.state.shutdown.clone();
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                stop.cancel();
+            })
+            .await
+    }
+}

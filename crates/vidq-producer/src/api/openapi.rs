@@ -1,0 +1,49 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and the view types.
+
+use utoipa::Modify;
+use utoipa::OpenApi as _;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use super::error::{ErrorBody, ErrorDetail};
+use super::schema::{
+    CreateJob, EventView, Health, JobList, JobView, OutputView, RequestView, Resolution, State,
+    TransitionView, UpstreamStatus, UpstreamView,
+};
+use super::{events, jobs, ops};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "vidq",
+        description = "Durable GoEnhanceAI video-to-video jobs: enqueue, follow, cancel, download.",
+    ),
+    paths(
+        jobs::create, jobs::list, jobs::get, jobs::cancel, jobs::video, events::stream,
+        ops::healthz, ops::readyz, ops::metrics, ops::openapi_json,
+    ),
+    components(schemas(
+        CreateJob, JobView, JobList, RequestView, UpstreamView, UpstreamStatus, OutputView,
+        TransitionView, EventView, State, Resolution, Health, ErrorBody, ErrorDetail,
+    )),
+    modifiers(&Bearer),
+    tags((name = "jobs"), (name = "ops")),
+)]
+struct ApiDoc;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI 3.1 document the API serves at `/openapi.json`.
+#[must_use]
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

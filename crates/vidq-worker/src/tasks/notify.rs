@@ -1,0 +1,230 @@
+//! `notify`: posts a finished job's event to its `callback_url`, signed. A receiver that is
+//! down (5xx, 408, 429, timeout, network) is retried with the queue's backoff until
+//! `webhooks.retry_for` after the job ended; anything that will not get better (a refused URL,
+//! another 4xx, a redirect, no secret configured) goes to the dead set at once with its reason.
+
+use std::error::Error as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use apalis::prelude::{Attempt, Data};
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Response, StatusCode, redirect};
+use secrecy::ExposeSecret;
+use tracing::instrument;
+use url::Url;
+use vidq_core::{JobTask, unix_ms_now};
+use vidq_queue::TaskError;
+
+use super::{TaskResult, retry, transient};
+use crate::pipeline::{Pipeline, millis};
+use crate::settings::WebhookSettings;
+use crate::webhook::{
+    EVENT_ID_HEADER, Event, Refused, SIGNATURE_HEADER, Target, UrlPolicy, signature,
+};
+
+const USER_AGENT: &str = concat!("vidq/", env!("CARGO_PKG_VERSION"));
+
+/// Why one delivery attempt did not succeed.
+#[derive(Debug)]
+enum Failure {
+    /// `webhooks.secret` is not set: nothing is sent unsigned.
+    Unsigned,
+    /// The URL or the addresses its host resolves to are not allowed.
+    Refused(Refused),
+    /// The receiver answered something retrying will not change (4xx, 3xx).
+    Rejected(String),
+    /// Worth another try: receiver 5xx/408/429, timeout, network or DNS trouble.
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+}
+
+#[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current()))]
+pub(crate) async fn notify(
+    task: JobTask,
+    pipeline: Data<Pipeline>,
+    attempt: Attempt,
+) -> TaskResult {
+    let Some(job) = pipeline.store().get(&task.job).await.map_err(transient)? else {
+        tracing::warn!("job not found; its record expired before its webhook was sent");
+        return Ok(());
+    };
+    let Some(url) = job.request.callback_url() else {
+        return Ok(());
+    };
+    if !job.state.is_terminal() {
+        tracing::warn!(job.state = %job.state, "notify for a job that has not finished; ignored");
+        return Ok(());
+    }
+    let hooks = pipeline.webhooks();
+    let event = Event::of(&job);
+    let host = url.host_str().unwrap_or_default();
+    let (outcome, result) = match deliver(hooks, url, &event).await {
+        Ok(status) => {
+            tracing::info!(webhook.host = host, http.status = status.as_u16(), job.state = %job.state, "webhook delivered");
+            ("delivered", Ok(()))
+        }
+        Err(Failure::Retry { reason, after }) => {
+            let elapsed = unix_ms_now().saturating_sub(event.at_ms());
+            if elapsed >= millis(hooks.retry_for) {
+                let reason = format!(
+                    "{reason}; gave up: retried for {:?} since the job ended (webhooks.retry_for)",
+                    hooks.retry_for
+                );
+                tracing::warn!(webhook.host = host, reason, "webhook given up");
+                ("gave_up", Err(permanent(reason)))
+            } else {
+                tracing::info!(webhook.host = host, reason, "webhook will be retried");
+                let left = hooks
+                    .retry_for
+                    .saturating_sub(Duration::from_millis(elapsed));
+                ("retry", Err(retry(after.map(|a| a.min(left)), reason)))
+            }
+        }
+        Err(Failure::Unsigned) => not_retried(
+            "unsigned",
+            "webhooks.secret is not set: no webhook is sent unsigned".to_owned(),
+            host,
+        ),
+        Err(Failure::Refused(refused)) => not_retried("refused", refused.to_string(), host),
+        Err(Failure::Rejected(reason)) => not_retried("rejected", reason, host),
+    };
+    metrics::counter!("vidq_webhooks_total", "outcome" => outcome).increment(1);
+    result
+}
+
+fn not_retried(outcome: &'static str, reason: String, host: &str) -> (&'static str, TaskResult) {
+    tracing::warn!(webhook.host = host, reason, "webhook not delivered; not retried");
+    (outcome, Err(permanent(reason)))
+}
+
+fn permanent(reason: String) -> apalis_core::error::BoxDynError {
+    Box::new(TaskError::permanent(reason))
+}
+
+/// One attempt: check the URL, resolve and check its host, post the signed event to the
+/// checked addresses only (a DNS answer that changes in between cannot redirect it).
+async fn deliver(
+    hooks: &WebhookSettings,
+    url: &Url,
+    event: &Event<'_>,
+) -> Result<StatusCode, Failure> {
+    let secret = match &hooks.secret {
+        Some(secret) if !secret.expose_secret().is_empty() => secret,
+        _ => return Err(Failure::Unsigned),
+    };
+    let policy = UrlPolicy {
+        allow_http_hosts: hooks.allow_http_hosts.clone(),
+        allow_private: hooks.allow_private,
+    };
+    let target = policy.check_url(url).map_err(Failure::Refused)?;
+    let addrs = resolve(&policy, &target).await?;
+    let mut builder = reqwest::Client::builder()
+        .redirect(redirect::Policy::none())
+        .no_proxy()
+        .timeout(hooks.timeout)
+        .connect_timeout(hooks.timeout)
+        .user_agent(USER_AGENT);
+    if target.ip.is_none() {
+        builder = builder.resolve_to_addrs(&target.host, &addrs);
+    }
+    let client = builder.build().map_err(|e| Failure::Retry {
+        reason: format!("building the webhook client: {}", describe(e)),
+        after: None,
+    })?;
+    let body = serde_json::to_vec(event)
+        .map_err(|e| Failure::Rejected(format!("encoding the event: {e}")))?;
+    let t = unix_ms_now() / 1000;
+    let response = client
+        .post(url.clone())
+        .header(CONTENT_TYPE, "application/json")
+        .header(
+            SIGNATURE_HEADER,
+            signature(secret.expose_secret().as_bytes(), t, &body),
+        )
+        .header(EVENT_ID_HEADER, event.event_id())
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| Failure::Retry {
+            reason: format!("posting to {}: {}", target.host, describe(e)),
+            after: None,
+        })?;
+    judge(&target.host, &response)
+}
+
+/// The addresses to connect to, each checked against the policy. Any refused address refuses
+/// the host: a name that answers with both a public and a private address is not trusted.
+async fn resolve(policy: &UrlPolicy, target: &Target) -> Result<Vec<SocketAddr>, Failure> {
+    if let Some(ip) = target.ip {
+        return Ok(vec![SocketAddr::new(ip, target.port)]);
+    }
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await
+        .map_err(|e| Failure::Retry {
+            reason: format!("resolving {}: {e}", target.host),
+            after: None,
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(Failure::Retry {
+            reason: Refused::NoAddress {
+                host: target.host.clone(),
+            }
+            .to_string(),
+            after: None,
+        });
+    }
+    for addr in &addrs {
+        policy
+            .check_addr(&target.host, addr.ip())
+            .map_err(Failure::Refused)?;
+    }
+    Ok(addrs)
+}
+
+/// 2xx is delivered; 408, 429 and 5xx are retried (after `Retry-After` seconds when given);
+/// redirects and other statuses are not.
+fn judge(host: &str, response: &Response) -> Result<StatusCode, Failure> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(status);
+    }
+    let reason = format!("{host} answered HTTP {status}");
+    if status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+    {
+        let after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        return Err(Failure::Retry { reason, after });
+    }
+    if status.is_redirection() {
+        return Err(Failure::Rejected(format!(
+            "{reason}: redirects are not followed"
+        )));
+    }
+    Err(Failure::Rejected(reason))
+}
+
+/// A reqwest error with its causes, without the URL (its path or query may hold a token).
+fn describe(err: reqwest::Error) -> String {
+    if err.is_timeout() {
+        return "timed out".to_owned();
+    }
+    let err = err.without_url();
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
