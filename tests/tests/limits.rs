@@ -10,10 +10,23 @@ use vidq_tests::{Sim, TestEnv, Worker, enqueue_jobs, verify_outcomes, wait_all_f
 async fn two_workers_together_stay_under_the_upstream_rate_limit() -> anyhow::Result<()> {
     let env = TestEnv::new("ratelimit").await?;
     // The simulated plan answers HTTP 429 to more than 10 requests in a second.
-    let sim = Sim::start(&["--rate-limit", "10", "--processing-min", "300ms", "--processing-max", "800ms", "--result-size", "8KiB"]).await?;
+    let sim = Sim::start(&[
+        "--rate-limit",
+        "10",
+        "--processing-min",
+        "300ms",
+        "--processing-max",
+        "800ms",
+        "--result-size",
+        "8KiB",
+    ])
+    .await?;
     let settings = env.worker_env(
         &sim.base_url,
-        &[("VIDQ__LIMITS__UPSTREAM_RPS", "7"), ("VIDQ__LIMITS__UPSTREAM_BURST", "0")],
+        &[
+            ("VIDQ__LIMITS__UPSTREAM_RPS", "7"),
+            ("VIDQ__LIMITS__UPSTREAM_BURST", "0"),
+        ],
     );
     let _a = Worker::start("ratelimit-w1", settings.clone()).await?;
     let _b = Worker::start("ratelimit-w2", settings).await?;
@@ -23,9 +36,18 @@ async fn two_workers_together_stay_under_the_upstream_rate_limit() -> anyhow::Re
     let elapsed = started.elapsed().as_secs_f64();
     let stats = sim.stats().await?;
     let requests = stats.submit_requests + stats.status_requests.values().sum::<u64>();
-    println!("{requests} upstream requests in {elapsed:.1} s ({:.1}/s)", requests as f64 / elapsed);
-    assert_eq!(stats.rejected.rate_limited, 0, "the upstream's rate limit was exceeded");
-    assert!(requests as f64 <= 7.0 * elapsed + 2.0, "{requests} requests in {elapsed:.1} s");
+    println!(
+        "{requests} upstream requests in {elapsed:.1} s ({:.1}/s)",
+        requests as f64 / elapsed
+    );
+    assert_eq!(
+        stats.rejected.rate_limited, 0,
+        "the upstream's rate limit was exceeded"
+    );
+    assert!(
+        requests as f64 <= 7.0 * elapsed + 2.0,
+        "{requests} requests in {elapsed:.1} s"
+    );
     let records = verify_outcomes(&env, &sim, &jobs).await?;
     assert!(records.iter().all(|r| r.state == JobState::Succeeded));
     env.cleanup().await?;
@@ -36,7 +58,17 @@ async fn two_workers_together_stay_under_the_upstream_rate_limit() -> anyhow::Re
 async fn two_workers_together_respect_the_concurrent_job_cap() -> anyhow::Result<()> {
     let env = TestEnv::new("jobcap").await?;
     // The simulated plan refuses a fourth concurrent job.
-    let sim = Sim::start(&["--queue-limit", "3", "--processing-min", "500ms", "--processing-max", "1s", "--result-size", "8KiB"]).await?;
+    let sim = Sim::start(&[
+        "--queue-limit",
+        "3",
+        "--processing-min",
+        "500ms",
+        "--processing-max",
+        "1s",
+        "--result-size",
+        "8KiB",
+    ])
+    .await?;
     let settings = env.worker_env(&sim.base_url, &[("VIDQ__LIMITS__MAX_PROCESSING", "3")]);
     let _a = Worker::start("jobcap-w1", settings.clone()).await?;
     let _b = Worker::start("jobcap-w2", settings).await?;
@@ -47,7 +79,11 @@ async fn two_workers_together_respect_the_concurrent_job_cap() -> anyhow::Result
         let counts = vidq_tests::count_states(&env, &jobs).await?;
         let processing = counts.get(&JobState::Processing).copied().unwrap_or(0);
         most = most.max(processing);
-        let done: usize = counts.iter().filter(|(s, _)| s.is_terminal()).map(|(_, n)| n).sum();
+        let done: usize = counts
+            .iter()
+            .filter(|(s, _)| s.is_terminal())
+            .map(|(_, n)| n)
+            .sum();
         if done == jobs.len() {
             break;
         }
@@ -57,7 +93,10 @@ async fn two_workers_together_respect_the_concurrent_job_cap() -> anyhow::Result
     wait_all_finished(&env, &jobs, Duration::from_secs(5)).await?;
     let stats = sim.stats().await?;
     println!("at most {most} jobs seen processing at once");
-    assert_eq!(stats.rejected.queue_limited, 0, "upstream refused a job over its queue limit");
+    assert_eq!(
+        stats.rejected.queue_limited, 0,
+        "upstream refused a job over its queue limit"
+    );
     assert!(most <= 3, "{most} jobs processing at once");
     let records = verify_outcomes(&env, &sim, &jobs).await?;
     assert!(records.iter().all(|r| r.state == JobState::Succeeded));

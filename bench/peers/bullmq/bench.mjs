@@ -158,10 +158,11 @@ async function spread() {
 
 // One "not ready yet, run again in 5 s" step per job: moveToDelayed + DelayedError.
 async function pollStep() {
+  const delayMs = Number(args['delay-ms'] ?? 5000);
   const queue = new Queue(queueName, { connection });
   await addBulk(queue, Array.from({ length: n }, () => ({ name: 'poll', data: {} })));
   const worker = new Worker(queueName, async (job, token) => {
-    await job.moveToDelayed(Date.now() + 5000, token);
+    await job.moveToDelayed(Date.now() + delayMs, token);
     throw new DelayedError();
   }, { connection, concurrency, autorun: false });
   const s0 = await snapshot();

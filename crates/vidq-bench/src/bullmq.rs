@@ -25,7 +25,11 @@ impl Peer {
 }
 
 /// Runs the peer's `scenario` with `args` (`--n`, `--concurrency`, ...) on the measured Redis.
-pub(crate) async fn run(ctx: &Ctx, scenario: &str, args: &[(&str, String)]) -> anyhow::Result<Peer> {
+pub(crate) async fn run(
+    ctx: &Ctx,
+    scenario: &str,
+    args: &[(&str, String)],
+) -> anyhow::Result<Peer> {
     let script = ctx.bullmq_dir.join("bench.mjs");
     anyhow::ensure!(
         ctx.bullmq_dir.join("node_modules/bullmq").exists(),

@@ -161,11 +161,7 @@ pub(crate) async fn drain(
 }
 
 /// Pushes `n` no-op tasks to a fresh queue and drains them.
-pub(crate) async fn push_and_drain(
-    ctx: &Ctx,
-    n: u64,
-    concurrency: usize,
-) -> anyhow::Result<Drain> {
+pub(crate) async fn push_and_drain(ctx: &Ctx, n: u64, concurrency: usize) -> anyhow::Result<Drain> {
     let q = new_queue::<String>(ctx, "drain").await?;
     push(&q, n, &String::new()).await?;
     drain(ctx, &q, n, concurrency).await

@@ -43,24 +43,27 @@ pub(crate) async fn describe(ctx: &Ctx) -> String {
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v["version"].as_str().map(str::to_owned))
         .unwrap_or_else(|| "not installed".to_owned());
-    let ioredis =
-        std::fs::read_to_string(ctx.bullmq_dir.join("node_modules/ioredis/package.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["version"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| "not installed".to_owned());
+    let ioredis = std::fs::read_to_string(ctx.bullmq_dir.join("node_modules/ioredis/package.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["version"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "not installed".to_owned());
     [
         format!("- CPU: {cpu}, {cores} cores available; memory {mem}"),
         format!("- Kernel: {}", output("uname", &["-sr"])),
-        format!(
-            "- Redis: {redis_version}, private instance, no persistence, loopback"
-        ),
+        format!("- Redis: {redis_version}, private instance, no persistence, loopback"),
         format!("- {}", output("rustc", &["--version"])),
         format!(
             "- Node.js {}, BullMQ {bullmq}, ioredis {ioredis}",
             output("node", &["--version"])
         ),
-        format!("- {}", output("curl", &["--version"]).lines().next().unwrap_or("curl ?")),
+        format!(
+            "- {}",
+            output("curl", &["--version"])
+                .lines()
+                .next()
+                .unwrap_or("curl ?")
+        ),
         format!("- Date: {}", output("date", &["-u", "+%Y-%m-%d %H:%M UTC"])),
     ]
     .join("\n")

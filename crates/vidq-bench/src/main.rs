@@ -34,7 +34,11 @@ struct Args {
     #[arg(long)]
     write: Option<PathBuf>,
     /// A Redis that nothing else uses: figures are deltas of its INFO counters.
-    #[arg(long, env = "VIDQ_BENCH_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "VIDQ_BENCH_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     redis: String,
     /// Folder of the BullMQ peer (with node_modules installed).
     #[arg(long, default_value = "bench/peers/bullmq")]
@@ -72,7 +76,10 @@ async fn main() -> anyhow::Result<()> {
     let ctx = Ctx::new(&args.redis, args.quick, bins, args.bullmq_dir).await?;
     let mut sections: Vec<Section> = Vec::new();
     for s in chosen {
-        eprintln!("==> scenario {s}{}", if ctx.quick { " (quick)" } else { "" });
+        eprintln!(
+            "==> scenario {s}{}",
+            if ctx.quick { " (quick)" } else { "" }
+        );
         let section = match s {
             "a" => scenario::queue::run(&ctx).await,
             "b" => scenario::scheduled::run(&ctx).await,

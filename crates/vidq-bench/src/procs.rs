@@ -23,7 +23,12 @@ async fn wait_port(port: u16) -> anyhow::Result<()> {
         &format!("127.0.0.1:{port} to accept connections"),
         Duration::from_secs(30),
         Duration::from_millis(50),
-        || async { Ok(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())) },
+        || async {
+            Ok(tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ()))
+        },
     )
     .await
 }

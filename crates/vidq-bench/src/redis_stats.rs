@@ -98,6 +98,9 @@ mod tests {
         let cpu = "# CPU\r\nused_cpu_sys:1.50\r\nused_cpu_user:2.25\r\n";
         assert_eq!(info_value(cpu, "used_cpu_sys"), 1.5);
         assert_eq!(info_value(cpu, "used_cpu_user"), 2.25);
-        assert_eq!(field("calls=12,usec=30,usec_per_call=2.5", "calls"), Some(12.0));
+        assert_eq!(
+            field("calls=12,usec=30,usec_per_call=2.5", "calls"),
+            Some(12.0)
+        );
     }
 }

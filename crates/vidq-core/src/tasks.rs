@@ -19,6 +19,10 @@ pub struct JobTask {
     pub v: u8,
     /// The job.
     pub job: JobId,
+    /// When the task was meant to run (Unix ms), for tasks scheduled ahead: lets the worker
+    /// measure how late it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_ms: Option<u64>,
 }
 
 fn default_version() -> u8 {
@@ -32,6 +36,16 @@ impl JobTask {
         Self {
             v: TASK_VERSION,
             job,
+            due_ms: None,
+        }
+    }
+
+    /// A task for `job` meant to run at `due_ms` (Unix ms).
+    #[must_use]
+    pub fn due_at(job: JobId, due_ms: u64) -> Self {
+        Self {
+            due_ms: Some(due_ms),
+            ..Self::new(job)
         }
     }
 }

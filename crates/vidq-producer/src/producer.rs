@@ -5,10 +5,10 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest as _, Sha256};
 use vidq_core::{
-    IdempotencyOutcome, JobId, JobRecord, JobState, JobStore, JobTask, Patch, StoreError,
-    TaskKind, TransformRequest, Transitioned,
+    IdempotencyOutcome, JobId, JobRecord, JobState, JobStore, JobTask, Patch, StoreError, TaskKind,
+    TransformRequest, Transitioned,
 };
-use vidq_queue::{DeadTask, QueueConfig, QueueError, RedisQueue};
+use vidq_queue::{DeadTask, Depth, QueueConfig, QueueError, RedisQueue};
 
 use crate::ProducerSettings;
 use crate::reuse;
@@ -99,11 +99,11 @@ pub enum CancelOutcome {
 pub struct Producer {
     conn: ConnectionManager,
     store: JobStore,
-    queues: [RedisQueue<JobTask>; 3],
+    queues: [RedisQueue<JobTask>; 4],
     deadline: Duration,
 }
 
-const KINDS: [TaskKind; 3] = [TaskKind::Submit, TaskKind::Poll, TaskKind::Transfer];
+const KINDS: [TaskKind; 4] = TaskKind::ALL;
 
 impl Producer {
     /// Connects to the Redis of `settings`.
@@ -127,6 +127,7 @@ impl Producer {
                 queue(TaskKind::Submit)?,
                 queue(TaskKind::Poll)?,
                 queue(TaskKind::Transfer)?,
+                queue(TaskKind::Notify)?,
             ],
             deadline: settings.jobs.deadline,
         })
@@ -224,7 +225,11 @@ impl Producer {
         Ok(())
     }
 
-    async fn reuse_plan(&self, key: &str, request: TransformRequest) -> Result<Plan, ProducerError> {
+    async fn reuse_plan(
+        &self,
+        key: &str,
+        request: TransformRequest,
+    ) -> Result<Plan, ProducerError> {
         let source = match reuse::lookup(&self.conn, key).await? {
             Some(id) => self.store.get(&id).await?,
             None => None,
@@ -294,8 +299,32 @@ impl Producer {
             )
             .await?;
         match outcome {
-            Transitioned::Applied { .. } => Ok(CancelOutcome::Canceled),
+            Transitioned::Applied { .. } => {
+                self.notify_canceled(id).await;
+                Ok(CancelOutcome::Canceled)
+            }
             Transitioned::Skipped { current } => Ok(CancelOutcome::AlreadyFinished(current)),
+        }
+    }
+
+    /// A canceled job with a `callback_url` gets its webhook like any finished job: the
+    /// workers' `notify` queue posts it. The job stays canceled if this push fails.
+    async fn notify_canceled(&self, id: &JobId) {
+        let wants_callback = match self.store.get(id).await {
+            Ok(Some(job)) => job.request.callback_url().is_some(),
+            Ok(None) => false,
+            Err(err) => {
+                tracing::warn!(job.id = %id, error = %err, "job canceled, but reading it for its webhook failed");
+                false
+            }
+        };
+        if wants_callback
+            && let Err(err) = self
+                .queue(TaskKind::Notify)
+                .enqueue(&JobTask::new(*id))
+                .await
+        {
+            tracing::warn!(job.id = %id, error = %err, "job canceled, but its webhook could not be enqueued");
         }
     }
 
@@ -319,6 +348,11 @@ impl Producer {
         Ok(self.queue(kind).retry_all_dead().await?)
     }
 
+    /// How many tasks of `kind` are due, scheduled, leased and dead.
+    pub async fn depth(&self, kind: TaskKind) -> Result<Depth, ProducerError> {
+        Ok(self.queue(kind).depth().await?)
+    }
+
     /// The task kinds whose queues the operator commands cover.
     #[must_use]
     pub fn kinds() -> &'static [TaskKind] {
@@ -329,7 +363,8 @@ impl Producer {
         match kind {
             TaskKind::Submit => &self.queues[0],
             TaskKind::Poll => &self.queues[1],
-            TaskKind::Transfer | TaskKind::Notify => &self.queues[2],
+            TaskKind::Transfer => &self.queues[2],
+            TaskKind::Notify => &self.queues[3],
         }
     }
 }
@@ -337,10 +372,9 @@ impl Producer {
 /// Lowercase hex sha256 of the validated request's JSON (defaults filled in, keys in a fixed
 /// order), so bodies that differ only in layout hash the same.
 fn request_hash(request: &TransformRequest) -> Result<String, ProducerError> {
-    let json = serde_json::to_vec(request)
-        .map_err(|e| StoreError::InvalidArgument {
-            name: "request",
-            reason: e.to_string(),
-        })?;
+    let json = serde_json::to_vec(request).map_err(|e| StoreError::InvalidArgument {
+        name: "request",
+        reason: e.to_string(),
+    })?;
     Ok(hex::encode(Sha256::digest(json)))
 }

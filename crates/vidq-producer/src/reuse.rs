@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
-use vidq_core::{JobId, JobRecord, JobState, Output, Transition, TransformRequest, unix_ms_now};
+use vidq_core::{JobId, JobRecord, JobState, Output, TransformRequest, Transition, unix_ms_now};
 
 /// The Redis key for `request`'s upstream arguments.
 pub(crate) fn key(prefix: &str, request: &TransformRequest) -> String {
@@ -31,9 +31,7 @@ pub(crate) async fn remember(
     ttl: Duration,
 ) -> Result<(), redis::RedisError> {
     let mut conn = conn.clone();
-    let ttl_ms = u64::try_from(ttl.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1);
+    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
     conn.pset_ex::<_, _, ()>(key, id.to_string(), ttl_ms).await
 }
 

@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
-use metrics_exporter_prometheus::PrometheusBuilder;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio_util::sync::CancellationToken;
 use vidq_core::{JobStore, JobTask, TaskKind};
-use vidq_queue::{QueueConfig, RedisQueue, RetryPolicy};
+use vidq_queue::{QueueConfig, RedisQueue, RetryPolicy, WorkerLeases};
 use vidq_storage::Storage;
 
 use crate::http::{self, Probes};
@@ -20,6 +19,8 @@ use crate::pipeline::{MaxAttempts, Pipeline, PipelineParts, Queues};
 use crate::reconciler::{self, ReconcilerConfig};
 use crate::settings::{QueueSettings, WorkerSettings};
 use crate::tasks;
+use crate::telemetry;
+use crate::usage;
 
 /// Runs the worker until `shutdown` resolves, then stops taking tasks, lets running ones
 /// finish within `shutdown.grace`, and hands back the leases of what is left so other replicas
@@ -28,9 +29,7 @@ pub async fn run(
     settings: WorkerSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let metrics = PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the metrics recorder")?;
+    let metrics = telemetry::install().context("installing the metrics recorder")?;
     let redis_client =
         redis::Client::open(settings.redis.url.as_str()).context("invalid setting redis.url")?;
     let manager = ConnectionManagerConfig::new()
@@ -73,7 +72,11 @@ pub async fn run(
         transfer: queue(TaskKind::Transfer, &settings.queues.transfer)?,
         notify: queue(TaskKind::Notify, &settings.queues.notify)?,
     };
-    let limits = Limits::new(conn.clone(), &settings.redis.prefix, settings.limits.clone());
+    let limits = Limits::new(
+        conn.clone(),
+        &settings.redis.prefix,
+        settings.limits.clone(),
+    );
     let pipeline = Pipeline::new(PipelineParts {
         store,
         upstream,
@@ -108,6 +111,7 @@ pub async fn run(
             (TaskKind::Transfer, queues.transfer.clone()),
             (TaskKind::Notify, queues.notify.clone()),
         ],
+        store: pipeline.store().clone(),
     };
     background.spawn(log_exit(
         "probes",
@@ -119,6 +123,11 @@ pub async fn run(
         batch: settings.reconciler.batch,
         lock_key: format!("{}:reconciler:lock", settings.redis.prefix),
     };
+    background.spawn(usage::watch_credits(
+        pipeline.clone(),
+        settings.limits.credits_poll,
+        stop.clone(),
+    ));
     background.spawn(reconciler::run(
         pipeline.clone(),
         conn.clone(),
@@ -126,10 +135,16 @@ pub async fn run(
         stop.clone(),
     ));
 
-    let submit_q = queues.submit.clone();
-    let poll_q = queues.poll.clone();
-    let transfer_q = queues.transfer.clone();
-    let notify_q = queues.notify.clone();
+    let submit_q = OwnedBackend::new(&queues.submit);
+    let poll_q = OwnedBackend::new(&queues.poll);
+    let transfer_q = OwnedBackend::new(&queues.transfer);
+    let notify_q = OwnedBackend::new(&queues.notify);
+    let leases = [
+        (TaskKind::Submit, submit_q.leases()),
+        (TaskKind::Poll, poll_q.leases()),
+        (TaskKind::Transfer, transfer_q.leases()),
+        (TaskKind::Notify, notify_q.leases()),
+    ];
     let (p4, notify_concurrency) = (pipeline.clone(), settings.queues.notify.concurrency);
     let (p1, p2, p3) = (pipeline.clone(), pipeline.clone(), pipeline.clone());
     let concurrency = (
@@ -146,28 +161,28 @@ pub async fn run(
     let monitor = Monitor::new()
         .register(move |_| {
             WorkerBuilder::new("vidq-submit")
-                .backend(submit_q.clone())
+                .backend(submit_q.take())
                 .concurrency(concurrency.0)
                 .data(p1.clone())
                 .build(tasks::submit::submit)
         })
         .register(move |_| {
             WorkerBuilder::new("vidq-poll")
-                .backend(poll_q.clone())
+                .backend(poll_q.take())
                 .concurrency(concurrency.1)
                 .data(p2.clone())
                 .build(tasks::poll::poll)
         })
         .register(move |_| {
             WorkerBuilder::new("vidq-transfer")
-                .backend(transfer_q.clone())
+                .backend(transfer_q.take())
                 .concurrency(concurrency.2)
                 .data(p3.clone())
                 .build(tasks::transfer::transfer)
         })
         .register(move |_| {
             WorkerBuilder::new("vidq-notify")
-                .backend(notify_q.clone())
+                .backend(notify_q.take())
                 .concurrency(notify_concurrency)
                 .data(p4.clone())
                 .build(tasks::notify::notify)
@@ -182,13 +197,8 @@ pub async fn run(
         .await;
 
     // Whatever did not finish within the grace period goes back to the queues now.
-    for (kind, q) in [
-        (TaskKind::Submit, &queues.submit),
-        (TaskKind::Poll, &queues.poll),
-        (TaskKind::Transfer, &queues.transfer),
-        (TaskKind::Notify, &queues.notify),
-    ] {
-        match q.leases().hand_back().await {
+    for (kind, held) in leases {
+        match held.hand_back().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 queue = kind.queue_name(),
@@ -205,6 +215,41 @@ pub async fn run(
     result.context("running the workers")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The backend one worker runs on. Leases belong to the queue instance a worker runs on, so
+/// the first build takes this very instance (whose [`WorkerLeases`] the daemon keeps, to hand
+/// back what is left after the drain); a worker apalis restarts gets a clone.
+struct OwnedBackend {
+    first: std::sync::Mutex<Option<RedisQueue<JobTask>>>,
+    queue: RedisQueue<JobTask>,
+}
+
+impl OwnedBackend {
+    fn new(queue: &RedisQueue<JobTask>) -> Self {
+        Self {
+            first: std::sync::Mutex::new(Some(queue.clone())),
+            queue: queue.clone(),
+        }
+    }
+
+    fn leases(&self) -> WorkerLeases {
+        let first = self
+            .first
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        first
+            .as_ref()
+            .map_or_else(|| self.queue.leases(), RedisQueue::leases)
+    }
+
+    fn take(&self) -> RedisQueue<JobTask> {
+        let mut first = self
+            .first
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        first.take().unwrap_or_else(|| self.queue.clone())
+    }
 }
 
 async fn log_exit(name: &'static str, task: impl Future<Output = std::io::Result<()>>) {

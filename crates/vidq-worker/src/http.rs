@@ -10,7 +10,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
-use vidq_core::{JobTask, TaskKind};
+use vidq_core::{JobStore, JobTask, TaskKind};
 use vidq_queue::RedisQueue;
 
 #[derive(Clone)]
@@ -18,6 +18,7 @@ pub(crate) struct Probes {
     pub(crate) redis: ConnectionManager,
     pub(crate) metrics: PrometheusHandle,
     pub(crate) queues: Vec<(TaskKind, RedisQueue<JobTask>)>,
+    pub(crate) store: JobStore,
 }
 
 /// Serves the probes on `listener` until `stop` is cancelled.
@@ -60,6 +61,16 @@ async fn metrics(State(probes): State<Probes>) -> String {
                 .set(depth.leased as f64);
             metrics::gauge!("vidq_queue_depth", "queue" => name, "state" => "dead")
                 .set(depth.dead as f64);
+        }
+    }
+    if let Ok(counts) = probes.store.state_counts().await {
+        for (state, n) in counts {
+            let family = if state.is_terminal() {
+                "vidq_jobs_ended"
+            } else {
+                "vidq_jobs"
+            };
+            metrics::gauge!(family, "state" => state.as_str()).set(n as f64);
         }
     }
     probes.metrics.render()

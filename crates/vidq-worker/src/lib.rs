@@ -7,6 +7,8 @@ mod pipeline;
 mod reconciler;
 mod settings;
 mod tasks;
+mod telemetry;
+mod usage;
 mod webhook;
 
 pub use daemon::run;

@@ -29,6 +29,9 @@ pub struct LimitSettings {
     /// net for jobs canceled or lost while processing).
     #[serde(with = "humantime_serde")]
     pub slot_ttl: Duration,
+    /// How often the credit balance is read from upstream (`user/tokens`).
+    #[serde(with = "humantime_serde")]
+    pub credits_poll: Duration,
 }
 
 /// Whether an upstream call may go now.
@@ -90,6 +93,32 @@ impl Limits {
             .await
     }
 
+    /// Adds `cost` credits to today's spending (for `vidq usage`).
+    pub(crate) async fn record_spend(&self, cost: f64) -> redis::RedisResult<()> {
+        let day = unix_ms_now() / 86_400_000;
+        let key = format!("{}:{{limits}}:spent:{day}", self.prefix);
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .cmd("INCRBYFLOAT")
+            .arg(&key)
+            .arg(cost)
+            .ignore()
+            .expire(&key, 8 * 86_400)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+    }
+
+    /// Stores the last balance read from upstream (JSON), for `vidq usage`.
+    pub(crate) async fn record_balance(&self, json: &str) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(format!("{}:{{limits}}:credits", self.prefix))
+            .arg(json)
+            .query_async(&mut conn)
+            .await
+    }
+
     /// The key counting today's submissions (UTC), for `vidq usage` and the admission script.
     pub(crate) fn budget_key(prefix: &str, day: u64) -> String {
         format!("{prefix}:{{limits}}:submissions:{day}")
@@ -97,10 +126,16 @@ impl Limits {
 
     async fn admit(&self, op: &str, job: &str) -> redis::RedisResult<Admission> {
         let s = &self.settings;
-        if s.upstream_rps <= 0.0 && (op == "call" || (s.max_processing == 0 && s.daily_submissions == 0)) {
+        if s.upstream_rps <= 0.0
+            && (op == "call" || (s.max_processing == 0 && s.daily_submissions == 0))
+        {
             return Ok(Admission::Go);
         }
-        let interval_ms = if s.upstream_rps > 0.0 { (1000.0 / s.upstream_rps).ceil() as u64 } else { 0 };
+        let interval_ms = if s.upstream_rps > 0.0 {
+            (1000.0 / s.upstream_rps).ceil() as u64
+        } else {
+            0
+        };
         let burst_ms = interval_ms.saturating_mul(u64::from(s.upstream_burst));
         let now = unix_ms_now();
         let day = now / 86_400_000;

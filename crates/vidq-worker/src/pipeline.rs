@@ -145,7 +145,7 @@ impl Pipeline {
         };
         let expect_by = unix_ms_now().saturating_add(millis(delay));
         self.inner.store.touch_active(job, expect_by).await?;
-        let task = JobTask::new(*job);
+        let task = JobTask::due_at(*job, expect_by);
         if delay.is_zero() {
             queue.enqueue(&task).await?;
         } else {

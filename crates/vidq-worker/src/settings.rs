@@ -250,6 +250,23 @@ mod tests {
     }
 
     #[test]
+    fn webhook_hosts_read_as_a_list_or_comma_separated() {
+        let s = WorkerSettings::load_from(None, vars(&REQUIRED)).unwrap();
+        assert!(s.webhooks.allow_http_hosts.is_empty() && !s.webhooks.allow_private);
+        assert!(s.webhooks.secret.is_none());
+        assert_eq!(s.webhooks.retry_for, Duration::from_secs(3600));
+        let mut env = vars(&REQUIRED);
+        env.push((
+            "VIDQ__WEBHOOKS__ALLOW_HTTP_HOSTS".into(),
+            "127.0.0.1, hooks.internal".into(),
+        ));
+        env.push(("VIDQ__WEBHOOKS__SECRET".into(), "whsec-9f2".into()));
+        let s = WorkerSettings::load_from(None, env).unwrap();
+        assert_eq!(s.webhooks.allow_http_hosts, ["127.0.0.1", "hooks.internal"]);
+        assert!(!format!("{s:?}").contains("whsec-9f2"));
+    }
+
+    #[test]
     fn a_missing_api_key_is_named() {
         let err =
             WorkerSettings::load_from(None, vars(&[("VIDQ__STORAGE__BUCKET", "v")])).unwrap_err();

@@ -374,7 +374,9 @@ mod tests {
     #[test]
     fn only_https_unless_the_host_is_allowed_plain_http() {
         let strict = UrlPolicy::default();
-        let target = strict.check_url(&url("https://Hooks.Example/x?t=1")).unwrap();
+        let target = strict
+            .check_url(&url("https://Hooks.Example/x?t=1"))
+            .unwrap();
         assert_eq!(
             target,
             Target {
@@ -422,7 +424,11 @@ mod tests {
         assert_eq!(target.ip, Some("127.0.0.1".parse().unwrap()));
         assert!(dev.check_url(&url("https://[::1]/x")).is_ok());
         // Never a TCP destination, whatever the settings.
-        for u in ["https://0.0.0.0/x", "https://224.0.0.1/x", "https://[ff02::1]/x"] {
+        for u in [
+            "https://0.0.0.0/x",
+            "https://224.0.0.1/x",
+            "https://[ff02::1]/x",
+        ] {
             assert!(dev.check_url(&url(u)).is_err(), "{u}");
         }
     }

@@ -24,7 +24,14 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let bucket = s3.bucket("bench-d")?;
     let sim = Sim::start(
         ctx,
-        &["--processing-min", "0ms", "--processing-max", "0ms", "--result-size", "256KiB"],
+        &[
+            "--processing-min",
+            "0ms",
+            "--processing-max",
+            "0ms",
+            "--result-size",
+            "256KiB",
+        ],
     )
     .await?;
     let prefix = unique("bench-d");
@@ -69,11 +76,21 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         "",
         "",
     );
-    s.row("enqueue rate (jobs/s, producer library)", fmt(n as f64 / enqueue_secs), "", "");
+    s.row(
+        "enqueue rate (jobs/s, producer library)",
+        fmt(n as f64 / enqueue_secs),
+        "",
+        "",
+    );
     s.row("Redis commands per job", fmt(cost.commands), "", "");
     s.row("Redis script calls per job", fmt(cost.scripts), "", "");
     s.row("Redis CPU per job (µs)", fmt(cost.cpu_us), "", "");
-    s.row("worker CPU per job (ms)", fmt(cpu * 1000.0 / n as f64), "", "");
+    s.row(
+        "worker CPU per job (ms)",
+        fmt(cpu * 1000.0 / n as f64),
+        "",
+        "",
+    );
     s.row("worker peak RSS (MiB)", fmt(rss), "", "");
     s.note(format!(
         "vidq-worker with its default concurrencies and `jobs.poll_interval = {POLL_INTERVAL}` \

@@ -24,7 +24,14 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let bucket = s3.bucket("bench-e")?;
     let sim = Sim::start(
         ctx,
-        &["--processing-min", "10m", "--processing-max", "10m", "--result-size", "1KiB"],
+        &[
+            "--processing-min",
+            "10m",
+            "--processing-max",
+            "10m",
+            "--result-size",
+            "1KiB",
+        ],
     )
     .await?;
     let prefix = unique("bench-e");
@@ -103,11 +110,20 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let expected = n as f64 / interval.as_secs_f64();
     s.row(
         "worker RSS, max sampled / peak (MiB)",
-        format!("{} / {}", fmt(rss_max as f64 / 1024.0), fmt(hwm as f64 / 1024.0)),
+        format!(
+            "{} / {}",
+            fmt(rss_max as f64 / 1024.0),
+            fmt(hwm as f64 / 1024.0)
+        ),
         "",
         "< 150 MiB",
     );
-    s.row("worker CPU (% of one core)", fmt(cpu / secs * 100.0), "", "");
+    s.row(
+        "worker CPU (% of one core)",
+        fmt(cpu / secs * 100.0),
+        "",
+        "",
+    );
     s.row(
         "status requests/s (expected n ÷ interval)",
         format!("{} ({})", fmt(status as f64 / secs), fmt(expected)),
@@ -139,7 +155,7 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
 /// Status requests the simulator answered so far, over all jobs.
 async fn status_requests(sim: &Sim) -> anyhow::Result<u64> {
     let stats = sim.stats().await?;
-    Ok(stats["status_requests"]
-        .as_object()
-        .map_or(0, |m| m.values().filter_map(serde_json::Value::as_u64).sum()))
+    Ok(stats["status_requests"].as_object().map_or(0, |m| {
+        m.values().filter_map(serde_json::Value::as_u64).sum()
+    }))
 }

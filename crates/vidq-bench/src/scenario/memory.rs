@@ -55,7 +55,12 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         fmt(peer.num("finished_bytes_per_task")),
         "0",
     );
-    s.row("keys left by the queue after the drain", left.len().to_string(), "", "0");
+    s.row(
+        "keys left by the queue after the drain",
+        left.len().to_string(),
+        "",
+        "0",
+    );
     s.note(
         "Bytes are `used_memory` deltas of the private Redis around the pushes and the drain \
          (allocator rounding included). BullMQ keeps finished jobs by default \

@@ -28,7 +28,7 @@ async fn step(
 ) -> Result<(), BoxDynError> {
     if task.again {
         queue
-            .enqueue_after(&Step { again: false }, Duration::from_secs(5))
+            .enqueue_after(&Step { again: false }, AGAIN_IN)
             .await?;
     }
     tally.record(None);
@@ -36,6 +36,11 @@ async fn step(
 }
 
 const CONCURRENCY: usize = 100;
+
+/// How far the next step is scheduled. The issue's step is "run again in 5 s"; the cost of a
+/// step does not depend on the delay, and 5 minutes keeps every re-scheduled task from coming
+/// due while a long run is still measuring.
+const AGAIN_IN: Duration = Duration::from_secs(300);
 
 pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let n: u64 = ctx.size(2_000, 50_000);
@@ -82,13 +87,20 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let peer = crate::bullmq::run(
         ctx,
         "poll-step",
-        &[("n", n.to_string()), ("concurrency", CONCURRENCY.to_string())],
+        &[
+            ("n", n.to_string()),
+            ("concurrency", CONCURRENCY.to_string()),
+            ("delay-ms", AGAIN_IN.as_millis().to_string()),
+        ],
     )
     .await?;
     let peer_plain = crate::bullmq::run(
         ctx,
         "drain",
-        &[("n", n.to_string()), ("concurrency", CONCURRENCY.to_string())],
+        &[
+            ("n", n.to_string()),
+            ("concurrency", CONCURRENCY.to_string()),
+        ],
     )
     .await?;
     s.row(
@@ -123,7 +135,9 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         "",
     );
     s.note(format!(
-        "vidq's step is `enqueue_after(5 s)` (1 script call, 1 round trip) plus the ack, which \
+        "The step schedules the next run 5 min ahead rather than 5 s so none comes due during \
+         the measurement (the cost does not depend on the delay). \
+         vidq's step is `enqueue_after` (1 script call, 1 round trip) plus the ack, which \
          the backend batches with other acks (plain no-op task here: {:.2} scripts, {:.3} round \
          trips per task). vidq-queue has no single script for \"ack and schedule again\": one \
          script call per step would need an `ack_and_reschedule(delivery, due)` that, fenced \

@@ -32,7 +32,10 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
             fmt(p.num("tasks_per_s")),
             "",
         );
-        if best.as_ref().is_none_or(|(_, b)| d.tasks_per_s > b.tasks_per_s) {
+        if best
+            .as_ref()
+            .is_none_or(|(_, b)| d.tasks_per_s > b.tasks_per_s)
+        {
             best = Some((c, d));
         }
         if peer_best
@@ -51,12 +54,7 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         fmt(peer_rate),
         "",
     );
-    s.row(
-        "vidq ÷ BullMQ",
-        ratio(d.tasks_per_s, peer_rate),
-        "",
-        "≥ 4×",
-    );
+    s.row("vidq ÷ BullMQ", ratio(d.tasks_per_s, peer_rate), "", "≥ 4×");
     s.row(
         "Redis commands per task (scripts' inner commands included)",
         fmt(d.cost.commands),
@@ -87,7 +85,12 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         );
     }
     if let Some((_, set)) = raw.iter().find(|(t, _)| t == "SET") {
-        s.row("vidq tasks/s ÷ raw SET ops/s", ratio(d.tasks_per_s, *set), ratio(peer_rate, *set), "");
+        s.row(
+            "vidq tasks/s ÷ raw SET ops/s",
+            ratio(d.tasks_per_s, *set),
+            ratio(peer_rate, *set),
+            "",
+        );
         s.row(
             "Redis commands/s executed while draining",
             fmt(d.tasks_per_s * d.cost.commands),
@@ -109,7 +112,16 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
 async fn redis_benchmark(ctx: &Ctx, requests: u64) -> anyhow::Result<Vec<(String, f64)>> {
     let (host, port) = ctx.redis_host_port()?;
     let out = tokio::process::Command::new("redis-benchmark")
-        .args(["-h", &host, "-p", &port.to_string(), "-c", "50", "-t", "set,get,zadd"])
+        .args([
+            "-h",
+            &host,
+            "-p",
+            &port.to_string(),
+            "-c",
+            "50",
+            "-t",
+            "set,get,zadd",
+        ])
         .args(["-n", &requests.to_string(), "--csv"])
         .kill_on_drop(true)
         .output()
@@ -124,6 +136,9 @@ async fn redis_benchmark(ctx: &Ctx, requests: u64) -> anyhow::Result<Vec<(String
             rows.push(((*test).to_owned(), rps));
         }
     }
-    anyhow::ensure!(!rows.is_empty(), "redis-benchmark printed no figures: {text}");
+    anyhow::ensure!(
+        !rows.is_empty(),
+        "redis-benchmark printed no figures: {text}"
+    );
     Ok(rows)
 }

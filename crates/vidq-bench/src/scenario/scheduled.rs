@@ -50,7 +50,10 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         ],
     )
     .await?;
-    anyhow::ensure!(pushed_in_time, "pushing took longer than the {lead_ms} ms lead");
+    anyhow::ensure!(
+        pushed_in_time,
+        "pushing took longer than the {lead_ms} ms lead"
+    );
     anyhow::ensure!(
         peer.flag("pushed_before_due"),
         "BullMQ pushing took longer than the {lead_ms} ms lead"
@@ -101,7 +104,10 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     }
     s.row(
         "spread: tasks run early",
-        tally.early.load(std::sync::atomic::Ordering::Relaxed).to_string(),
+        tally
+            .early
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .to_string(),
         fmt(peer.num("early")),
         "0",
     );
@@ -139,9 +145,12 @@ async fn run_batch(ctx: &Ctx, dues: Vec<u64>) -> anyhow::Result<(Arc<Tally>, boo
     let in_time = now_ms() < first_due;
 
     let wait = Duration::from_millis(last_due.saturating_sub(now_ms())) + Duration::from_secs(120);
-    crate::wait::until("every scheduled task to run", wait, Duration::from_millis(1), || async {
-        Ok((tally.done() >= n).then_some(()))
-    })
+    crate::wait::until(
+        "every scheduled task to run",
+        wait,
+        Duration::from_millis(1),
+        || async { Ok((tally.done() >= n).then_some(())) },
+    )
     .await?;
     settled(&q, Duration::from_secs(30)).await?;
     let depth = q.depth().await?;

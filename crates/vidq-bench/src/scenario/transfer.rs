@@ -22,14 +22,28 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let bucket = s3.bucket("bench-f")?;
     let sim = Sim::start(
         ctx,
-        &["--processing-min", "0ms", "--processing-max", "0ms", "--result-size", size],
+        &[
+            "--processing-min",
+            "0ms",
+            "--processing-max",
+            "0ms",
+            "--result-size",
+            size,
+        ],
     )
     .await?;
 
     // curl, on a result URL of the simulator's own.
     let url = result_url(&sim).await?;
     let out = tokio::process::Command::new("curl")
-        .args(["-s", "-f", "-o", "/dev/null", "-w", "%{size_download} %{time_total}"])
+        .args([
+            "-s",
+            "-f",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download} %{time_total}",
+        ])
         .arg(&url)
         .kill_on_drop(true)
         .output()
@@ -37,7 +51,9 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         .context("running curl")?;
     anyhow::ensure!(out.status.success(), "curl failed: {}", out.status);
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut it = text.split_whitespace().filter_map(|v| v.parse::<f64>().ok());
+    let mut it = text
+        .split_whitespace()
+        .filter_map(|v| v.parse::<f64>().ok());
     let (curl_bytes, curl_secs) = (it.next().unwrap_or(0.0), it.next().unwrap_or(0.0));
     let curl_rate = curl_bytes / curl_secs.max(1e-6) / MIB;
 
@@ -61,7 +77,10 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         if job.state.is_terminal() {
             break job;
         }
-        anyhow::ensure!(Instant::now() < deadline, "the transfer did not finish in time");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the transfer did not finish in time"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let peak = status_kib(worker.pid, "VmHWM")? as f64 / 1024.0;
@@ -81,7 +100,10 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     };
     let ms = at(JobState::Succeeded)?.saturating_sub(at(JobState::Transferring)?);
     let bytes = job.output.as_ref().map_or(0, |o| o.bytes) as f64;
-    anyhow::ensure!(bytes == curl_bytes, "stored {bytes} bytes, curl got {curl_bytes}");
+    anyhow::ensure!(
+        bytes == curl_bytes,
+        "stored {bytes} bytes, curl got {curl_bytes}"
+    );
     let rate = bytes / (ms.max(1) as f64 / 1000.0) / MIB;
 
     s.row("throughput (MiB/s)", fmt(rate), fmt(curl_rate), "");
@@ -127,7 +149,9 @@ async fn result_url(sim: &Sim) -> anyhow::Result<String> {
                 .error_for_status()?
                 .json()
                 .await?;
-            Ok(detail["data"]["json"][0]["value"].as_str().map(str::to_owned))
+            Ok(detail["data"]["json"][0]["value"]
+                .as_str()
+                .map(str::to_owned))
         },
     )
     .await

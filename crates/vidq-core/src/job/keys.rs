@@ -43,6 +43,12 @@ impl Keys {
         format!("{}:jobs:all", self.prefix)
     }
 
+    /// `<prefix>:jobs:states`: hash state → jobs in it now (unfinished states) or jobs that
+    /// ever ended in it (terminal states).
+    pub(super) fn states(&self) -> String {
+        format!("{}:jobs:states", self.prefix)
+    }
+
     /// `<prefix>:idem:{<key>}`: an idempotency key.
     pub(super) fn idempotency(&self, key: &str) -> String {
         format!("{}:idem:{{{key}}}", self.prefix)

@@ -2,6 +2,7 @@
 
 mod canonical;
 mod codec;
+mod counts;
 mod error;
 mod id;
 mod idempotency;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// ```
 ///
 /// plus `submitting → queued` when a submission hit a transient error and will be retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Accepted, waiting for a `submit` task.

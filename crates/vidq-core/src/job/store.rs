@@ -196,6 +196,7 @@ impl JobStore {
         }
         let created: i64 = call.invoke_async(&mut conn).await?;
         if created == 1 {
+            self.count_transition(None, record.state).await;
             Ok(())
         } else {
             Err(StoreError::AlreadyExists(*id))
@@ -266,6 +267,9 @@ impl JobStore {
             return Err(StoreError::InvalidTransition { from: *bad, to });
         }
         let outcome = self.compare_and_set(id, from, Some(to), &patch).await?;
+        if let Transitioned::Applied { from, .. } = outcome {
+            self.count_transition(Some(from), to).await;
+        }
         if matches!(outcome, Transitioned::Applied { .. }) && to.is_terminal() {
             // The index follows the record; if this fails the reconciler finds the terminal
             // job through `stale_active` and calls `remove_active`.

@@ -49,8 +49,8 @@ impl Tokens {
     /// The name of the caller presenting `headers`, if its token has `scope`: 401 without a
     /// known bearer token, 403 without the scope.
     pub(crate) fn authorize(&self, headers: &HeaderMap, scope: Scope) -> Result<&str, ApiError> {
-        let presented = bearer(headers)
-            .ok_or_else(|| ApiError::unauthorized("a bearer token is required"))?;
+        let presented =
+            bearer(headers).ok_or_else(|| ApiError::unauthorized("a bearer token is required"))?;
         let presented = digest(presented.expose_secret());
         // Compare against every token, without stopping early, so timing reveals nothing.
         let mut found = None;

@@ -102,7 +102,9 @@ impl Follow {
             match self.state.producer.status(&self.id).await {
                 Ok(Some(job)) => self.observe(&job),
                 Ok(None) => return None,
-                Err(error) => tracing::warn!(job.id = %self.id, %error, "reading the job for its event stream"),
+                Err(error) => {
+                    tracing::warn!(job.id = %self.id, %error, "reading the job for its event stream")
+                }
             }
         }
     }
@@ -119,7 +121,11 @@ impl Follow {
                 note: t.note.clone(),
             });
         }
-        if self.pending.back().is_none_or(|e| e.state != job.state.into()) {
+        if self
+            .pending
+            .back()
+            .is_none_or(|e| e.state != job.state.into())
+        {
             self.pending.push_back(current(job));
         }
         self.last_state = job.state;

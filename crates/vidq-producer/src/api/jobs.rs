@@ -57,7 +57,8 @@ pub(crate) async fn create(
         .and_then(|v| v.split(';').next())
         .is_some_and(|mime| {
             let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
         });
     if !is_json {
         return Err(ApiError::unsupported_media_type());
@@ -84,13 +85,19 @@ pub(crate) async fn create(
     match enqueued.outcome {
         EnqueueOutcome::Created => {}
         EnqueueOutcome::Reused { .. } => {
-            state.metrics.count("vidq_api_reuse_total", &[("outcome", "reused".into())]);
+            state
+                .metrics
+                .count("vidq_api_reuse_total", &[("outcome", "reused".into())]);
         }
         EnqueueOutcome::Followed => {
-            state.metrics.count("vidq_api_reuse_total", &[("outcome", "followed".into())]);
+            state
+                .metrics
+                .count("vidq_api_reuse_total", &[("outcome", "followed".into())]);
         }
         EnqueueOutcome::Replayed => {
-            state.metrics.count("vidq_api_idempotent_replays_total", &[]);
+            state
+                .metrics
+                .count("vidq_api_idempotent_replays_total", &[]);
             headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
         }
     }
@@ -182,9 +189,9 @@ pub(crate) async fn list(
                 filter_state = Some(JobState::from(parsed));
             }
             "metadata" => {
-                let (k, v) = value.split_once(':').ok_or_else(|| {
-                    ApiError::invalid_field("metadata", "must be `key:value`")
-                })?;
+                let (k, v) = value
+                    .split_once(':')
+                    .ok_or_else(|| ApiError::invalid_field("metadata", "must be `key:value`"))?;
                 labels.push((k.to_owned(), v.to_owned()));
             }
             "limit" => {
@@ -310,14 +317,20 @@ pub(crate) async fn video(
     if output.bucket != storage.bucket() {
         tracing::warn!(job.id = %id, bucket = %output.bucket, "video is in another bucket than the one configured");
     }
-    let url = storage.presign_get(&output.key, None).await.map_err(|error| {
-        tracing::error!(job.id = %id, %error, "could not presign the video URL");
-        ApiError::unavailable("could not sign a download URL; retry later")
-    })?;
+    let url = storage
+        .presign_get(&output.key, None)
+        .await
+        .map_err(|error| {
+            tracing::error!(job.id = %id, %error, "could not presign the video URL");
+            ApiError::unavailable("could not sign a download URL; retry later")
+        })?;
     let location = HeaderValue::from_str(&url).map_err(|e| ApiError::internal(&e))?;
     Ok((
         StatusCode::FOUND,
-        [(header::LOCATION, location), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
     )
         .into_response())
 }

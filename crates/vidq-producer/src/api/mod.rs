@@ -59,7 +59,11 @@ impl AppState {
         Ok(caller.to_owned())
     }
 
-    fn enqueue_options(&self, idempotency_key: Option<String>, body_hash: String) -> EnqueueOptions {
+    fn enqueue_options(
+        &self,
+        idempotency_key: Option<String>,
+        body_hash: String,
+    ) -> EnqueueOptions {
         EnqueueOptions {
             idempotency_key,
             body_hash: Some(body_hash),

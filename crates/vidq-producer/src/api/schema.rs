@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
-use vidq_core::{JobRecord, JobState, Output, Transition, TransformRequest};
+use vidq_core::{JobRecord, JobState, Output, TransformRequest, Transition};
 
 /// A job's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -67,7 +67,11 @@ pub(crate) enum Resolution {
 #[allow(dead_code)] // parsed by vidq_core's validation; this type only documents it
 pub(crate) struct CreateJob {
     /// Absolute `https://` URL of the source video (MP4/MOV, up to 50 MB).
-    #[schema(max_length = 2048, pattern = r"^https://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(/[A-Za-z0-9._~-]*)*$", example = "https://videos.example.com/in.mp4")]
+    #[schema(
+        max_length = 2048,
+        pattern = r"^https://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(/[A-Za-z0-9._~-]*)*$",
+        example = "https://videos.example.com/in.mp4"
+    )]
     reference_video_url: String,
     /// Upstream style id.
     #[schema(minimum = 1, maximum = 4294967295_i64, example = 2000)]
@@ -87,7 +91,10 @@ pub(crate) struct CreateJob {
     #[schema(value_type = Option<Object>, additional_properties = true)]
     extra: Option<Map<String, Value>>,
     /// Where to POST the terminal event: absolute `http(s)://` URL.
-    #[schema(max_length = 2048, pattern = r"^https?://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(/[A-Za-z0-9._~-]*)*$")]
+    #[schema(
+        max_length = 2048,
+        pattern = r"^https?://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(/[A-Za-z0-9._~-]*)*$"
+    )]
     callback_url: Option<String>,
     /// Your own labels: at most 32; keys 1 to 64 characters, values at most 512.
     #[schema(schema_with = metadata_schema)]
@@ -99,7 +106,10 @@ pub(crate) struct CreateJob {
 fn metadata_schema() -> utoipa::openapi::schema::Object {
     use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
     ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::Object, Type::Null]))
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Object,
+            Type::Null,
+        ]))
         .max_properties(Some(32))
         .property_names(Some(
             ObjectBuilder::new()

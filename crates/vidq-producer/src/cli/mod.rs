@@ -2,7 +2,9 @@
 
 mod dead;
 mod enqueue;
+mod serve;
 mod status;
+mod usage;
 mod wait;
 
 use std::path::PathBuf;
@@ -46,6 +48,11 @@ enum Command {
     /// Inspect and replay dead tasks.
     #[command(subcommand)]
     Dead(dead::Command),
+    /// Today's usage: submissions, credits spent and the last known balance; jobs per state
+    /// and queue depths.
+    Usage,
+    /// Serve the HTTP API (settings section `[api]`, and `[storage]` for video downloads).
+    Serve(serve::Args),
 }
 
 pub(crate) async fn run(cli: Cli) -> ExitCode {
@@ -66,6 +73,8 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         Command::Cancel { id } => status::cancel(&producer, id).await,
         Command::Wait(args) => wait::run(&producer, args).await,
         Command::Dead(cmd) => dead::run(&producer, cmd).await,
+        Command::Usage => usage::run(&producer, &settings).await,
+        Command::Serve(args) => serve::run(producer, &settings, args).await,
     };
     result.unwrap_or_else(fail)
 }

@@ -16,6 +16,28 @@ use vidq_queue::TaskError;
 /// unless it is a [`TaskError`] asking otherwise.
 pub(crate) type TaskResult = Result<(), BoxDynError>;
 
+/// Records a task's duration in `vidq_task_duration_seconds{kind}` when dropped.
+pub(crate) struct TaskTimer {
+    kind: &'static str,
+    started: std::time::Instant,
+}
+
+impl TaskTimer {
+    pub(crate) fn start(kind: vidq_core::TaskKind) -> Self {
+        Self {
+            kind: kind.queue_name(),
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for TaskTimer {
+    fn drop(&mut self) {
+        metrics::histogram!("vidq_task_duration_seconds", "kind" => self.kind)
+            .record(self.started.elapsed().as_secs_f64());
+    }
+}
+
 /// Try again after `after` when upstream said when, else after the queue's backoff.
 pub(crate) fn retry(after: Option<Duration>, reason: String) -> BoxDynError {
     match after {

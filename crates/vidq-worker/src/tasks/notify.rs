@@ -96,7 +96,11 @@ pub(crate) async fn notify(
 }
 
 fn not_retried(outcome: &'static str, reason: String, host: &str) -> (&'static str, TaskResult) {
-    tracing::warn!(webhook.host = host, reason, "webhook not delivered; not retried");
+    tracing::warn!(
+        webhook.host = host,
+        reason,
+        "webhook not delivered; not retried"
+    );
     (outcome, Err(permanent(reason)))
 }
 

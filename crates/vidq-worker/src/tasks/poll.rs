@@ -6,12 +6,17 @@ use tracing::instrument;
 use vidq_core::{JobId, JobState, JobTask, Patch, SignedUrl, TaskKind, Transitioned, unix_ms_now};
 use vidq_goenhance::{JobDetail, JobStatus};
 
-use super::{TaskResult, retry, transient};
+use super::{TaskResult, TaskTimer, retry, transient};
 use crate::limits::Admission;
 use crate::pipeline::Pipeline;
 
 #[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current()))]
 pub(crate) async fn poll(task: JobTask, pipeline: Data<Pipeline>, attempt: Attempt) -> TaskResult {
+    let _timer = TaskTimer::start(TaskKind::Poll);
+    if let Some(due) = task.due_ms {
+        let late_ms = unix_ms_now().saturating_sub(due);
+        metrics::histogram!("vidq_poll_lateness_seconds").record(late_ms as f64 / 1000.0);
+    }
     let id = task.job;
     let store = pipeline.store();
     let Some(job) = store.get(&id).await.map_err(transient)? else {
@@ -55,7 +60,10 @@ pub(crate) async fn poll(task: JobTask, pipeline: Data<Pipeline>, attempt: Attem
         pipeline.limits().admit_call().await.map_err(transient)?
     {
         metrics::counter!("vidq_limit_deferrals_total", "reason" => reason).increment(1);
-        return pipeline.schedule(TaskKind::Poll, &id, after).await.map_err(transient);
+        return pipeline
+            .schedule(TaskKind::Poll, &id, after)
+            .await
+            .map_err(transient);
     }
     let result = pipeline.upstream().detail(img_uuid).await;
     let outcome = match &result {

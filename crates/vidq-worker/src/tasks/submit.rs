@@ -5,7 +5,7 @@ use tracing::instrument;
 use vidq_core::{JobId, JobRecord, JobState, JobTask, Patch, TaskKind, Transitioned};
 use vidq_goenhance::{Error as UpstreamError, GenerateArgs, GenerateRequest, Submitted};
 
-use super::{TaskResult, retry, transient};
+use super::{TaskResult, TaskTimer, retry, transient};
 use crate::limits::Admission;
 use crate::pipeline::Pipeline;
 
@@ -19,6 +19,7 @@ pub(crate) async fn submit(
     pipeline: Data<Pipeline>,
     attempt: Attempt,
 ) -> TaskResult {
+    let _timer = TaskTimer::start(TaskKind::Submit);
     let id = task.job;
     let store = pipeline.store();
     let Some(job) = store.get(&id).await.map_err(transient)? else {
@@ -31,13 +32,23 @@ pub(crate) async fn submit(
         _ => false,
     };
     if needs_upstream
-        && let Admission::Wait { after, reason } =
-            pipeline.limits().admit_submit(&id).await.map_err(transient)?
+        && let Admission::Wait { after, reason } = pipeline
+            .limits()
+            .admit_submit(&id)
+            .await
+            .map_err(transient)?
     {
         // Not now: the job waits in the queue as a task due when it may go.
-        tracing::debug!(wait_ms = after.as_millis() as u64, reason, "submission deferred");
+        tracing::debug!(
+            wait_ms = after.as_millis() as u64,
+            reason,
+            "submission deferred"
+        );
         metrics::counter!("vidq_limit_deferrals_total", "reason" => reason).increment(1);
-        return pipeline.schedule(TaskKind::Submit, &id, after).await.map_err(transient);
+        return pipeline
+            .schedule(TaskKind::Submit, &id, after)
+            .await
+            .map_err(transient);
     }
     match job.state {
         JobState::Queued => {
@@ -129,6 +140,9 @@ async fn accepted(pipeline: &Pipeline, id: &JobId, submitted: Submitted) -> Task
     if let Some(cost) = submitted.cost {
         patch = patch.upstream_cost(cost);
         metrics::counter!("vidq_upstream_credits_spent_total").increment(cost.max(0.0) as u64);
+        if let Err(err) = pipeline.limits().record_spend(cost).await {
+            tracing::debug!(error = %err, "could not record the credits spent");
+        }
     }
     if let Some(request_id) = submitted.request_id {
         patch = patch.upstream_request_id(request_id);

@@ -8,7 +8,7 @@ use tracing::instrument;
 use vidq_core::{JobId, JobState, JobTask, Output, Patch, SignedUrl, TaskKind, Transitioned};
 use vidq_storage::Error as StorageError;
 
-use super::{TaskResult, retry, transient};
+use super::{TaskResult, TaskTimer, retry, transient};
 use crate::pipeline::Pipeline;
 
 const CONTENT_TYPE: &str = "video/mp4";
@@ -19,6 +19,7 @@ pub(crate) async fn transfer(
     pipeline: Data<Pipeline>,
     attempt: Attempt,
 ) -> TaskResult {
+    let _timer = TaskTimer::start(TaskKind::Transfer);
     let id = task.job;
     let Some(job) = pipeline.store().get(&id).await.map_err(transient)? else {
         tracing::warn!("job not found; it was deleted or expired");

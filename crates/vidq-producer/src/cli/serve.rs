@@ -1,0 +1,71 @@
+//! `vidq serve`: the HTTP API.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use vidq_producer::{Api, Producer, ProducerSettings};
+use vidq_storage::Storage;
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Address to listen on; overrides `api.listen`.
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+pub(crate) async fn run(
+    producer: Producer,
+    settings: &ProducerSettings,
+    args: Args,
+) -> anyhow::Result<ExitCode> {
+    if settings.api.tokens.is_empty() {
+        tracing::warn!("no [[api.tokens]] configured: every /v1 request will be refused");
+    }
+    let storage = match &settings.storage {
+        Some(storage) => Some(
+            Storage::new(storage)
+                .await
+                .context("configuring video storage")?,
+        ),
+        None => {
+            tracing::warn!("no [storage] configured: video downloads answer 503");
+            None
+        }
+    };
+    let listen = args.listen.as_deref().unwrap_or(&settings.api.listen);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(%addr, "serving the vidq API");
+    println!("listening on http://{addr}");
+    Api::new(producer, &settings.api, storage)
+        .serve(listener, shutdown_signal())
+        .await
+        .context("serving")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,39 @@
+//! Reads the upstream credit balance periodically: a gauge for dashboards and alerts, and a
+//! copy in Redis for `vidq usage`.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::Pipeline;
+
+pub(crate) async fn watch_credits(pipeline: Pipeline, every: Duration, stop: CancellationToken) {
+    if every.is_zero() {
+        return;
+    }
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match pipeline.upstream().tokens().await {
+            Ok(tokens) => {
+                metrics::gauge!("vidq_upstream_credits").set(tokens.count);
+                if let Some(limit) = tokens.queue_limit {
+                    metrics::gauge!("vidq_upstream_queue_limit").set(f64::from(limit));
+                }
+                let json = serde_json::json!({
+                    "count": tokens.count,
+                    "queue_limit": tokens.queue_limit,
+                    "at_ms": vidq_core::unix_ms_now(),
+                });
+                if let Err(err) = pipeline.limits().record_balance(&json.to_string()).await {
+                    tracing::debug!(error = %err, "could not store the credit balance");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "could not read the upstream credit balance"),
+        }
+    }
+}
