@@ -389,3 +389,43 @@ async fn failed_and_canceled_jobs_notify_too() -> anyhow::Result<()> {
     env.cleanup().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_down_past_retry_for_dead_letters_the_webhook() -> anyhow::Result<()> {
+    let env = TestEnv::new("webhook-down").await?;
+    let sim = fast_sim(&[]).await?;
+    let receiver = Receiver::start(usize::MAX).await?;
+    let overrides = webhook_env(&[("VIDQ__WEBHOOKS__RETRY_FOR", "2s")]);
+    let _worker =
+        Worker::start("webhook-down-w", env.worker_env(&sim.base_url, &overrides)).await?;
+    let id = enqueue_with_callback(&env, &format!("{}/down", receiver.base_url)).await?;
+    wait_all_finished(&env, &[(id, String::new())], Duration::from_secs(60)).await?;
+
+    let notify = notify_queue(&env).await?;
+    let dead = wait_until(
+        "the webhook to give up",
+        Duration::from_secs(30),
+        || async {
+            let dead = notify.dead_tasks(0, 10).await?;
+            Ok((!dead.is_empty()).then_some(dead))
+        },
+    )
+    .await?;
+    assert!(
+        dead[0].reason.contains("HTTP 500") && dead[0].reason.contains("gave up"),
+        "reason: {}",
+        dead[0].reason
+    );
+    let requests = receiver.requests();
+    assert!(
+        requests.len() >= 2,
+        "retried before giving up: {}",
+        requests.len()
+    );
+    let job = env.producer.status(&id).await?.context("job record")?;
+    let ended =
+        u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())? - job.updated_at;
+    assert!(ended >= 2_000, "gave up only after retry_for ({ended} ms)");
+    env.cleanup().await?;
+    Ok(())
+}

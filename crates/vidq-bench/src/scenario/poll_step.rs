@@ -137,13 +137,15 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     s.note(format!(
         "The step schedules the next run 5 min ahead rather than 5 s so none comes due during \
          the measurement (the cost does not depend on the delay). \
-         vidq's step is `enqueue_after` (1 script call, 1 round trip) plus the ack, which \
-         the backend batches with other acks (plain no-op task here: {:.2} scripts, {:.3} round \
-         trips per task). vidq-queue has no single script for \"ack and schedule again\": one \
-         script call per step would need an `ack_and_reschedule(delivery, due)` that, fenced \
-         on the delivery number, moves the id from the lease set back to the due set with the \
-         new score (payload kept, delivery count reset) in the same script as the ack — and \
-         the poll task returning that outcome instead of pushing a new task.",
+         vidq's step is `enqueue_after`, a MULTI/EXEC transaction (HSET payload, ZADD due, \
+         PUBLISH wake: 0 script calls, 1 round trip), then the ack, which the backend batches \
+         with other acks (a plain no-op task here: {:.3} script calls, {:.3} round trips per \
+         task). The two are not atomic together: a crash between them runs the poll twice \
+         (harmless: transitions are compare-and-set). vidq-queue has no single \"ack and \
+         schedule again\" call; one atomic script per step would be a fenced \
+         `reschedule(delivery, due)` that moves the id from the lease set back to the due set \
+         with the new score (payload kept, delivery count reset), with the poll task \
+         returning that outcome instead of pushing a new task.",
         plain.cost.scripts, plain.round_trips
     ));
     Ok(s)
