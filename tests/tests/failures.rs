@@ -67,6 +67,31 @@ async fn a_missing_bucket_fails_the_job_with_a_clear_reason() -> anyhow::Result<
         error.contains(&missing) && error.contains("does not exist"),
         "reason: {error}"
     );
+
+    // The operator creates the bucket and retries the job: it resumes at the transfer,
+    // without a second upstream submission.
+    env.s3
+        .client()
+        .create_bucket()
+        .bucket(&missing)
+        .send()
+        .await?;
+    let reopened = env.producer.retry(&jobs[0].0).await?;
+    assert_eq!(reopened, JobState::Transferring);
+    wait_all_finished(&env, &jobs, Duration::from_secs(60)).await?;
+    let job = env.producer.status(&jobs[0].0).await?.expect("job record");
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let output = job.output.expect("output");
+    assert_eq!(output.bucket, missing);
+    let stats = sim.stats().await?;
+    assert_eq!(stats.submissions.get(&jobs[0].1).copied(), Some(1));
+    let s3 = env.s3.client();
+    s3.delete_object()
+        .bucket(&missing)
+        .key(&output.key)
+        .send()
+        .await?;
+    s3.delete_bucket().bucket(&missing).send().await?;
     env.cleanup().await?;
     Ok(())
 }

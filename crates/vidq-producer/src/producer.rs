@@ -26,6 +26,8 @@ pub enum ProducerError {
     #[error(transparent)]
     Queue(#[from] QueueError),
     /// No such job (it never existed, or its record expired).
+    #[error("job {0} is {1}: only failed jobs can be retried")]
+    NotRetryable(JobId, JobState),
     #[error("no job {0}")]
     NotFound(JobId),
     /// The idempotency key is already held by a request with another body.
@@ -279,6 +281,38 @@ impl Producer {
     /// The job's record, or `None` when there is no such job.
     pub async fn status(&self, id: &JobId) -> Result<Option<JobRecord>, ProducerError> {
         Ok(self.store.get(id).await?)
+    }
+
+    /// An operator's retry of a `failed` job (after fixing what failed it: a bucket, storage
+    /// credentials, the API key): the job goes back to the step it failed at and that step's
+    /// task is enqueued. Returns the state it reopened in.
+    pub async fn retry(&self, id: &JobId) -> Result<JobState, ProducerError> {
+        let job = self
+            .store
+            .get(id)
+            .await?
+            .ok_or(ProducerError::NotFound(*id))?;
+        if job.state != JobState::Failed {
+            return Err(ProducerError::NotRetryable(*id, job.state));
+        }
+        let failed_from = job
+            .history
+            .iter()
+            .rev()
+            .find(|t| t.to == JobState::Failed)
+            .map_or(JobState::Queued, |t| t.from);
+        let (to, kind) = match failed_from {
+            JobState::Processing => (JobState::Processing, TaskKind::Poll),
+            JobState::Transferring => (JobState::Transferring, TaskKind::Transfer),
+            _ => (JobState::Queued, TaskKind::Submit),
+        };
+        match self.store.reopen(id, to, "retried by an operator").await? {
+            Transitioned::Applied { .. } => {
+                self.queue(kind).enqueue(&JobTask::new(*id)).await?;
+                Ok(to)
+            }
+            Transitioned::Skipped { current } => Err(ProducerError::NotRetryable(*id, current)),
+        }
     }
 
     /// Cancels a job that has not finished.

@@ -147,7 +147,9 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     s.note(
         "Poll lateness is read from Redis: every 50 ms, how long the earliest due poll task has \
          been waiting (0 when none is due). It bounds each poll's lateness from above at the \
-         sampled instants. The simulator answers every status request at once.",
+         sampled instants. The simulator answers every status request at once. Status \
+         requests/s below n ÷ interval mean each job's period is the interval plus the time \
+         to run the poll (the next poll is scheduled when a poll finishes).",
     );
     Ok(s)
 }

@@ -95,8 +95,9 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     .await?;
     let mut late = tally.lateness();
     for (p, key) in [(50.0, "p50_ms"), (99.0, "p99_ms"), (100.0, "max_ms")] {
+        let name = key.trim_end_matches("_ms");
         s.row(
-            format!("spread: lateness {key} (ms)"),
+            format!("spread: lateness {name} (ms)"),
             fmt(percentile(&mut late, p)),
             fmt(peer.num(key)),
             if p == 99.0 { "< 50 ms" } else { "" },

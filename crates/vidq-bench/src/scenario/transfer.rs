@@ -112,7 +112,9 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     s.note(
         "The worker's time is its job record's `transferring` → `succeeded` transitions: \
          download from vidq-sim, multipart upload to s3s-fs on local disk, sha256, length \
-         check. curl only downloads the same signed URL to /dev/null (the peer column).",
+         check. curl only downloads the same signed URL to /dev/null (the peer column), so \
+         the ratio includes s3s-fs writing every part to local disk; point the worker at a \
+         faster S3 to isolate the download path.",
     );
     Ok(s)
 }

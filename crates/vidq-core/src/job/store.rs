@@ -291,6 +291,32 @@ impl JobStore {
         self.compare_and_set(id, &[expected], None, &patch).await
     }
 
+    /// An operator's retry of a `failed` job: moves it back to `to`, the unfinished state it
+    /// failed from, clearing its error, so its task can run again. Only failed jobs reopen;
+    /// the history keeps the failure and the reopening.
+    pub async fn reopen(
+        &self,
+        id: &JobId,
+        to: JobState,
+        note: &str,
+    ) -> Result<Transitioned, StoreError> {
+        if to.is_terminal() {
+            return Err(StoreError::InvalidTransition {
+                from: JobState::Failed,
+                to,
+            });
+        }
+        let patch = Patch::new().clear_error().note(note);
+        let outcome = self
+            .compare_and_set(id, &[JobState::Failed], Some(to), &patch)
+            .await?;
+        if let Transitioned::Applied { from, .. } = outcome {
+            self.count_transition(Some(from), to).await;
+            self.touch_active(id, unix_ms_now()).await?;
+        }
+        Ok(outcome)
+    }
+
     async fn compare_and_set(
         &self,
         id: &JobId,

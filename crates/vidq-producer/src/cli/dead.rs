@@ -10,7 +10,7 @@ use vidq_producer::Producer;
 pub(crate) enum Command {
     /// List dead tasks, newest first.
     List {
-        /// Only this queue: submit, poll or transfer.
+        /// Only this queue: submit, poll, transfer or notify.
         #[arg(long, value_parser = parse_kind)]
         queue: Option<TaskKind>,
         /// Most tasks per queue.
@@ -19,7 +19,7 @@ pub(crate) enum Command {
     },
     /// Put dead tasks back in their queue.
     Retry {
-        /// The queue: submit, poll or transfer.
+        /// The queue: submit, poll, transfer or notify.
         #[arg(long, value_parser = parse_kind)]
         queue: TaskKind,
         /// One task id; without it, every dead task of the queue.
@@ -32,7 +32,7 @@ fn parse_kind(s: &str) -> Result<TaskKind, String> {
         .iter()
         .copied()
         .find(|k| k.queue_name() == s)
-        .ok_or_else(|| format!("unknown queue {s:?}: expected submit, poll or transfer"))
+        .ok_or_else(|| format!("unknown queue {s:?}: expected submit, poll, transfer or notify"))
 }
 
 pub(crate) async fn run(producer: &Producer, command: Command) -> anyhow::Result<ExitCode> {

@@ -42,6 +42,11 @@ enum Command {
         /// The job id.
         id: JobId,
     },
+    /// Retry a failed job from the step it failed at (after fixing the cause).
+    Retry {
+        /// The job id.
+        id: JobId,
+    },
     /// Wait for jobs to finish, showing their progress. Exit status: 0 when every job
     /// succeeded, 1 when any ended otherwise, 3 on timeout.
     Wait(wait::Args),
@@ -71,6 +76,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         Command::Enqueue(args) => enqueue::run(&producer, args).await,
         Command::Status(args) => status::run(&producer, args).await,
         Command::Cancel { id } => status::cancel(&producer, id).await,
+        Command::Retry { id } => status::retry(&producer, id).await,
         Command::Wait(args) => wait::run(&producer, args).await,
         Command::Dead(cmd) => dead::run(&producer, cmd).await,
         Command::Usage => usage::run(&producer, &settings).await,

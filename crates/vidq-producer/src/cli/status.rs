@@ -34,6 +34,12 @@ pub(crate) async fn cancel(producer: &Producer, id: JobId) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
+pub(crate) async fn retry(producer: &Producer, id: JobId) -> anyhow::Result<ExitCode> {
+    let state = producer.retry(&id).await?;
+    println!("{id} retried: {state} again");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// A few human lines about a job.
 pub(crate) fn describe(job: &JobRecord) -> String {
     let mut out = format!("job      {}\nstate    {}\n", job.id, job.state);

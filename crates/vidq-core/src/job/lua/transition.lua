@@ -48,6 +48,10 @@ if to ~= '' then
     redis.call('PEXPIRE', KEYS[1], ARGV[7])
     redis.call('PEXPIRE', KEYS[2], ARGV[7])
     redis.call('PUBLISH', ARGV[9], ARGV[10])
+  else
+    -- Unfinished again (an operator's retry of a failed job): the keys live on.
+    redis.call('PERSIST', KEYS[1])
+    redis.call('PERSIST', KEYS[2])
   end
 end
 return {1, current}
