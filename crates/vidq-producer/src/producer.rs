@@ -207,10 +207,10 @@ impl Producer {
             }
             Plan::Create(job) => {
                 self.store_and_push(&job).await?;
-                if let Some((key, ttl)) = &reuse_key {
-                    if let Err(error) = reuse::remember(&self.conn, key, &job.id, *ttl).await {
-                        tracing::warn!(job.id = %job.id, %error, "could not offer the job for reuse");
-                    }
+                if let Some((key, ttl)) = &reuse_key
+                    && let Err(error) = reuse::remember(&self.conn, key, &job.id, *ttl).await
+                {
+                    tracing::warn!(job.id = %job.id, %error, "could not offer the job for reuse");
                 }
                 Ok(Enqueued {
                     job,

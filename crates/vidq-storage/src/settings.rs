@@ -53,6 +53,13 @@ pub struct StorageSettings {
     /// Lifetime of presigned GET URLs. Default 15 min.
     #[serde(default = "default_presign_ttl", with = "humantime_serde")]
     pub presign_ttl: Duration,
+    /// Also store the sha256 of multipart uploads as `x-amz-meta-sha256`. The checksum is
+    /// known only after the last part, so this copies the object onto itself: server-side and
+    /// cheap on AWS S3, but a full rewrite on some S3-compatible servers, and limited to 5 GiB.
+    /// Off by default: the job record always holds the sha256. Single-part uploads carry the
+    /// metadata either way.
+    #[serde(default)]
+    pub checksum_metadata: bool,
 }
 
 fn default_region() -> String {
@@ -89,6 +96,7 @@ impl StorageSettings {
             part_size: default_part_size(),
             parts_in_flight: default_parts_in_flight(),
             presign_ttl: default_presign_ttl(),
+            checksum_metadata: false,
         }
     }
 

@@ -30,6 +30,7 @@ pub struct Storage {
     pub(crate) bucket: Arc<str>,
     region: Arc<str>,
     prefix: Arc<str>,
+    pub(crate) checksum_metadata: bool,
     pub(crate) part_size: usize,
     pub(crate) parts_in_flight: usize,
     presign_ttl: Duration,
@@ -102,6 +103,7 @@ impl Storage {
             part_size,
             parts_in_flight: settings.parts_in_flight,
             presign_ttl: settings.presign_ttl,
+            checksum_metadata: settings.checksum_metadata,
             gauge: Arc::default(),
         })
     }

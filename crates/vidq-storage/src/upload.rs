@@ -84,9 +84,12 @@ impl Storage {
                 return Err(err);
             }
         };
-        let etag = self
-            .set_checksum_metadata(key, content_type, &sha256)
-            .await?;
+        let etag = if self.checksum_metadata {
+            self.set_checksum_metadata(key, content_type, &sha256)
+                .await?
+        } else {
+            None
+        };
         tracing::debug!(key, bytes, parts = count, "multipart upload complete");
         Ok(Uploaded {
             bucket: self.bucket.to_string(),

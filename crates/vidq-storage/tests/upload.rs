@@ -10,7 +10,10 @@ use vidq_storage::{Error, Storage};
 #[tokio::test]
 async fn multipart_upload_stores_the_exact_bytes_and_checksum() {
     let s3 = TestS3::start();
-    let storage = s3.storage(5 * MIB, 3).await;
+    let mut settings = s3.settings(5 * MIB, 3);
+    settings.checksum_metadata = true;
+    let storage = Storage::new(&settings).await.unwrap();
+    storage.ensure_bucket().await.unwrap();
     let body = pattern(23 * MIB + 123, 1);
     let key = storage.object_key("job-multipart");
 

@@ -68,7 +68,7 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
             .zcard(&poll[1])
             .query_async(&mut admin)
             .await?;
-        if a + b == 0 && c + d == n {
+        if a + b == 0 && c + d >= n {
             break;
         }
         anyhow::ensure!(

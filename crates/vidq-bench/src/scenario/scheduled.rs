@@ -29,7 +29,7 @@ const CONCURRENCY: usize = 200;
 
 pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let n_same: u64 = ctx.size(2_000, 50_000);
-    let lead_ms: u64 = ctx.size(2_000, 5_000);
+    let lead_ms: u64 = ctx.size(2_000, 10_000);
     let n_spread: u64 = ctx.size(300, 2_000);
     let window_ms: u64 = ctx.size(3_000, 20_000);
     let mut s = Section::new(format!(

@@ -20,7 +20,7 @@ use vidq_core::{JobId, JobRecord, JobState};
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::jobs::job_id;
-use super::schema::EventView;
+use super::schema::{EventView, SseFrame};
 use crate::Scope;
 
 const POLL_EVERY: Duration = Duration::from_millis(250);
@@ -31,11 +31,10 @@ const POLL_EVERY: Duration = Duration::from_millis(250);
     params(("id" = String, Path, description = "Job id")),
     responses(
         (status = 200, description = "Server-sent events named `state`, each carrying an `EventView` JSON object: the current state first, then each transition; the stream ends after a terminal state",
-            content_type = "text/event-stream", body = String),
+            content_type = "text/event-stream", body = SseFrame),
         (status = 401, description = "No or unknown bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks the `read` scope", body = ErrorBody),
-        (status = 404, description = "No such job", body = ErrorBody),
-        (status = 422, description = "Malformed job id", body = ErrorBody),
+        (status = 404, description = "No such job (or a malformed id)", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody, headers(("Retry-After" = u64))),
         (status = 503, description = "Redis unavailable", body = ErrorBody),
     ),

@@ -18,18 +18,32 @@ use crate::{CancelOutcome, EnqueueOutcome, Scope};
 
 const DEFAULT_PAGE: usize = 20;
 
-/// Parses a job id from the path: a malformed one names the field.
+/// Parses a job id from the path: a malformed one is no job at all (404).
 pub(crate) fn job_id(raw: &str) -> Result<JobId, ApiError> {
     raw.parse()
-        .map_err(|_| ApiError::invalid_field("id", "must be a job id (a lowercase UUID)"))
+        .map_err(|_| ApiError::not_found(format!("`{}`", raw.chars().take(64).collect::<String>())))
+}
+
+/// The `Idempotency-Key` header.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // read from the headers by hand; this type only documents it
+pub(crate) struct IdempotencyHeader {
+    /// The same key and body return the same job; the same key with another body is 422.
+    #[param(
+        rename = "Idempotency-Key",
+        pattern = r"^[!-~]{1,255}$",
+        min_length = 1,
+        max_length = 255
+    )]
+    idempotency_key: Option<String>,
 }
 
 /// Enqueue a job.
 #[utoipa::path(
     post, path = "/v1/jobs", tag = "jobs",
     request_body(content = CreateJob, content_type = "application/json"),
-    params(("Idempotency-Key" = Option<String>, Header,
-        description = "The same key and body return the same job; the same key with another body is 422. 1 to 255 visible ASCII characters.")),
+    params(IdempotencyHeader),
     responses(
         (status = 202, description = "Accepted: the job (new; reused, i.e. `succeeded` at once with an identical earlier video; an identical job still in flight, to follow; or an idempotent replay)",
             body = JobView, headers(("Location" = String, description = "The job's URL"))),
@@ -132,8 +146,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         (status = 200, description = "The job: state, upstream status, history with times, output, error", body = JobView),
         (status = 401, description = "No or unknown bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks the `read` scope", body = ErrorBody),
-        (status = 404, description = "No such job", body = ErrorBody),
-        (status = 422, description = "Malformed job id", body = ErrorBody),
+        (status = 404, description = "No such job (or a malformed id)", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody, headers(("Retry-After" = u64))),
         (status = 503, description = "Redis unavailable", body = ErrorBody),
     ),
@@ -240,9 +253,8 @@ pub(crate) async fn list(
         (status = 200, description = "The job, now (or already) canceled", body = JobView),
         (status = 401, description = "No or unknown bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks the `write` scope", body = ErrorBody),
-        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 404, description = "No such job (or a malformed id)", body = ErrorBody),
         (status = 409, description = "The job had already finished otherwise", body = ErrorBody),
-        (status = 422, description = "Malformed job id", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody, headers(("Retry-After" = u64))),
         (status = 503, description = "Redis unavailable", body = ErrorBody),
     ),
@@ -281,9 +293,8 @@ pub(crate) async fn cancel(
             headers(("Location" = String, description = "Presigned URL"))),
         (status = 401, description = "No or unknown bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks the `read` scope", body = ErrorBody),
-        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 404, description = "No such job (or a malformed id)", body = ErrorBody),
         (status = 409, description = "The video is not ready (the job has not succeeded)", body = ErrorBody),
-        (status = 422, description = "Malformed job id", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody, headers(("Retry-After" = u64))),
         (status = 503, description = "Storage or Redis unavailable", body = ErrorBody),
     ),

@@ -6,8 +6,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::error::{ErrorBody, ErrorDetail};
 use super::schema::{
-    CreateJob, EventView, Health, JobList, JobView, OutputView, RequestView, Resolution, State,
-    TransitionView, UpstreamStatus, UpstreamView,
+    CreateJob, EventView, Health, JobList, JobView, OutputView, RequestView, Resolution, SseFrame,
+    State, TransitionView, UpstreamStatus, UpstreamView,
 };
 use super::{events, jobs, ops};
 
@@ -23,7 +23,7 @@ use super::{events, jobs, ops};
     ),
     components(schemas(
         CreateJob, JobView, JobList, RequestView, UpstreamView, UpstreamStatus, OutputView,
-        TransitionView, EventView, State, Resolution, Health, ErrorBody, ErrorDetail,
+        TransitionView, EventView, SseFrame, State, Resolution, Health, ErrorBody, ErrorDetail,
     )),
     modifiers(&Bearer),
     tags((name = "jobs"), (name = "ops")),

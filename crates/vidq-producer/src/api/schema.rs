@@ -302,11 +302,15 @@ pub(crate) struct ListQuery {
     state: Option<State>,
     /// Only jobs carrying these labels, each `key:value` (repeatable). Filters within a page:
     /// a page may hold fewer jobs than `limit` and still have a `next_cursor`.
+    #[param(pattern = "^[^:]+:.*$")]
     metadata: Option<Vec<String>>,
     /// Jobs per page, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(
+        pattern = "^[0-9]{1,20}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    )]
     cursor: Option<String>,
 }
 
@@ -319,6 +323,17 @@ pub(crate) struct EventView {
     /// Unix milliseconds.
     pub(crate) at_ms: u64,
     pub(crate) note: Option<String>,
+}
+
+/// One frame of the `text/event-stream` of `GET /v1/jobs/{id}/events`.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)] // written by axum's SSE encoder; this type only documents it
+pub(crate) struct SseFrame {
+    /// Always `state`.
+    event: String,
+    /// An [`EventView`] as JSON: `{"id", "state", "at_ms", "note"}`.
+    #[schema(content_media_type = "application/json")]
+    data: String,
 }
 
 /// `/healthz` and `/readyz`.
