@@ -130,17 +130,29 @@ pub(crate) async fn list_keys(env: &TestEnv) -> anyhow::Result<BTreeSet<String>>
     }
 }
 
-/// Keys under the test's prefix that are neither a job record nor a job index: what a run
-/// left behind in the queues.
+/// Keys under the test's prefix that are neither a job record nor one of the fleet's few
+/// fixed keys (job index, per-state counts, usage counters, locks): what a run left behind
+/// per job or per task. A key of the concurrent-job cap counts as left behind, since every
+/// finished job must have given its slot back.
 pub async fn leftover_keys(env: &TestEnv) -> anyhow::Result<Vec<String>> {
     let keys = env.redis_keys().await?;
-    let job = format!("{}:job:", env.prefix);
-    let allowed = [
-        format!("{}:jobs:all", env.prefix),
-        format!("{}:reconciler:lock", env.prefix),
+    let p = &env.prefix;
+    let job = format!("{p}:job:");
+    let fixed = [
+        format!("{p}:jobs:all"),
+        format!("{p}:jobs:states"),
+        format!("{p}:reconciler:lock"),
+        format!("{p}:{{limits}}:credits"),
+        format!("{p}:{{limits}}:rate"),
+    ];
+    let daily = [
+        format!("{p}:{{limits}}:spent:"),
+        format!("{p}:{{limits}}:submissions:"),
     ];
     Ok(keys
         .into_iter()
-        .filter(|k| !k.starts_with(&job) && !allowed.contains(k))
+        .filter(|k| {
+            !k.starts_with(&job) && !fixed.contains(k) && !daily.iter().any(|d| k.starts_with(d))
+        })
         .collect())
 }
