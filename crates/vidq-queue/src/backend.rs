@@ -23,7 +23,7 @@ use tokio::time::Sleep;
 use crate::background::{AckMsg, Background, WakeSignal};
 use crate::config::QueueConfig;
 use crate::error::QueueError;
-use crate::leases::{Delivery, HeldLeases};
+use crate::leases::{Delivery, HeldLeases, Reschedule};
 use crate::middleware::AckLayer;
 use crate::queue::RedisQueue;
 use crate::store::{Finish, RawClaim, Store, now_ms};
@@ -121,6 +121,7 @@ pub(crate) async fn decode_all<T: DeserializeOwned>(
         let delivery = Delivery {
             id: r.id,
             number: r.delivery,
+            due_ms: r.due_ms,
         };
         match serde_json::from_slice::<T>(&r.payload) {
             Ok(args) => out.push((delivery, args)),
@@ -161,8 +162,9 @@ fn start_claim<T: DeserializeOwned + Send + 'static>(
                 TaskBuilder::new(args)
                     .task_id(TaskId::from_string(d.id.clone()))
                     // apalis adds one when the task starts: handlers see 1, 2, 3...
-                    .attempt(usize::try_from(d.number.saturating_sub(1)).unwrap_or(usize::MAX))
+                    .attempt(usize::try_from(d.attempt().saturating_sub(1)).unwrap_or(usize::MAX))
                     .data(d)
+                    .data(Reschedule::default())
                     .build()
             })
             .collect();

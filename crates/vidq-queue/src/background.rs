@@ -38,10 +38,12 @@ impl WakeSignal {
     }
 }
 
-/// One ack waiting for the batcher; the reply is `Some(applied)` or `None` if Redis failed.
+/// One ack (or reschedule, with `again_at`) waiting for the batcher; the reply is
+/// `Some(applied)` or `None` if Redis failed.
 pub(crate) struct AckMsg {
     pub(crate) id: String,
     pub(crate) token: u64,
+    pub(crate) again_at: Option<u64>,
     pub(crate) reply: oneshot::Sender<Option<bool>>,
 }
 
@@ -121,7 +123,10 @@ async fn ack_batcher(
         if n == 0 {
             return;
         }
-        let items: Vec<(&str, u64)> = batch.iter().map(|m| (m.id.as_str(), m.token)).collect();
+        let items: Vec<(&str, u64, Option<u64>)> = batch
+            .iter()
+            .map(|m| (m.id.as_str(), m.token, m.again_at))
+            .collect();
         let result = store.ack(&items).await;
         drop(items);
         match result {

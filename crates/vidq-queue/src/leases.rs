@@ -3,19 +3,74 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use crate::error::QueueError;
 use crate::store::Store;
 
-/// One delivery of a task: its id and delivery number (the fencing token).
+/// A delivery number is `round * ROUND + attempt`; the scripts use the same constant.
+pub(crate) const ROUND: u64 = 1_000_000;
+
+/// One delivery of a task: its id, its fencing token and when it was due.
 ///
 /// The backend puts it in every task's data, so a handler can take `Data<Delivery>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Delivery {
     /// The task's id in the queue.
     pub id: String,
-    /// 1 for the first delivery, 2 for the second, ...; also the fencing token.
+    /// The fencing token: it grows with every delivery of the task and never repeats, so a
+    /// worker that lost its lease cannot settle a later delivery.
     pub number: u64,
+    /// When this delivery was due (Unix ms): its enqueue or schedule time, or the time an
+    /// expired lease was taken back.
+    pub due_ms: u64,
+}
+
+impl Delivery {
+    /// 1 for the first delivery, 2 for the second, ...; counted from 1 again after the
+    /// task was [rescheduled](Reschedule) or retried from the dead set.
+    #[must_use]
+    pub fn attempt(&self) -> u64 {
+        self.number % ROUND
+    }
+}
+
+/// Lets a handler end a successful run by running the *same* task again later, instead of
+/// finishing it: "not ready yet, look again in 5 s".
+///
+/// The backend puts a fresh one in every task's data (`Data<Reschedule>`). If the handler
+/// calls [`Reschedule::after`] and then returns `Ok`, the task goes back to the queue with
+/// its payload, due after the delay, in the same fenced script call that would have acked it
+/// (batched with other acks): the step is atomic, costs no extra round trip, and its next
+/// delivery counts as attempt 1. If the handler returns an error, the request is ignored and
+/// the retry policy applies.
+///
+/// ```
+/// use std::time::Duration;
+/// use vidq_queue::{Reschedule, TaskError};
+///
+/// async fn poll(ready: bool, again: Reschedule) -> Result<(), TaskError> {
+///     if !ready {
+///         again.after(Duration::from_secs(5));
+///     }
+///     Ok(())
+/// }
+/// # let _ = poll;
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Reschedule(Arc<Mutex<Option<Duration>>>);
+
+impl Reschedule {
+    /// Run this task again `delay` from now (millisecond precision) once the handler returns
+    /// `Ok`. A second call replaces the first.
+    pub fn after(&self, delay: Duration) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(delay);
+    }
+
+    /// The delay asked for, if any (and clears it).
+    pub(crate) fn take(&self) -> Option<Duration> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

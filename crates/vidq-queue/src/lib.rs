@@ -14,6 +14,6 @@ mod store;
 
 pub use config::{QueueConfig, RetryPolicy};
 pub use error::{QueueError, TaskError};
-pub use leases::{Delivery, WorkerLeases};
+pub use leases::{Delivery, Reschedule, WorkerLeases};
 pub use middleware::{AckLayer, AckService};
 pub use queue::{DeadTask, Depth, DueAt, RedisQueue};

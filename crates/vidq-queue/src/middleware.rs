@@ -1,5 +1,6 @@
 //! The backend's layer around every task: it turns the handler's result into an ack, a
-//! retry with backoff, or a dead-set entry, and awaits that write before the task completes.
+//! reschedule, a retry with backoff, or a dead-set entry, and awaits that write before the
+//! task completes.
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -15,7 +16,7 @@ use tower::{Layer, Service};
 
 use crate::background::AckMsg;
 use crate::error::{QueueError, TaskError};
-use crate::leases::{Delivery, HeldLeases};
+use crate::leases::{Delivery, HeldLeases, Reschedule};
 use crate::store::{Finish, Store, ms, now_ms};
 
 /// Longest reason kept in the dead set.
@@ -64,6 +65,7 @@ where
 
     fn call(&mut self, task: Task<T>) -> Self::Future {
         let delivery = task.data().get::<Delivery>().cloned();
+        let again = task.data().get::<Reschedule>().cloned();
         let fut = self.inner.call(task);
         let layer = self.layer.clone();
         Box::pin(async move {
@@ -78,7 +80,15 @@ where
             };
             let result = fut.await.map_err(Into::into);
             layer.held.settling(&delivery);
-            settle(&layer, &delivery, result.as_ref().err()).await;
+            let outcome = match &result {
+                Ok(_) => Outcome::Done {
+                    again_at: again
+                        .and_then(|a| a.take())
+                        .map(|after| now_ms().saturating_add(ms(after))),
+                },
+                Err(e) => Outcome::Failed(e),
+            };
+            settle(&layer, &delivery, outcome).await;
             guard.finished = true;
             result
         })
@@ -100,6 +110,16 @@ impl Drop for DropGuard<'_> {
             self.held.abandon(self.delivery);
         }
     }
+}
+
+/// How a delivery ended.
+#[derive(Clone, Copy)]
+enum Outcome<'a> {
+    /// Success: finished, or to run again at `again_at` (Unix ms).
+    Done {
+        again_at: Option<u64>,
+    },
+    Failed(&'a BoxDynError),
 }
 
 /// What the handler's error asks for.
@@ -143,14 +163,14 @@ fn reason(prefix: &str, err: &BoxDynError) -> String {
 
 /// Write the outcome of a delivery, retrying Redis failures until the lease would have
 /// expired anyway (after that, the task is simply delivered again).
-async fn settle(layer: &AckLayer, d: &Delivery, err: Option<&BoxDynError>) {
+async fn settle(layer: &AckLayer, d: &Delivery, outcome: Outcome<'_>) {
     let store = &layer.store;
     let give_up = tokio::time::Instant::now() + store.config.lease;
     let mut pause = Duration::from_millis(50);
     loop {
-        let attempt = match err {
-            None => ack(layer, d).await,
-            Some(e) => fail(store, d, e).await,
+        let attempt = match outcome {
+            Outcome::Done { again_at } => ack(layer, d, again_at).await,
+            Outcome::Failed(e) => fail(store, d, e).await,
         };
         match attempt {
             Ok(true) => return,
@@ -177,11 +197,12 @@ async fn settle(layer: &AckLayer, d: &Delivery, err: Option<&BoxDynError>) {
     }
 }
 
-async fn ack(layer: &AckLayer, d: &Delivery) -> Result<bool, QueueError> {
+async fn ack(layer: &AckLayer, d: &Delivery, again_at: Option<u64>) -> Result<bool, QueueError> {
     let (tx, rx) = oneshot::channel();
     let msg = AckMsg {
         id: d.id.clone(),
         token: d.number,
+        again_at,
         reply: tx,
     };
     if layer.acks.send(msg).is_ok() {
@@ -191,7 +212,10 @@ async fn ack(layer: &AckLayer, d: &Delivery) -> Result<bool, QueueError> {
             Err(_) => {} // batcher gone: ack directly
         }
     }
-    let flags = layer.store.ack(&[(d.id.as_str(), d.number)]).await?;
+    let flags = layer
+        .store
+        .ack(&[(d.id.as_str(), d.number, again_at)])
+        .await?;
     Ok(flags.first().copied().unwrap_or(false))
 }
 
@@ -199,8 +223,11 @@ async fn fail(store: &Store, d: &Delivery, err: &BoxDynError) -> Result<bool, Qu
     let policy = &store.config.retry;
     let (dead, after) = match classify(err) {
         Verdict::Permanent => (Some(reason("permanent failure", err)), None),
-        Verdict::Retry(_) if d.number >= policy.max_attempts => (
-            Some(reason(&format!("gave up after {} attempts", d.number), err)),
+        Verdict::Retry(_) if d.attempt() >= policy.max_attempts => (
+            Some(reason(
+                &format!("gave up after {} attempts", d.attempt()),
+                err,
+            )),
             None,
         ),
         Verdict::Retry(after) => (None, after),

@@ -194,7 +194,24 @@ impl<T> RedisQueue<T> {
     pub async fn ack(&self, delivery: &Delivery) -> Result<bool, QueueError> {
         let flags = self
             .store
-            .ack(&[(delivery.id.as_str(), delivery.number)])
+            .ack(&[(delivery.id.as_str(), delivery.number, None)])
+            .await?;
+        Ok(flags.first().copied().unwrap_or(false))
+    }
+
+    /// Settle a delivery claimed with [`RedisQueue::claim`] by running the same task again
+    /// `after` from now (see [`Reschedule`](crate::Reschedule)): payload kept, attempts
+    /// counted from 1 again, fenced like [`RedisQueue::ack`]. `false` when the delivery no
+    /// longer holds its lease.
+    pub async fn reschedule(
+        &self,
+        delivery: &Delivery,
+        after: Duration,
+    ) -> Result<bool, QueueError> {
+        let due = now_ms().saturating_add(crate::store::ms(after));
+        let flags = self
+            .store
+            .ack(&[(delivery.id.as_str(), delivery.number, Some(due))])
             .await?;
         Ok(flags.first().copied().unwrap_or(false))
     }

@@ -3,13 +3,19 @@
 
 use redis::Script;
 
+// Delivery counters (the `dlv` hash) are fencing tokens and never go back while a task exists:
+// a late ack from a lost lease must not match a later delivery. A token is
+// `round * 1000000 + attempt`: a reschedule or a retry from the dead set starts the next round,
+// so the attempt count (the crash limit, the retry policy) starts from 1 again while the token
+// keeps growing. `crate::leases::ROUND` is the same number.
+
 /// Claim: return expired leases to due, trim old dead tasks, move at most N due tasks into
 /// the lease set, bump their delivery counts, and report the next wake-up time.
 ///
 /// KEYS: due, lease, data, dlv, dead, why.
 /// ARGV: now, max claim, lease deadline, max deliveries, dead cutoff, reclaim limit.
-/// Returns `[next, id1, delivery1, payload1, ...]`; `next` is the earliest due time or lease
-/// deadline (ms), or '' when both sets are empty.
+/// Returns `[next, id1, delivery1, due1, payload1, ...]`; `next` is the earliest due time or
+/// lease deadline (ms), or '' when both sets are empty; `due` is the time the task was due.
 const CLAIM: &str = r"
 local now = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
@@ -27,11 +33,15 @@ local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', ARGV[5], 'LIMIT', 0, li
 if #old > 0 then
   redis.call('ZREM', KEYS[5], unpack(old))
   redis.call('HDEL', KEYS[3], unpack(old))
+  redis.call('HDEL', KEYS[4], unpack(old))
   redis.call('HDEL', KEYS[6], unpack(old))
 end
 local out = {''}
 if n > 0 then
-  local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, n)
+  local scored = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, n)
+  local ids = {}
+  local dues = {}
+  for i = 1, #scored, 2 do ids[#ids + 1] = scored[i]; dues[#dues + 1] = scored[i + 1] end
   if #ids > 0 then
     redis.call('ZREM', KEYS[1], unpack(ids))
     local payloads = redis.call('HMGET', KEYS[3], unpack(ids))
@@ -41,13 +51,13 @@ if n > 0 then
       local p = payloads[i]
       if p then
         local d = redis.call('HINCRBY', KEYS[4], id, 1)
-        if d > maxd then
-          redis.call('HDEL', KEYS[4], id)
+        local attempt = d % 1000000
+        if attempt > maxd then
           redis.call('ZADD', KEYS[5], now, id)
-          redis.call('HSET', KEYS[6], id, 'delivered ' .. (d - 1) .. ' times without finishing (max deliveries ' .. maxd .. ')')
+          redis.call('HSET', KEYS[6], id, 'delivered ' .. (attempt - 1) .. ' times without finishing (max deliveries ' .. maxd .. ')')
         else
           za[#za + 1] = deadline; za[#za + 1] = id
-          out[#out + 1] = id; out[#out + 1] = tostring(d); out[#out + 1] = p
+          out[#out + 1] = id; out[#out + 1] = tostring(d); out[#out + 1] = dues[i]; out[#out + 1] = p
         end
       else
         redis.call('HDEL', KEYS[4], id)
@@ -65,24 +75,48 @@ if next ~= nil then out[1] = string.format('%.0f', next) end
 return out
 ";
 
-/// Ack a batch: a task is finished only if it is leased and its delivery count still equals
+/// Settle a batch of successful deliveries: each is either done (removed for good) or
+/// rescheduled (the same task, payload kept, back to due at a new time, its attempt count
+/// starting again). Applied only where the task is leased and its delivery count still equals
 /// the token (a late ack from a worker that lost its lease changes nothing).
 ///
-/// KEYS: lease, data, dlv. ARGV: id1, token1, id2, token2, ... Returns 1/0 per pair.
+/// KEYS: lease, data, dlv, due. ARGV: wake channel, then per task: id, token, due time in ms
+/// ('' = done). Returns 1/0 per task.
 const ACK: &str = r"
 local ids = {}
-for i = 1, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
+for i = 2, #ARGV, 3 do ids[#ids + 1] = ARGV[i] end
 local dl = redis.call('HMGET', KEYS[3], unpack(ids))
 local sc = redis.call('ZMSCORE', KEYS[1], unpack(ids))
-local ok = {}
+local done = {}
+local moved = {}
+local again = {}
 local res = {}
 for i = 1, #ids do
-  if dl[i] == ARGV[2 * i] and sc[i] then ok[#ok + 1] = ids[i]; res[i] = 1 else res[i] = 0 end
+  local id = ids[i]
+  if dl[i] == ARGV[3 * i] and sc[i] then
+    res[i] = 1
+    local due = ARGV[3 * i + 1]
+    if due == '' then
+      done[#done + 1] = id
+    else
+      moved[#moved + 1] = id
+      again[#again + 1] = due; again[#again + 1] = id
+      local d = tonumber(dl[i])
+      redis.call('HINCRBY', KEYS[3], id, 1000000 - d % 1000000)
+    end
+  else
+    res[i] = 0
+  end
 end
-if #ok > 0 then
-  redis.call('ZREM', KEYS[1], unpack(ok))
-  redis.call('HDEL', KEYS[2], unpack(ok))
-  redis.call('HDEL', KEYS[3], unpack(ok))
+if #done > 0 then
+  redis.call('ZREM', KEYS[1], unpack(done))
+  redis.call('HDEL', KEYS[2], unpack(done))
+  redis.call('HDEL', KEYS[3], unpack(done))
+end
+if #moved > 0 then
+  redis.call('ZREM', KEYS[1], unpack(moved))
+  redis.call('ZADD', KEYS[4], unpack(again))
+  redis.call('PUBLISH', ARGV[1], '1')
 end
 return res
 ";
@@ -99,7 +133,6 @@ if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] or not redis.call('ZSCORE', K
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 if ARGV[3] == 'dead' then
-  redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
   redis.call('HSET', KEYS[5], ARGV[1], ARGV[5])
 else
@@ -170,7 +203,8 @@ end
 return out
 ";
 
-/// Move dead tasks back to due (one id, or the oldest `limit`).
+/// Move dead tasks back to due (one id, or the oldest `limit`), their attempts counting from 1
+/// again in a new round.
 ///
 /// KEYS: dead, why, dlv, due. ARGV: now, wake channel, limit, [id]. Returns the count.
 const DEAD_RETRY: &str = r"
@@ -182,10 +216,14 @@ else
 end
 if #ids == 0 then return 0 end
 local za = {}
-for i = 1, #ids do za[#za + 1] = ARGV[1]; za[#za + 1] = ids[i] end
+local dl = redis.call('HMGET', KEYS[3], unpack(ids))
+for i = 1, #ids do
+  za[#za + 1] = ARGV[1]; za[#za + 1] = ids[i]
+  local d = tonumber(dl[i])
+  if d then redis.call('HINCRBY', KEYS[3], ids[i], 1000000 - d % 1000000) end
+end
 redis.call('ZREM', KEYS[1], unpack(ids))
 redis.call('HDEL', KEYS[2], unpack(ids))
-redis.call('HDEL', KEYS[3], unpack(ids))
 redis.call('ZADD', KEYS[4], unpack(za))
 redis.call('PUBLISH', ARGV[2], '1')
 return #ids
@@ -193,13 +231,14 @@ return #ids
 
 /// Delete the oldest `limit` dead tasks for good.
 ///
-/// KEYS: dead, why, data. ARGV: limit. Returns the count.
+/// KEYS: dead, why, data, dlv. ARGV: limit. Returns the count.
 const DEAD_PURGE: &str = r"
 local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 if #ids == 0 then return 0 end
 redis.call('ZREM', KEYS[1], unpack(ids))
 redis.call('HDEL', KEYS[2], unpack(ids))
 redis.call('HDEL', KEYS[3], unpack(ids))
+redis.call('HDEL', KEYS[4], unpack(ids))
 return #ids
 ";
 

@@ -28,6 +28,7 @@ pub(crate) fn ms(d: Duration) -> u64 {
 pub(crate) struct RawClaim {
     pub(crate) id: String,
     pub(crate) delivery: u64,
+    pub(crate) due_ms: u64,
     pub(crate) payload: Vec<u8>,
 }
 
@@ -137,26 +138,39 @@ impl Store {
         let mut it = reply.into_iter();
         let next = it.next().and_then(|n| parse_u64(&n));
         let mut tasks = Vec::new();
-        while let (Some(id), Some(d), Some(payload)) = (it.next(), it.next(), it.next()) {
+        while let (Some(id), Some(d), Some(due), Some(payload)) =
+            (it.next(), it.next(), it.next(), it.next())
+        {
             let id = String::from_utf8(id).map_err(|_| protocol("task id is not UTF-8"))?;
             let delivery = parse_u64(&d).ok_or_else(|| protocol("bad delivery count"))?;
+            let due_ms = parse_u64(&due).ok_or_else(|| protocol("bad due time"))?;
             tasks.push(RawClaim {
                 id,
                 delivery,
+                due_ms,
                 payload,
             });
         }
         Ok(ClaimReply { tasks, next })
     }
 
-    /// Ack a batch of deliveries; `true` where the delivery still held its lease.
-    pub(crate) async fn ack(&self, items: &[(&str, u64)]) -> Result<Vec<bool>, QueueError> {
+    /// Settle a batch of successful deliveries: done, or (with a due time in ms) rescheduled.
+    /// `true` where the delivery still held its lease.
+    pub(crate) async fn ack(
+        &self,
+        items: &[(&str, u64, Option<u64>)],
+    ) -> Result<Vec<bool>, QueueError> {
         let mut out = Vec::with_capacity(items.len());
         for chunk in items.chunks(MAX_BATCH) {
-            let mut inv = self.scripts.ack.key(&self.keys.lease);
-            inv.key(&self.keys.data).key(&self.keys.dlv);
-            for (id, token) in chunk {
+            let k = &self.keys;
+            let mut inv = self.scripts.ack.key(&k.lease);
+            inv.key(&k.data).key(&k.dlv).key(&k.due).arg(&k.wake);
+            for (id, token, due) in chunk {
                 inv.arg(*id).arg(*token);
+                match due {
+                    Some(due) => inv.arg(*due),
+                    None => inv.arg(""),
+                };
             }
             let flags: Vec<i64> = inv.invoke_async(&mut self.conn()).await?;
             out.extend(flags.into_iter().map(|f| f == 1));
@@ -305,6 +319,7 @@ impl Store {
             .key(&k.dead)
             .key(&k.why)
             .key(&k.data)
+            .key(&k.dlv)
             .arg(limit.clamp(1, MAX_BATCH))
             .invoke_async(&mut self.conn())
             .await?)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use vidq_core::{JobId, JobState, JobStore, JobTask, Patch, TaskKind, Transitioned, unix_ms_now};
 use vidq_goenhance::Client;
-use vidq_queue::RedisQueue;
+use vidq_queue::{RedisQueue, Reschedule};
 use vidq_storage::Storage;
 
 use crate::limits::Limits;
@@ -127,6 +127,21 @@ impl Pipeline {
             TaskKind::Transfer | TaskKind::Notify => self.inner.max_attempts.transfer,
         };
         attempt as u64 >= max
+    }
+
+    /// Runs the current task again after `delay`: the queue puts the same task back, in the
+    /// same atomic step as its ack, once the handler returns `Ok`. Records when it is expected
+    /// so the reconciler can notice if it never runs.
+    pub(crate) async fn again(
+        &self,
+        job: &JobId,
+        delay: Duration,
+        again: &Reschedule,
+    ) -> anyhow::Result<()> {
+        let expect_by = unix_ms_now().saturating_add(millis(delay));
+        self.inner.store.touch_active(job, expect_by).await?;
+        again.after(delay);
+        Ok(())
     }
 
     /// Enqueues the job's next task of `kind` to run after `delay`, and records when it is

@@ -1,12 +1,12 @@
 //! (c) The poll step: what one "not ready yet, run again in 5 s" step costs in Redis — a task
-//! that re-schedules itself and completes — beside BullMQ's `moveToDelayed` + `DelayedError`.
+//! that reschedules itself — beside BullMQ's `moveToDelayed` + `DelayedError`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
 use serde::{Deserialize, Serialize};
-use vidq_queue::RedisQueue;
+use vidq_queue::{RedisQueue, Reschedule};
 
 use crate::ctx::{Ctx, unique};
 use crate::drain::{Tally, new_queue, push, push_and_drain, settled, stop_signal};
@@ -19,17 +19,15 @@ struct Step {
     again: bool,
 }
 
-/// What vidq's poll task does when upstream is still processing: schedule the next poll in
-/// 5 s, then return Ok (the backend acks).
+/// What vidq's poll task does when upstream is still processing: ask for the same task to run
+/// again in 5 s, then return Ok (the backend settles it in its batched, fenced ack script).
 async fn step(
     task: Step,
-    queue: Data<RedisQueue<Step>>,
+    again: Data<Reschedule>,
     tally: Data<Arc<Tally>>,
 ) -> Result<(), BoxDynError> {
     if task.again {
-        queue
-            .enqueue_after(&Step { again: false }, AGAIN_IN)
-            .await?;
+        again.after(AGAIN_IN);
     }
     tally.record(None);
     Ok(())
@@ -57,7 +55,6 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let (stop, until) = stop_signal();
     let worker = WorkerBuilder::new(unique("bench-poll-step"))
         .backend(q.clone())
-        .data(q.clone())
         .data(tally.clone())
         .concurrency(CONCURRENCY)
         .build(step);
@@ -137,15 +134,12 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     s.note(format!(
         "The step schedules the next run 5 min ahead rather than 5 s so none comes due during \
          the measurement (the cost does not depend on the delay). \
-         vidq's step is `enqueue_after`, a MULTI/EXEC transaction (HSET payload, ZADD due, \
-         PUBLISH wake: 0 script calls, 1 round trip), then the ack, which the backend batches \
-         with other acks (a plain no-op task here: {:.3} script calls, {:.3} round trips per \
-         task). The two are not atomic together: a crash between them runs the poll twice \
-         (harmless: transitions are compare-and-set). vidq-queue has no single \"ack and \
-         schedule again\" call; one atomic script per step would be a fenced \
-         `reschedule(delivery, due)` that moves the id from the lease set back to the due set \
-         with the new score (payload kept, delivery count reset), with the poll task \
-         returning that outcome instead of pushing a new task.",
+         vidq's step is a `Reschedule`: the handler asks for the same task to run again and \
+         returns Ok; the backend settles it in its ack script, which moves the id from the \
+         lease set back to the due set with the new score (payload kept, fencing token \
+         checked, attempts counted from 1 again) and is batched with other settlements: one \
+         atomic script call covers many steps (a plain no-op task here: {:.3} script calls, \
+         {:.3} round trips per task). BullMQ's step is `moveToDelayed` then a `DelayedError`.",
         plain.cost.scripts, plain.round_trips
     ));
     Ok(s)

@@ -1,22 +1,28 @@
-//! `poll`: one status request. Still running → the next `poll` is scheduled one interval later
-//! and the task returns: nothing waits in memory. Done → `transfer`, or `failed`.
+//! `poll`: one status request. Still running → the same task is rescheduled one interval later
+//! (atomically with its ack) and returns: nothing waits in memory. Done → `transfer`, or
+//! `failed`.
 
 use apalis::prelude::{Attempt, Data};
 use tracing::instrument;
 use vidq_core::{JobId, JobState, JobTask, Patch, SignedUrl, TaskKind, Transitioned, unix_ms_now};
 use vidq_goenhance::{JobDetail, JobStatus};
+use vidq_queue::{Delivery, Reschedule};
 
 use super::{TaskResult, TaskTimer, retry, transient};
 use crate::limits::Admission;
 use crate::pipeline::Pipeline;
 
 #[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current()))]
-pub(crate) async fn poll(task: JobTask, pipeline: Data<Pipeline>, attempt: Attempt) -> TaskResult {
+pub(crate) async fn poll(
+    task: JobTask,
+    pipeline: Data<Pipeline>,
+    attempt: Attempt,
+    delivery: Data<Delivery>,
+    again: Data<Reschedule>,
+) -> TaskResult {
     let _timer = TaskTimer::start(TaskKind::Poll);
-    if let Some(due) = task.due_ms {
-        let late_ms = unix_ms_now().saturating_sub(due);
-        metrics::histogram!("vidq_poll_lateness_seconds").record(late_ms as f64 / 1000.0);
-    }
+    let late_ms = unix_ms_now().saturating_sub(delivery.due_ms);
+    metrics::histogram!("vidq_poll_lateness_seconds").record(late_ms as f64 / 1000.0);
     let id = task.job;
     let store = pipeline.store();
     let Some(job) = store.get(&id).await.map_err(transient)? else {
@@ -60,10 +66,7 @@ pub(crate) async fn poll(task: JobTask, pipeline: Data<Pipeline>, attempt: Attem
         pipeline.limits().admit_call().await.map_err(transient)?
     {
         metrics::counter!("vidq_limit_deferrals_total", "reason" => reason).increment(1);
-        return pipeline
-            .schedule(TaskKind::Poll, &id, after)
-            .await
-            .map_err(transient);
+        return pipeline.again(&id, after, &again).await.map_err(transient);
     }
     let result = pipeline.upstream().detail(img_uuid).await;
     let outcome = match &result {
@@ -73,7 +76,7 @@ pub(crate) async fn poll(task: JobTask, pipeline: Data<Pipeline>, attempt: Attem
     metrics::counter!("vidq_upstream_calls_total", "endpoint" => "detail", "outcome" => outcome)
         .increment(1);
     match result {
-        Ok(detail) => on_status(&pipeline, &id, detail).await,
+        Ok(detail) => on_status(&pipeline, &id, detail, &again).await,
         Err(err) => {
             let reason = format!("status request failed: {err}");
             if !err.is_retryable() || pipeline.is_last_attempt(TaskKind::Poll, attempt.current()) {
@@ -89,7 +92,12 @@ pub(crate) async fn poll(task: JobTask, pipeline: Data<Pipeline>, attempt: Attem
     }
 }
 
-async fn on_status(pipeline: &Pipeline, id: &JobId, detail: JobDetail) -> TaskResult {
+async fn on_status(
+    pipeline: &Pipeline,
+    id: &JobId,
+    detail: JobDetail,
+    again: &Reschedule,
+) -> TaskResult {
     match detail.status {
         JobStatus::Success => match detail.video_url {
             Some(url) => {
@@ -133,7 +141,7 @@ async fn on_status(pipeline: &Pipeline, id: &JobId, detail: JobDetail) -> TaskRe
                 tracing::warn!(upstream.status = %raw, "unknown upstream status; still polling");
             }
             pipeline
-                .schedule(TaskKind::Poll, id, pipeline.poll_interval())
+                .again(id, pipeline.poll_interval(), again)
                 .await
                 .map_err(transient)
         }

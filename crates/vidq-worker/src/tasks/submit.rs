@@ -4,6 +4,7 @@ use apalis::prelude::{Attempt, Data};
 use tracing::instrument;
 use vidq_core::{JobId, JobRecord, JobState, JobTask, Patch, TaskKind, Transitioned};
 use vidq_goenhance::{Error as UpstreamError, GenerateArgs, GenerateRequest, Submitted};
+use vidq_queue::Reschedule;
 
 use super::{TaskResult, TaskTimer, retry, transient};
 use crate::limits::Admission;
@@ -18,6 +19,7 @@ pub(crate) async fn submit(
     task: JobTask,
     pipeline: Data<Pipeline>,
     attempt: Attempt,
+    again: Data<Reschedule>,
 ) -> TaskResult {
     let _timer = TaskTimer::start(TaskKind::Submit);
     let id = task.job;
@@ -45,10 +47,7 @@ pub(crate) async fn submit(
             "submission deferred"
         );
         metrics::counter!("vidq_limit_deferrals_total", "reason" => reason).increment(1);
-        return pipeline
-            .schedule(TaskKind::Submit, &id, after)
-            .await
-            .map_err(transient);
+        return pipeline.again(&id, after, &again).await.map_err(transient);
     }
     match job.state {
         JobState::Queued => {
