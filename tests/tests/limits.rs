@@ -103,3 +103,66 @@ async fn two_workers_together_respect_the_concurrent_job_cap() -> anyhow::Result
     env.cleanup().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_budget_holds_the_rest_until_the_next_utc_day() -> anyhow::Result<()> {
+    let env = TestEnv::new("budget").await?;
+    let sim = Sim::start(&[
+        "--processing-min",
+        "100ms",
+        "--processing-max",
+        "300ms",
+        "--result-size",
+        "8KiB",
+    ])
+    .await?;
+    let settings = env.worker_env(&sim.base_url, &[("VIDQ__LIMITS__DAILY_SUBMISSIONS", "3")]);
+    let _a = Worker::start("budget-w1", settings.clone()).await?;
+    let _b = Worker::start("budget-w2", settings).await?;
+    let jobs = enqueue_jobs(&env, 5).await?;
+    // Three jobs run; the other two wait in the submit queue, scheduled for the next UTC day.
+    let next_day_ms = (vidq_core::unix_ms_now() / 86_400_000 + 1) * 86_400_000;
+    vidq_tests::wait_until(
+        "3 jobs done and 2 deferred",
+        Duration::from_secs(60),
+        || async {
+            let counts = vidq_tests::count_states(&env, &jobs).await?;
+            let done = counts.get(&JobState::Succeeded).copied().unwrap_or(0);
+            let depth = env.producer.depth(vidq_core::TaskKind::Submit).await?;
+            Ok((done == 3 && depth.scheduled == 2 && depth.due + depth.leased == 0).then_some(()))
+        },
+    )
+    .await?;
+    let counts = vidq_tests::count_states(&env, &jobs).await?;
+    assert_eq!(counts.get(&JobState::Queued), Some(&2), "{counts:?}");
+    assert_eq!(
+        sim.stats().await?.submit_requests,
+        3,
+        "upstream saw a 4th submission"
+    );
+    let mut redis = redis::Client::open(env.redis_url.as_str())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let day = next_day_ms / 86_400_000 - 1;
+    let spent: u64 = redis::cmd("GET")
+        .arg(format!("{}:{{limits}}:submissions:{day}", env.prefix))
+        .query_async(&mut redis)
+        .await?;
+    assert_eq!(spent, 3);
+    let active: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(format!("{}:jobs:active", env.prefix))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut redis)
+        .await?;
+    assert_eq!(active.len(), 2, "{active:?}");
+    assert!(
+        active
+            .iter()
+            .all(|(_, at)| *at as u64 >= next_day_ms - 1000),
+        "the deferred jobs are expected tomorrow, not reconciled today: {active:?}"
+    );
+    env.cleanup().await?;
+    Ok(())
+}
