@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use vidq_core::{JobId, JobState, JobTask, TransformRequest, TransformRequestInput};
-use vidq_producer::CancelOutcome;
+use vidq_producer::{CancelOutcome, EnqueueOptions, EnqueueOutcome};
 use vidq_queue::{QueueConfig, RedisQueue};
 use vidq_tests::{Sim, TestEnv, Worker, wait_all_finished, wait_until};
 
@@ -429,6 +429,77 @@ async fn a_receiver_down_past_retry_for_dead_letters_the_webhook() -> anyhow::Re
         after >= 2_000,
         "gave up {after} ms after the job ended, before retry_for"
     );
+    env.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_work_still_notifies_each_callers_own_callback() -> anyhow::Result<()> {
+    let env = TestEnv::new("webhook-reuse").await?;
+    let sim = fast_sim(&[]).await?;
+    let receiver = Receiver::start(0).await?;
+    let _worker = Worker::start(
+        "webhook-reuse-w",
+        env.worker_env(&sim.base_url, &webhook_env(&[])),
+    )
+    .await?;
+    let request = |path: &str| {
+        TransformRequest::try_from(TransformRequestInput {
+            reference_video_url: Some(format!("https://videos.example/{}/same.mp4", env.prefix)),
+            model: Some(2000),
+            callback_url: Some(format!("{}{path}", receiver.base_url)),
+            ..TransformRequestInput::default()
+        })
+    };
+    let options = || EnqueueOptions {
+        reuse_within: Some(Duration::from_secs(3600)),
+        ..EnqueueOptions::default()
+    };
+    let first = env
+        .producer
+        .enqueue_with(request("/first")?, options())
+        .await?;
+    // The same work, still in flight, but another callback: following the first job would
+    // notify only /first, so a job of its own is made.
+    let second = env
+        .producer
+        .enqueue_with(request("/second")?, options())
+        .await?;
+    assert_eq!(first.outcome, EnqueueOutcome::Created);
+    assert_eq!(second.outcome, EnqueueOutcome::Created, "{second:?}");
+    let jobs = [
+        (first.job.id, String::new()),
+        (second.job.id, String::new()),
+    ];
+    wait_all_finished(&env, &jobs, Duration::from_secs(60)).await?;
+    // Done work, a third caller: reused at once, and still notified.
+    let third = env
+        .producer
+        .enqueue_with(request("/third")?, options())
+        .await?;
+    assert!(
+        matches!(third.outcome, EnqueueOutcome::Reused { .. }),
+        "{third:?}"
+    );
+    let requests = wait_until("three webhooks", Duration::from_secs(30), || async {
+        let requests = receiver.requests();
+        Ok((requests.len() >= 3).then_some(requests))
+    })
+    .await?;
+    let mut paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["/first", "/second", "/third"]);
+    let on_third = requests
+        .iter()
+        .find(|r| r.path == "/third")
+        .context("no /third")?;
+    verify_signature(on_third, SECRET)?;
+    let event = json(on_third)?;
+    assert_eq!(event["id"], third.job.id.to_string());
+    assert_eq!(event["state"], "succeeded");
+    let output = third.job.output.as_ref().context("reused output")?;
+    assert_eq!(event["output"]["key"], output.key.as_str());
+    assert_eq!(event["output"]["sha256"], output.sha256.as_str());
     env.cleanup().await?;
     Ok(())
 }

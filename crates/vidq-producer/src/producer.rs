@@ -156,8 +156,9 @@ impl Producer {
     ///
     /// Reuse: when the upstream arguments match a job remembered within `reuse_within`, a
     /// succeeded source gives a new job `succeeded` from birth with the same video (its
-    /// history notes `reused <source id>`), and a source still in flight is returned itself;
-    /// failed, canceled or expired sources are not reused. Two identical requests arriving
+    /// history notes `reused <source id>`; its `callback_url`, if any, is notified like any
+    /// finished job's), and a source still in flight with the same `callback_url` is returned
+    /// itself; failed, canceled or expired sources are not reused. Two identical requests arriving
     /// at the same instant may both create a job.
     pub async fn enqueue_with(
         &self,
@@ -200,6 +201,14 @@ impl Producer {
             }),
             Plan::Reuse(job, source) => {
                 self.store.create(&job).await?;
+                if job.request.callback_url().is_some()
+                    && let Err(err) = self
+                        .queue(TaskKind::Notify)
+                        .enqueue(&JobTask::new(job.id))
+                        .await
+                {
+                    tracing::warn!(job.id = %job.id, error = %err, "reused job stored, but its webhook could not be enqueued");
+                }
                 Ok(Enqueued {
                     job,
                     outcome: EnqueueOutcome::Reused { source },
@@ -246,7 +255,13 @@ impl Producer {
                 reuse::reused_record(request, self.deadline, &id, output),
                 id,
             ),
-            Some(source) if !source.state.is_terminal() => Plan::Follow(source),
+            // Following hands back the source job, whose webhook goes to its own callback.
+            Some(source)
+                if !source.state.is_terminal()
+                    && source.request.callback_url() == request.callback_url() =>
+            {
+                Plan::Follow(source)
+            }
             _ => Plan::Create(JobRecord::new(request, self.deadline)),
         })
     }
