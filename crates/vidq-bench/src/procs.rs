@@ -35,7 +35,7 @@ async fn wait_port(port: u16) -> anyhow::Result<()> {
 
 /// s3s-fs, an S3-compatible server on a folder of this run.
 pub(crate) struct S3 {
-    _child: Child,
+    child: Child,
     pub(crate) endpoint: String,
     pub(crate) access_key: String,
     pub(crate) secret_key: String,
@@ -64,12 +64,17 @@ impl S3 {
             .context("starting s3s-fs")?;
         wait_port(port).await?;
         Ok(Self {
-            _child: child,
+            child,
             endpoint: format!("http://127.0.0.1:{port}"),
             access_key,
             secret_key,
             data,
         })
+    }
+
+    /// The s3s-fs process id (for its CPU time).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// A new bucket (s3s-fs keeps one folder per bucket).
@@ -82,7 +87,7 @@ impl S3 {
 
 /// A running `vidq-sim`.
 pub(crate) struct Sim {
-    _child: Child,
+    child: Child,
     drain: tokio::task::JoinHandle<()>,
     pub(crate) base_url: String,
 }
@@ -122,10 +127,15 @@ impl Sim {
         // Keep draining stdout so the simulator never blocks on a full pipe.
         let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Self {
-            _child: child,
+            child,
             drain,
             base_url,
         })
+    }
+
+    /// The simulator's process id (for its CPU time).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// `GET /_sim/stats`.

@@ -1,8 +1,10 @@
 //! The bytes of a result video: deterministic per `(img_uuid, size)`, generated block by block
 //! as they are served, so a GiB-sized result never sits in memory.
 //!
-//! Block `b` (64 KiB) is a xorshift64* stream seeded from `(img_uuid, b)`, so any range is
-//! produced without generating what comes before it. The first 48 bytes are overlaid with an
+//! Block `b` (64 KiB) is four interleaved xorshift64* streams seeded from `(img_uuid, b)`, so
+//! any range is produced without generating what comes before it. Four independent lanes,
+//! rather than one chain, let the CPU run them side by side: about four times the rate of a
+//! single chain, so the simulator costs a downloader little CPU. The first 48 bytes are overlaid with an
 //! `ftyp` box and an `mdat` box header, so the file at least starts like an MP4.
 
 use bytes::{Bytes, BytesMut};
@@ -10,6 +12,8 @@ use sha2::{Digest, Sha256};
 
 /// Bytes per generated block.
 pub(crate) const BLOCK: u64 = 64 * 1024;
+/// Independent generator streams per block, interleaved word by word.
+const LANES: usize = 4;
 
 /// Hex sha256 of the full body the result URL of `img_uuid` serves when results are `size`
 /// bytes long.
@@ -66,15 +70,17 @@ impl Content {
     }
 
     fn fill_block(&self, block: u64, buf: &mut [u8]) {
-        let mut state = splitmix64(self.key ^ splitmix64(block)) | 1;
-        let mut words = buf.chunks_exact_mut(8);
-        for word in &mut words {
-            word.copy_from_slice(&next(&mut state).to_le_bytes());
+        let seed = self.key ^ splitmix64(block);
+        let mut lanes: [u64; LANES] = std::array::from_fn(|i| splitmix64(seed ^ i as u64) | 1);
+        let mut groups = buf.chunks_exact_mut(8 * LANES);
+        for group in &mut groups {
+            for (word, state) in group.chunks_exact_mut(8).zip(lanes.iter_mut()) {
+                word.copy_from_slice(&next(state).to_le_bytes());
+            }
         }
-        let tail = words.into_remainder();
-        if !tail.is_empty() {
-            let bytes = next(&mut state).to_le_bytes();
-            tail.copy_from_slice(&bytes[..tail.len()]);
+        for (word, state) in groups.into_remainder().chunks_mut(8).zip(lanes.iter_mut()) {
+            let bytes = next(state).to_le_bytes();
+            word.copy_from_slice(&bytes[..word.len()]);
         }
         if block == 0 {
             let header = mp4_header(self.size);

@@ -60,6 +60,13 @@ pub struct StorageSettings {
     /// metadata either way.
     #[serde(default)]
     pub checksum_metadata: bool,
+    /// Sign request bodies: each part's SHA-256 goes into its SigV4 signature and the store
+    /// checks it. Default: true for an `http://` endpoint, false over HTTPS, where TLS already
+    /// guards the bytes (the AWS CLI's rule). Unsigned bodies (`UNSIGNED-PAYLOAD`) save one
+    /// SHA-256 pass over every video in the worker and one in the store; the job record's
+    /// sha256 and the length check stand either way.
+    #[serde(default)]
+    pub sign_payload: Option<bool>,
 }
 
 fn default_region() -> String {
@@ -97,12 +104,22 @@ impl StorageSettings {
             parts_in_flight: default_parts_in_flight(),
             presign_ttl: default_presign_ttl(),
             checksum_metadata: false,
+            sign_payload: None,
         }
     }
 
     /// Whether requests use path-style addressing, after applying the default.
     pub fn path_style(&self) -> bool {
         self.path_style.unwrap_or(self.endpoint.is_some())
+    }
+
+    /// Whether request bodies are signed, after applying the default: only over plain HTTP.
+    pub fn sign_payload(&self) -> bool {
+        self.sign_payload.unwrap_or_else(|| {
+            self.endpoint
+                .as_deref()
+                .is_some_and(|e| e.starts_with("http://"))
+        })
     }
 
     /// Checks every field; the error names the offending setting (`storage.part_size`, ...).
@@ -204,6 +221,19 @@ mod tests {
         assert!(s.path_style());
         let s = parse(r#"{"bucket": "b", "endpoint": "http://minio:9000", "path_style": false}"#);
         assert!(!s.path_style());
+    }
+
+    #[test]
+    fn payloads_are_signed_by_default_only_over_plain_http() {
+        assert!(!parse(r#"{"bucket": "b"}"#).sign_payload(), "AWS is HTTPS");
+        let s = parse(r#"{"bucket": "b", "endpoint": "https://r2.example"}"#);
+        assert!(!s.sign_payload());
+        let s = parse(r#"{"bucket": "b", "endpoint": "http://minio:9000"}"#);
+        assert!(s.sign_payload());
+        let s = parse(r#"{"bucket": "b", "endpoint": "http://minio:9000", "sign_payload": false}"#);
+        assert!(!s.sign_payload());
+        let s = parse(r#"{"bucket": "b", "sign_payload": true}"#);
+        assert!(s.sign_payload());
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub struct Storage {
     region: Arc<str>,
     prefix: Arc<str>,
     pub(crate) checksum_metadata: bool,
+    pub(crate) sign_payload: bool,
     pub(crate) part_size: usize,
     pub(crate) parts_in_flight: usize,
     presign_ttl: Duration,
@@ -58,6 +59,7 @@ impl std::fmt::Debug for Storage {
             .field("prefix", &self.prefix)
             .field("part_size", &self.part_size)
             .field("parts_in_flight", &self.parts_in_flight)
+            .field("sign_payload", &self.sign_payload)
             .finish_non_exhaustive()
     }
 }
@@ -104,6 +106,7 @@ impl Storage {
             parts_in_flight: settings.parts_in_flight,
             presign_ttl: settings.presign_ttl,
             checksum_metadata: settings.checksum_metadata,
+            sign_payload: settings.sign_payload(),
             gauge: Arc::default(),
         })
     }

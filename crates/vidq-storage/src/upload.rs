@@ -3,10 +3,13 @@
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
+use std::sync::Arc;
+
 use bytes::Bytes;
-use futures::stream::FuturesUnordered;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde::{Deserialize, Serialize};
+use tokio::task::{JoinError, JoinSet};
+use tracing::Instrument as _;
 
 use crate::buffer::{Part, PartBuf};
 use crate::error::{BoxError, Error, Result};
@@ -109,7 +112,7 @@ impl Storage {
         bytes: u64,
         sha256: String,
     ) -> Result<Uploaded> {
-        let out = self
+        let request = self
             .client
             .put_object()
             .bucket(&*self.bucket)
@@ -118,6 +121,13 @@ impl Storage {
             .content_length(part.bytes.len() as i64)
             .metadata(SHA256_META, &sha256)
             .body(ByteStream::from(part.bytes.clone()))
+            .customize();
+        let request = if self.sign_payload {
+            request
+        } else {
+            request.disable_payload_signing()
+        };
+        let out = request
             .send()
             .await
             .map_err(|err| Error::from_sdk("PutObject", &self.bucket, err))?;
@@ -154,6 +164,10 @@ impl Storage {
     /// Uploads `first` and the rest of the source, reading the next part while earlier
     /// ones are on the wire. At most `parts_in_flight` uploads plus one part being filled
     /// exist at any time.
+    ///
+    /// Each part goes up in a task of its own, so signing and sending it run on another core
+    /// while this one hashes and copies the next part. The tasks belong to a [`JoinSet`]: if
+    /// this future is dropped, they are aborted with it.
     async fn send_parts<S, E>(
         &self,
         key: &str,
@@ -165,10 +179,19 @@ impl Storage {
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: Into<BoxError>,
     {
-        let mut in_flight = FuturesUnordered::new();
+        let key: Arc<str> = key.into();
+        let upload_id: Arc<str> = upload_id.into();
+        let mut in_flight = JoinSet::new();
+        let spawn = |in_flight: &mut JoinSet<_>, number: i32, part: Part| {
+            let (storage, key, upload_id) = (self.clone(), key.clone(), upload_id.clone());
+            in_flight.spawn(
+                async move { storage.upload_part(&key, &upload_id, number, part).await }
+                    .in_current_span(),
+            );
+        };
         let mut done = Vec::new();
         let mut number = 1;
-        in_flight.push(self.upload_part(key, upload_id, number, first));
+        spawn(&mut in_flight, number, first);
         loop {
             let mut next = PartBuf::new(&self.gauge, self.part_size);
             {
@@ -177,8 +200,8 @@ impl Storage {
                 loop {
                     tokio::select! {
                         filled = &mut fill => { filled?; break; }
-                        Some(uploaded) = in_flight.next(), if !in_flight.is_empty() => {
-                            done.push(uploaded?);
+                        Some(uploaded) = in_flight.join_next(), if !in_flight.is_empty() => {
+                            done.push(joined(uploaded)?);
                         }
                     }
                 }
@@ -188,8 +211,8 @@ impl Storage {
             }
             let is_last = next.room() > 0;
             while in_flight.len() >= self.parts_in_flight {
-                if let Some(uploaded) = in_flight.next().await {
-                    done.push(uploaded?);
+                if let Some(uploaded) = in_flight.join_next().await {
+                    done.push(joined(uploaded)?);
                 }
             }
             number += 1;
@@ -198,13 +221,13 @@ impl Storage {
                     part_size: self.part_size as u64,
                 });
             }
-            in_flight.push(self.upload_part(key, upload_id, number, next.freeze()));
+            spawn(&mut in_flight, number, next.freeze());
             if is_last {
                 break;
             }
         }
-        while let Some(uploaded) = in_flight.next().await {
-            done.push(uploaded?);
+        while let Some(uploaded) = in_flight.join_next().await {
+            done.push(joined(uploaded)?);
         }
         done.sort_by_key(|p| p.part_number);
         Ok(done)
@@ -217,7 +240,7 @@ impl Storage {
         number: i32,
         part: Part,
     ) -> Result<CompletedPart> {
-        let out = self
+        let request = self
             .client
             .upload_part()
             .bucket(&*self.bucket)
@@ -226,6 +249,13 @@ impl Storage {
             .part_number(number)
             .content_length(part.bytes.len() as i64)
             .body(ByteStream::from(part.bytes.clone()))
+            .customize();
+        let request = if self.sign_payload {
+            request
+        } else {
+            request.disable_payload_signing()
+        };
+        let out = request
             .send()
             .await
             .map_err(|err| Error::from_sdk("UploadPart", &self.bucket, err))?;
@@ -320,6 +350,18 @@ impl Storage {
             }
         }
     }
+}
+
+/// The outcome of a part's task; a task that panicked or was cancelled fails the upload.
+fn joined(outcome: std::result::Result<Result<CompletedPart>, JoinError>) -> Result<CompletedPart> {
+    outcome.unwrap_or_else(|err| {
+        Err(Error::S3 {
+            op: "UploadPart",
+            status: None,
+            code: None,
+            message: format!("the part's upload task ended early: {err}"),
+        })
+    })
 }
 
 /// `bucket/key` with the key percent-encoded (slashes kept), as CopyObject expects.

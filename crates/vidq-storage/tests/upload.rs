@@ -207,6 +207,70 @@ async fn length_mismatch_is_rejected_and_leaves_nothing() {
 }
 
 #[tokio::test]
+async fn unsigned_bodies_are_stored_the_same() {
+    let s3 = TestS3::start();
+    let mut settings = s3.settings(5 * MIB, 2);
+    settings.sign_payload = Some(false);
+    let storage = Storage::new(&settings).await.unwrap();
+    storage.ensure_bucket().await.unwrap();
+    for (name, len, parts) in [("multipart", 11 * MIB + 5, 3), ("single", 3 * MIB, 1)] {
+        let body = pattern(len, 12);
+        let key = storage.object_key(name);
+        let up = storage
+            .upload_stream(&key, "video/mp4", chunked(&body, MIB), Some(len as u64))
+            .await
+            .expect("upload");
+        assert_eq!(up.parts, parts, "{name}");
+        assert_eq!(up.sha256, sha256_hex(&body), "{name}");
+        assert_eq!(s3.download(storage.bucket(), &key).await, body, "{name}");
+    }
+    assert_eq!(s3.pending_uploads(storage.bucket()).await, 0);
+}
+
+#[tokio::test]
+async fn a_dropped_upload_releases_its_part_buffers() {
+    let s3 = TestS3::start();
+    let part = 5 * MIB;
+    let storage = s3.storage(part, 2).await;
+    let key = storage.object_key("job-dropped");
+    // Two parts' worth, then a source that never ends: the upload stays mid-way.
+    let pulled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let stalled = chunked(&pattern(2 * part, 13), MIB)
+        .inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+        .chain(futures::stream::pending());
+    let upload = storage.upload_stream(&key, "video/mp4", stalled, None);
+    let mid_way = async {
+        // Every byte was read: both parts went to their tasks, a third buffer waits for more.
+        while pulled.load(std::sync::atomic::Ordering::Relaxed) < 2 * part {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::select! {
+        outcome = upload => panic!("the upload cannot finish: {outcome:?}"),
+        () = mid_way => {}
+        () = tokio::time::sleep(std::time::Duration::from_secs(30)) => {
+            panic!("the upload never got mid-way: {} bytes buffered", storage.buffered_bytes())
+        }
+    }
+    assert!(storage.buffered_bytes() >= part as u64);
+    // The upload future is gone: its part tasks go with it, and so does their memory.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while storage.buffered_bytes() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} bytes still buffered",
+            storage.buffered_bytes()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
 async fn missing_bucket_is_reported_and_not_retryable() {
     let s3 = TestS3::start();
     let settings = s3.settings(5 * MIB, 2);
