@@ -22,7 +22,10 @@ async fn sigterm_mid_transfer_hands_the_job_to_another_worker_at_once() -> anyho
         "--processing-max",
         "200ms",
         "--result-size",
-        "600MiB",
+        "200MiB",
+        // About 10 s per download however fast the machine: still transferring at the SIGTERM.
+        "--download-rate",
+        "20MiB",
     ])
     .await?;
     // A long lease: the job must move on without waiting for it to expire.

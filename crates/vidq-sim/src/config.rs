@@ -20,6 +20,8 @@ pub struct SimConfig {
     pub processing_max: Duration,
     /// Size in bytes of every result video.
     pub result_size: u64,
+    /// Bytes per second each result download is held to (a slow CDN); 0 = as fast as it goes.
+    pub download_rate: u64,
     /// How long a signed result URL stays valid after the status answer that carried it.
     pub url_ttl: Duration,
     /// Starting credit balance.
@@ -46,6 +48,7 @@ impl Default for SimConfig {
             processing_min: Duration::from_secs(2),
             processing_max: Duration::from_secs(5),
             result_size: 1024 * 1024,
+            download_rate: 0,
             url_ttl: Duration::from_secs(24 * 3600),
             credits: 1_000_000,
             cost_per_job: 10,

@@ -6,7 +6,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
@@ -168,18 +168,28 @@ pub(crate) async fn download(
     response
 }
 
-/// Streams bytes `start..end`, one block-aligned piece at a time.
+/// Streams bytes `start..end`, one block-aligned piece at a time, no faster than the
+/// configured download rate.
 fn body_stream(sim: Arc<Sim>, content: Content, start: u64, end: u64) -> Body {
+    let rate = sim.config.download_rate;
+    let began = tokio::time::Instant::now();
     let pieces = futures::stream::unfold(start, move |at| {
-        let piece = (at < end).then(|| {
+        let (sim, content) = (sim.clone(), content.clone());
+        async move {
+            if at >= end {
+                return None;
+            }
+            if rate > 0 {
+                let sent = Duration::from_secs_f64((at - start) as f64 / rate as f64);
+                tokio::time::sleep_until(began + sent).await;
+            }
             let stop = next_piece(at, end);
             let chunk = content.chunk(at, stop);
             sim.counters
                 .bytes_served
                 .fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            (Ok::<_, Infallible>(chunk), stop)
-        });
-        std::future::ready(piece)
+            Some((Ok::<_, Infallible>(chunk), stop))
+        }
     });
     Body::from_stream(pieces)
 }

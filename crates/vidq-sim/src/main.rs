@@ -35,6 +35,9 @@ struct Cli {
     /// Size of every result video: bytes, or with a suffix (KiB, MiB, GiB, KB, MB, GB).
     #[arg(long, default_value = "1MiB", value_parser = parse_size)]
     result_size: u64,
+    /// Bytes per second each result download is held to (0 = unlimited), e.g. 20MiB.
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    download_rate: u64,
     /// How long a signed result URL stays valid.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     url_ttl: Duration,
@@ -99,6 +102,7 @@ impl Cli {
             processing_min: self.processing_min,
             processing_max: self.processing_max,
             result_size: self.result_size,
+            download_rate: self.download_rate,
             url_ttl: self.url_ttl,
             credits: self.credits,
             cost_per_job: self.cost_per_job,

@@ -181,3 +181,33 @@ async fn a_large_result_streams_with_bounded_memory() {
         result_bytes_sha256(&img_uuid, size)
     );
 }
+
+#[tokio::test]
+async fn a_download_rate_holds_each_download_to_it() {
+    let size = 512 * 1024;
+    let h = start(SimConfig {
+        result_size: size,
+        download_rate: 2 * 1024 * 1024,
+        ..quick_config()
+    })
+    .await;
+    let (img_uuid, url) = h.finished_url("https://x/slow.mp4").await;
+    let started = std::time::Instant::now();
+    let body = h
+        .http
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    // 512 KiB at 2 MiB/s: the last 64 KiB piece may leave no sooner than 224 ms in.
+    assert!(took >= Duration::from_millis(220), "took {took:?}");
+    assert_eq!(body.len() as u64, size);
+    assert_eq!(
+        hex::encode(Sha256::digest(&body)),
+        result_bytes_sha256(&img_uuid, size)
+    );
+}
