@@ -10,7 +10,9 @@ use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use vidq_core::{JobId, JobState, JobTask, TransformRequest, TransformRequestInput};
+use vidq_core::{
+    JobId, JobRecord, JobState, JobTask, Patch, TransformRequest, TransformRequestInput,
+};
 use vidq_producer::{CancelOutcome, EnqueueOptions, EnqueueOutcome};
 use vidq_queue::{QueueConfig, RedisQueue};
 use vidq_tests::{Sim, TestEnv, Worker, wait_all_finished, wait_until};
@@ -500,6 +502,67 @@ async fn reused_work_still_notifies_each_callers_own_callback() -> anyhow::Resul
     let output = third.job.output.as_ref().context("reused output")?;
     assert_eq!(event["output"]["key"], output.key.as_str());
     assert_eq!(event["output"]["sha256"], output.sha256.as_str());
+    env.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_of_a_job_whose_ender_died_is_sent_by_the_reconciler() -> anyhow::Result<()> {
+    let env = TestEnv::new("webhook-orphan").await?;
+    let sim = fast_sim(&[]).await?;
+    let receiver = Receiver::start(0).await?;
+    // A job ended by a process that died right after writing the end: no webhook was queued.
+    let request = TransformRequest::try_from(TransformRequestInput {
+        reference_video_url: Some(format!("https://videos.example/{}/o.mp4", env.prefix)),
+        model: Some(2000),
+        callback_url: Some(format!("{}/orphan", receiver.base_url)),
+        ..TransformRequestInput::default()
+    })?;
+    let record = JobRecord::new(request, Duration::from_secs(1800));
+    let store = env.producer.store();
+    store.create(&record).await?;
+    store
+        .transition(
+            &record.id,
+            &[JobState::Queued],
+            JobState::Canceled,
+            Patch::new().note("canceled"),
+        )
+        .await?;
+    assert_eq!(notify_queue(&env).await?.depth().await?.due, 0);
+
+    let overrides = webhook_env(&[
+        ("VIDQ__RECONCILER__INTERVAL", "200ms"),
+        ("VIDQ__RECONCILER__STALE_AFTER", "1s"),
+    ]);
+    let _worker = Worker::start(
+        "webhook-orphan-w",
+        env.worker_env(&sim.base_url, &overrides),
+    )
+    .await?;
+    let requests = wait_until("the webhook", Duration::from_secs(30), || async {
+        let requests = receiver.requests();
+        Ok((!requests.is_empty()).then_some(requests))
+    })
+    .await?;
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    verify_signature(&requests[0], SECRET)?;
+    assert_eq!(requests[0].path, "/orphan");
+    let event = json(&requests[0])?;
+    assert_eq!(event["id"], record.id.to_string());
+    assert_eq!(event["state"], "canceled");
+    wait_until(
+        "the job to leave the active index",
+        Duration::from_secs(10),
+        || async {
+            Ok(store
+                .stale_active(u64::MAX, 10)
+                .await?
+                .is_empty()
+                .then_some(()))
+        },
+    )
+    .await?;
     env.cleanup().await?;
     Ok(())
 }

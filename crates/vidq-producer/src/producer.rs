@@ -357,14 +357,15 @@ impl Producer {
     }
 
     /// A canceled job with a `callback_url` gets its webhook like any finished job: the
-    /// workers' `notify` queue posts it. The job stays canceled if this push fails.
+    /// workers' `notify` queue posts it. The job stays canceled if this push fails, and stays
+    /// in the active index, where the workers' reconciler queues the webhook later.
     async fn notify_canceled(&self, id: &JobId) {
         let wants_callback = match self.store.get(id).await {
             Ok(Some(job)) => job.request.callback_url().is_some(),
             Ok(None) => false,
             Err(err) => {
                 tracing::warn!(job.id = %id, error = %err, "job canceled, but reading it for its webhook failed");
-                false
+                return;
             }
         };
         if wants_callback
@@ -373,7 +374,11 @@ impl Producer {
                 .enqueue(&JobTask::new(*id))
                 .await
         {
-            tracing::warn!(job.id = %id, error = %err, "job canceled, but its webhook could not be enqueued");
+            tracing::warn!(job.id = %id, error = %err, "job canceled, but its webhook could not be enqueued yet");
+            return;
+        }
+        if let Err(err) = self.store.remove_active(id).await {
+            tracing::warn!(job.id = %id, error = %err, "job canceled, but dropping it from the active index failed");
         }
     }
 

@@ -209,8 +209,9 @@ impl Pipeline {
     }
 
     /// The job reached a terminal state: when it has a `callback_url`, enqueue the `notify`
-    /// task that posts the event. Handled here: a failure is logged and counted, never
-    /// returned (the job's end is already written).
+    /// task that posts the event, then drop the job from the active index. Handled here: a
+    /// failure is logged and counted, never returned (the job's end is already written), and
+    /// leaves the job in the active index, where the reconciler finishes the follow-up.
     pub(crate) async fn finished(&self, job: &JobId) {
         let record = match self.inner.store.get(job).await {
             Ok(Some(record)) => record,
@@ -221,12 +222,16 @@ impl Pipeline {
                 return;
             }
         };
-        if record.request.callback_url().is_none() {
+        if record.request.callback_url().is_some()
+            && let Err(err) = self.inner.queues.notify.enqueue(&JobTask::new(*job)).await
+        {
+            // It stays in the active index: the reconciler enqueues the webhook later.
+            tracing::warn!(error = %err, "job ended, but its webhook could not be enqueued yet");
+            metrics::counter!("vidq_webhooks_total", "outcome" => "not_enqueued").increment(1);
             return;
         }
-        if let Err(err) = self.inner.queues.notify.enqueue(&JobTask::new(*job)).await {
-            tracing::warn!(error = %err, "job ended, but its webhook could not be enqueued");
-            metrics::counter!("vidq_webhooks_total", "outcome" => "not_enqueued").increment(1);
+        if let Err(err) = self.inner.store.remove_active(job).await {
+            tracing::warn!(error = %err, "job ended, but dropping it from the active index failed");
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The safety net: re-enqueues any unfinished job whose next task has not run for a while
-//! (a lost push, a task dead-lettered by the queue). Bounded per round; safe on every replica,
+//! (a lost push, a task dead-lettered by the queue), and queues the webhook of any ended job
+//! whose worker died before it could. Bounded per round; safe on every replica,
 //! since a round is taken by one replica at a time through a Redis lock, and a duplicate task
 //! is harmless anyway (every transition is a compare-and-set).
 
@@ -78,7 +79,14 @@ pub(crate) async fn round(
             JobState::Processing => TaskKind::Poll,
             JobState::Transferring => TaskKind::Transfer,
             _ => {
-                store.remove_active(&id).await?;
+                // Ended, but whoever ended it did not get to queue its webhook.
+                if job.request.callback_url().is_some() {
+                    tracing::warn!(job.id = %id, job.state = %job.state, "enqueueing the webhook of an ended job");
+                    metrics::counter!("vidq_reconciler_requeued_total", "kind" => TaskKind::Notify.queue_name())
+                        .increment(1);
+                    repaired += 1;
+                }
+                pipeline.finished(&id).await;
                 continue;
             }
         };

@@ -253,6 +253,10 @@ impl JobStore {
     /// publishes a [`JobEvent`] and starts the finished TTL on the job's keys. A job found in
     /// another state is left alone ([`Transitioned::Skipped`]). Every `from → to` must be
     /// allowed by [`JobState::can_transition_to`]; terminal states are never left.
+    ///
+    /// A job that ends stays in the active index: whoever ended it queues what the job still
+    /// owes (its webhook) and then calls [`JobStore::remove_active`]. If that caller dies in
+    /// between, the reconciler finds the ended job there and finishes the follow-up.
     pub async fn transition(
         &self,
         id: &JobId,
@@ -260,22 +264,15 @@ impl JobStore {
         to: JobState,
         patch: Patch,
     ) -> Result<Transitioned, StoreError> {
-        let Some(first) = from.first() else {
+        if from.is_empty() {
             return Err(StoreError::invalid("from", "no expected state given"));
-        };
+        }
         if let Some(bad) = from.iter().find(|f| !f.can_transition_to(to)) {
             return Err(StoreError::InvalidTransition { from: *bad, to });
         }
         let outcome = self.compare_and_set(id, from, Some(to), &patch).await?;
         if let Transitioned::Applied { from, .. } = outcome {
             self.count_transition(Some(from), to).await;
-        }
-        if matches!(outcome, Transitioned::Applied { .. }) && to.is_terminal() {
-            // The index follows the record; if this fails the reconciler finds the terminal
-            // job through `stale_active` and calls `remove_active`.
-            if let Err(error) = self.remove_active(id).await {
-                tracing::warn!(job.id = %id, %error, from = %first, "could not drop finished job from the active index");
-            }
         }
         Ok(outcome)
     }
