@@ -445,11 +445,11 @@ async fn reused_work_still_notifies_each_callers_own_callback() -> anyhow::Resul
         env.worker_env(&sim.base_url, &webhook_env(&[])),
     )
     .await?;
-    let request = |path: &str| {
+    let request = |path: Option<&str>| {
         TransformRequest::try_from(TransformRequestInput {
             reference_video_url: Some(format!("https://videos.example/{}/same.mp4", env.prefix)),
             model: Some(2000),
-            callback_url: Some(format!("{}{path}", receiver.base_url)),
+            callback_url: path.map(|path| format!("{}{path}", receiver.base_url)),
             ..TransformRequestInput::default()
         })
     };
@@ -459,16 +459,23 @@ async fn reused_work_still_notifies_each_callers_own_callback() -> anyhow::Resul
     };
     let first = env
         .producer
-        .enqueue_with(request("/first")?, options())
+        .enqueue_with(request(Some("/first"))?, options())
         .await?;
     // The same work, still in flight, but another callback: following the first job would
     // notify only /first, so a job of its own is made.
     let second = env
         .producer
-        .enqueue_with(request("/second")?, options())
+        .enqueue_with(request(Some("/second"))?, options())
         .await?;
     assert_eq!(first.outcome, EnqueueOutcome::Created);
     assert_eq!(second.outcome, EnqueueOutcome::Created, "{second:?}");
+    // A caller that asks for no webhook follows the job in flight.
+    let follower = env.producer.enqueue_with(request(None)?, options()).await?;
+    assert_eq!(follower.outcome, EnqueueOutcome::Followed, "{follower:?}");
+    assert_eq!(
+        follower.job.id, second.job.id,
+        "the newest identical job is followed"
+    );
     let jobs = [
         (first.job.id, String::new()),
         (second.job.id, String::new()),
@@ -477,7 +484,7 @@ async fn reused_work_still_notifies_each_callers_own_callback() -> anyhow::Resul
     // Done work, a third caller: reused at once, and still notified.
     let third = env
         .producer
-        .enqueue_with(request("/third")?, options())
+        .enqueue_with(request(Some("/third"))?, options())
         .await?;
     assert!(
         matches!(third.outcome, EnqueueOutcome::Reused { .. }),

@@ -157,9 +157,10 @@ impl Producer {
     /// Reuse: when the upstream arguments match a job remembered within `reuse_within`, a
     /// succeeded source gives a new job `succeeded` from birth with the same video (its
     /// history notes `reused <source id>`; its `callback_url`, if any, is notified like any
-    /// finished job's), and a source still in flight with the same `callback_url` is returned
-    /// itself; failed, canceled or expired sources are not reused. Two identical requests arriving
-    /// at the same instant may both create a job.
+    /// finished job's), and a source still in flight is returned itself, unless this request
+    /// asks for a webhook to another `callback_url` (following could not honour it, so a job
+    /// of its own is made); failed, canceled or expired sources are not reused. Two identical
+    /// requests arriving at the same instant may both create a job.
     pub async fn enqueue_with(
         &self,
         request: TransformRequest,
@@ -255,10 +256,13 @@ impl Producer {
                 reuse::reused_record(request, self.deadline, &id, output),
                 id,
             ),
-            // Following hands back the source job, whose webhook goes to its own callback.
+            // Following hands back the source job, whose webhook goes to its own callback: a
+            // caller that asked for another webhook gets a job of its own instead.
             Some(source)
                 if !source.state.is_terminal()
-                    && source.request.callback_url() == request.callback_url() =>
+                    && request
+                        .callback_url()
+                        .is_none_or(|url| source.request.callback_url() == Some(url)) =>
             {
                 Plan::Follow(source)
             }
