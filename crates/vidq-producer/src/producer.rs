@@ -159,8 +159,8 @@ impl Producer {
     /// history notes `reused <source id>`; its `callback_url`, if any, is notified like any
     /// finished job's), and a source still in flight is returned itself, unless this request
     /// asks for a webhook to another `callback_url` (following could not honour it, so a job
-    /// of its own is made); failed, canceled or expired sources are not reused. Two identical
-    /// requests arriving at the same instant may both create a job.
+    /// of its own is made); failed, canceled or expired sources are not reused. Of identical
+    /// requests arriving at the same instant, one creates the job and the others follow it.
     pub async fn enqueue_with(
         &self,
         request: TransformRequest,
@@ -175,19 +175,29 @@ impl Producer {
             None => request_hash(&request)?,
         };
         let plan = match &reuse_key {
-            Some((key, _)) => self.reuse_plan(key, request).await?,
+            Some((key, ttl)) => self.reuse_plan(key, *ttl, request).await?,
             None => Plan::Create(JobRecord::new(request, self.deadline)),
+        };
+        // A job claimed for reuse but not created must not stay offered.
+        let withdraw = async |job: &JobRecord| {
+            if let Some((key, _)) = &reuse_key {
+                reuse::release(&self.conn, key, &job.id).await;
+            }
         };
         if let Some(key) = &options.idempotency_key {
             let id = match &plan {
                 Plan::Create(job) | Plan::Reuse(job, _) | Plan::Follow(job) => job.id,
             };
             let ttl = options.idempotency_ttl.unwrap_or(DEFAULT_IDEMPOTENCY_TTL);
-            match self
+            let outcome = self
                 .store
                 .put_idempotency_key(key, &body_hash, &id, ttl)
-                .await?
-            {
+                .await;
+            let fresh = matches!(outcome, Ok(IdempotencyOutcome::New));
+            if !fresh && let Plan::Create(job) = &plan {
+                withdraw(job).await;
+            }
+            match outcome? {
                 IdempotencyOutcome::New => {}
                 IdempotencyOutcome::Existing {
                     same_body: false, ..
@@ -216,11 +226,9 @@ impl Producer {
                 })
             }
             Plan::Create(job) => {
-                self.store_and_push(&job).await?;
-                if let Some((key, ttl)) = &reuse_key
-                    && let Err(error) = reuse::remember(&self.conn, key, &job.id, *ttl).await
-                {
-                    tracing::warn!(job.id = %job.id, %error, "could not offer the job for reuse");
+                if let Err(err) = self.store_and_push(&job).await {
+                    withdraw(&job).await;
+                    return Err(err);
                 }
                 Ok(Enqueued {
                     job,
@@ -237,28 +245,62 @@ impl Producer {
         Ok(())
     }
 
+    /// What to do about `request` given the job its reuse key points at. A new job is
+    /// offered for reuse (the key claimed) before it is stored, only if the key still points
+    /// where this call saw it: two identical requests at the same instant make one job, and
+    /// the second follows it.
     async fn reuse_plan(
         &self,
         key: &str,
+        ttl: Duration,
         request: TransformRequest,
     ) -> Result<Plan, ProducerError> {
-        let source = match reuse::lookup(&self.conn, key).await? {
-            Some(id) => self.store.get(&id).await?,
-            None => None,
-        };
-        Ok(match source {
-            Some(JobRecord {
+        for _ in 0..3 {
+            let seen = reuse::lookup(&self.conn, key).await?;
+            let source = match &seen {
+                Some(id) => self.settled_record(id).await?,
+                None => None,
+            };
+            if let Some(plan) = self.reuse_of(source, &request) {
+                return Ok(plan);
+            }
+            let job = JobRecord::new(request.clone(), self.deadline);
+            if reuse::claim(&self.conn, key, seen.as_ref(), &job.id, ttl).await? {
+                return Ok(Plan::Create(job));
+            }
+            // Another identical request claimed the key meanwhile: look again.
+        }
+        tracing::warn!("the reuse key kept changing; a job is made without offering it for reuse");
+        Ok(Plan::Create(JobRecord::new(request, self.deadline)))
+    }
+
+    /// The job `id` names, waiting briefly for a record its creator may still be writing
+    /// (it claims the reuse key first); `None` if it never appears.
+    async fn settled_record(&self, id: &JobId) -> Result<Option<JobRecord>, ProducerError> {
+        for _ in 0..20 {
+            if let Some(job) = self.store.get(id).await? {
+                return Ok(Some(job));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(None)
+    }
+
+    /// Reuse or follow `source` for `request`, when it can be.
+    fn reuse_of(&self, source: Option<JobRecord>, request: &TransformRequest) -> Option<Plan> {
+        Some(match source? {
+            JobRecord {
                 id,
                 state: JobState::Succeeded,
                 output: Some(output),
                 ..
-            }) => Plan::Reuse(
-                reuse::reused_record(request, self.deadline, &id, output),
+            } => Plan::Reuse(
+                reuse::reused_record(request.clone(), self.deadline, &id, output),
                 id,
             ),
             // Following hands back the source job, whose webhook goes to its own callback: a
             // caller that asked for another webhook gets a job of its own instead.
-            Some(source)
+            source
                 if !source.state.is_terminal()
                     && request
                         .callback_url()
@@ -266,7 +308,7 @@ impl Producer {
             {
                 Plan::Follow(source)
             }
-            _ => Plan::Create(JobRecord::new(request, self.deadline)),
+            _ => return None,
         })
     }
 

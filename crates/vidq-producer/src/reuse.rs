@@ -23,16 +23,55 @@ pub(crate) async fn lookup(
     Ok(held.and_then(|id| id.parse().ok()))
 }
 
-/// Points `key` at `id` for `ttl` (the newest job wins).
-pub(crate) async fn remember(
+/// Points `key` at `id` for `ttl`, only if it still points where the caller saw it (`seen`,
+/// or nowhere): of two identical requests racing, one job wins and the other follows it.
+const CLAIM: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if (ARGV[1] == '' and not cur) or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+";
+
+/// Drops `key` if it still points at `id` (a job that was claimed for reuse but not created).
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// Points `key` at `id` for `ttl` if it still holds `seen`; `false` when another job took it.
+pub(crate) async fn claim(
     conn: &ConnectionManager,
     key: &str,
+    seen: Option<&JobId>,
     id: &JobId,
     ttl: Duration,
-) -> Result<(), redis::RedisError> {
+) -> Result<bool, redis::RedisError> {
     let mut conn = conn.clone();
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-    conn.pset_ex::<_, _, ()>(key, id.to_string(), ttl_ms).await
+    let seen = seen.map(ToString::to_string).unwrap_or_default();
+    let won: i64 = redis::Script::new(CLAIM)
+        .key(key)
+        .arg(seen)
+        .arg(id.to_string())
+        .arg(ttl_ms)
+        .invoke_async(&mut conn)
+        .await?;
+    Ok(won == 1)
+}
+
+/// Undoes [`claim`] for a job that was not created after all.
+pub(crate) async fn release(conn: &ConnectionManager, key: &str, id: &JobId) {
+    let mut conn = conn.clone();
+    let done: Result<i64, _> = redis::Script::new(RELEASE)
+        .key(key)
+        .arg(id.to_string())
+        .invoke_async(&mut conn)
+        .await;
+    if let Err(error) = done {
+        tracing::warn!(job.id = %id, %error, "could not withdraw a job from reuse");
+    }
 }
 
 /// A new job for `request` that is `succeeded` from birth with `source`'s video.

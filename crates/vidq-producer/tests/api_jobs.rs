@@ -479,3 +479,22 @@ async fn health_metrics_and_openapi() {
     let unknown = app.http.get(app.url("/nope")).send().await.unwrap();
     assert_eq!(error_of(unknown).await.0, 404);
 }
+
+#[tokio::test]
+async fn identical_requests_at_the_same_instant_make_one_job() {
+    let app = spawn_app().await;
+    let request = body(7);
+    let posts = (0..8).map(|_| create(&app, &request));
+    let jobs = futures::future::join_all(posts).await;
+    let mut ids: Vec<String> = jobs.iter().map(|j| j["id"].to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        1,
+        "eight identical requests made {} jobs",
+        ids.len()
+    );
+    let queued = app.store.get(&id_of(&jobs[0])).await.unwrap().unwrap();
+    assert_eq!(queued.state, vidq_core::JobState::Queued);
+}
