@@ -2,6 +2,7 @@
 //! newest job asked to do that work, with a TTL. It lets identical requests share one
 //! upstream generation.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::AsyncCommands as _;
@@ -25,20 +26,28 @@ pub(crate) async fn lookup(
 
 /// Points `key` at `id` for `ttl`, only if it still points where the caller saw it (`seen`,
 /// or nowhere): of two identical requests racing, one job wins and the other follows it.
-const CLAIM: &str = r"
+static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 local cur = redis.call('GET', KEYS[1])
 if (ARGV[1] == '' and not cur) or cur == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   return 1
 end
 return 0
-";
+",
+    )
+});
 
 /// Drops `key` if it still points at `id` (a job that was claimed for reuse but not created).
-const RELEASE: &str = r"
+static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 0
-";
+",
+    )
+});
 
 /// Points `key` at `id` for `ttl` if it still holds `seen`; `false` when another job took it.
 pub(crate) async fn claim(
@@ -51,7 +60,7 @@ pub(crate) async fn claim(
     let mut conn = conn.clone();
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
     let seen = seen.map(ToString::to_string).unwrap_or_default();
-    let won: i64 = redis::Script::new(CLAIM)
+    let won: i64 = CLAIM
         .key(key)
         .arg(seen)
         .arg(id.to_string())
@@ -64,7 +73,7 @@ pub(crate) async fn claim(
 /// Undoes [`claim`] for a job that was not created after all.
 pub(crate) async fn release(conn: &ConnectionManager, key: &str, id: &JobId) {
     let mut conn = conn.clone();
-    let done: Result<i64, _> = redis::Script::new(RELEASE)
+    let done: Result<i64, _> = RELEASE
         .key(key)
         .arg(id.to_string())
         .invoke_async(&mut conn)
