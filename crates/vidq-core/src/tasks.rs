@@ -67,6 +67,14 @@ impl TaskKind {
     /// Every kind, in pipeline order.
     pub const ALL: [TaskKind; 4] = [Self::Submit, Self::Poll, Self::Transfer, Self::Notify];
 
+    /// The queue task id of `job`'s step of this kind: `<job id>:<kind>`. Every push of a
+    /// pipeline step uses it, and the queue keeps one live task per id, so the same step can
+    /// never be queued twice for a job, whoever re-enqueues it.
+    #[must_use]
+    pub fn task_id(self, job: &JobId) -> String {
+        format!("{job}:{}", self.queue_name())
+    }
+
     /// The queue name of this kind (the queue's Redis hash tag).
     #[must_use]
     pub fn queue_name(self) -> &'static str {

@@ -8,7 +8,7 @@ use vidq_core::{
     IdempotencyOutcome, JobId, JobRecord, JobState, JobStore, JobTask, Patch, StoreError, TaskKind,
     TransformRequest, Transitioned,
 };
-use vidq_queue::{DeadTask, Depth, QueueConfig, QueueError, RedisQueue};
+use vidq_queue::{DeadTask, Depth, Pushed, QueueConfig, QueueError, RedisQueue};
 
 use crate::ProducerSettings;
 use crate::reuse;
@@ -213,10 +213,7 @@ impl Producer {
             Plan::Reuse(job, source) => {
                 self.store.create(&job).await?;
                 if job.request.callback_url().is_some()
-                    && let Err(err) = self
-                        .queue(TaskKind::Notify)
-                        .enqueue(&JobTask::new(job.id))
-                        .await
+                    && let Err(err) = self.push_step(TaskKind::Notify, &job.id).await
                 {
                     tracing::warn!(job.id = %job.id, error = %err, "reused job stored, but its webhook could not be enqueued");
                 }
@@ -326,14 +323,18 @@ impl Producer {
         Err(ProducerError::IdempotencyPending)
     }
 
+    /// Queues the job's step of `kind`, due now, under its step id: a no-op when that step is
+    /// queued or running already, a revival when its task died.
+    async fn push_step(&self, kind: TaskKind, id: &JobId) -> Result<Pushed, QueueError> {
+        self.queue(kind)
+            .enqueue_or_revive(&kind.task_id(id), &JobTask::new(*id), Duration::ZERO)
+            .await
+    }
+
     async fn store_and_push(&self, record: &JobRecord) -> Result<(), ProducerError> {
         let id = record.id;
         self.store.create(record).await?;
-        if let Err(err) = self
-            .queue(TaskKind::Submit)
-            .enqueue(&JobTask::new(id))
-            .await
-        {
+        if let Err(err) = self.push_step(TaskKind::Submit, &id).await {
             tracing::warn!(job.id = %id, error = %err, "job stored, but its first task could not be pushed; the reconciler will enqueue it");
         }
         Ok(())
@@ -369,7 +370,7 @@ impl Producer {
         };
         match self.store.reopen(id, to, "retried by an operator").await? {
             Transitioned::Applied { .. } => {
-                self.queue(kind).enqueue(&JobTask::new(*id)).await?;
+                self.push_step(kind, id).await?;
                 Ok(to)
             }
             Transitioned::Skipped { current } => Err(ProducerError::NotRetryable(*id, current)),
@@ -414,12 +415,7 @@ impl Producer {
                 return;
             }
         };
-        if wants_callback
-            && let Err(err) = self
-                .queue(TaskKind::Notify)
-                .enqueue(&JobTask::new(*id))
-                .await
-        {
+        if wants_callback && let Err(err) = self.push_step(TaskKind::Notify, id).await {
             tracing::warn!(job.id = %id, error = %err, "job canceled, but its webhook could not be enqueued yet");
             return;
         }

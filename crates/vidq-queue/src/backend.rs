@@ -26,14 +26,15 @@ use crate::error::QueueError;
 use crate::leases::{Delivery, HeldLeases, Reschedule};
 use crate::middleware::AckLayer;
 use crate::queue::RedisQueue;
-use crate::store::{Finish, RawClaim, Store, now_ms};
+use crate::store::{Finish, RawClaim, Store};
 
 type BoxFuture<O> = Pin<Box<dyn Future<Output = O> + Send>>;
 
 /// A claim's outcome, decoded.
 pub(crate) struct Claimed<T> {
     tasks: Vec<Task<T>>,
-    next: Option<u64>,
+    /// How long until the earliest due time or lease deadline, by Redis's clock.
+    next_in: Option<Duration>,
     full: bool,
 }
 
@@ -88,12 +89,7 @@ impl<T> WorkerState<T> {
         self.next_claim = if c.full {
             None
         } else {
-            let wait = c
-                .next
-                .map_or(config.idle_poll, |n| {
-                    Duration::from_millis(n.saturating_sub(now_ms()))
-                })
-                .min(config.idle_poll);
+            let wait = c.next_in.unwrap_or(config.idle_poll).min(config.idle_poll);
             Some(Box::pin(tokio::time::sleep(wait)))
         };
     }
@@ -115,13 +111,16 @@ impl<T> WorkerState<T> {
 pub(crate) async fn decode_all<T: DeserializeOwned>(
     store: &Store,
     raw: Vec<RawClaim>,
+    claimed_ms: u64,
 ) -> Result<Vec<(Delivery, T)>, QueueError> {
     let mut out = Vec::with_capacity(raw.len());
     for r in raw {
         let delivery = Delivery {
             id: r.id,
-            number: r.delivery,
+            token: r.token,
+            attempt: r.attempt,
             due_ms: r.due_ms,
+            claimed_ms,
         };
         match serde_json::from_slice::<T>(&r.payload) {
             Ok(args) => out.push((delivery, args)),
@@ -131,7 +130,7 @@ pub(crate) async fn decode_all<T: DeserializeOwned>(
                 if let Err(e) = store
                     .finish(
                         &delivery.id,
-                        delivery.number,
+                        &delivery.token,
                         Finish::Dead { reason: &reason },
                     )
                     .await
@@ -151,24 +150,32 @@ fn start_claim<T: DeserializeOwned + Send + 'static>(
 ) -> BoxFuture<Result<Claimed<T>, QueueError>> {
     Box::pin(async move {
         let max = store.config.claim_batch;
+        let sent = tokio::time::Instant::now();
         let reply = store.claim(max).await?;
         let full = reply.tasks.len() >= max;
-        let next = reply.next;
-        let decoded = decode_all::<T>(&store, reply.tasks).await?;
+        let next_in = reply
+            .next
+            .map(|n| Duration::from_millis(n.saturating_sub(reply.now)));
+        let decoded = decode_all::<T>(&store, reply.tasks, reply.now).await?;
         let tasks = decoded
             .into_iter()
             .map(|(d, args)| {
-                held.hold(&d);
+                let lease = held.hold(&d, sent, store.config.lease);
                 TaskBuilder::new(args)
                     .task_id(TaskId::from_string(d.id.clone()))
                     // apalis adds one when the task starts: handlers see 1, 2, 3...
-                    .attempt(usize::try_from(d.attempt().saturating_sub(1)).unwrap_or(usize::MAX))
+                    .attempt(usize::try_from(d.attempt.saturating_sub(1)).unwrap_or(usize::MAX))
                     .data(d)
+                    .data(lease)
                     .data(Reschedule::default())
                     .build()
             })
             .collect();
-        Ok(Claimed { tasks, next, full })
+        Ok(Claimed {
+            tasks,
+            next_in,
+            full,
+        })
     })
 }
 
@@ -271,7 +278,7 @@ impl<T: DeserializeOwned + Send + 'static> Backend for RedisQueue<T> {
     }
 }
 
-/// Return claimed-but-unstarted tasks at once, without counting their delivery.
+/// Return claimed-but-unstarted tasks at once.
 async fn hand_back_unstarted<T>(
     store: Arc<Store>,
     held: Arc<HeldLeases>,
@@ -293,9 +300,9 @@ async fn hand_back_unstarted<T>(
     for d in &items {
         held.forget(d);
     }
-    let pairs: Vec<(String, u64)> = items.into_iter().map(|d| (d.id, d.number)).collect();
+    let pairs: Vec<(String, String)> = items.into_iter().map(|d| (d.id, d.token)).collect();
     for attempt in 1..=3 {
-        match store.release(&pairs, true).await {
+        match store.release(&pairs).await {
             Ok(n) => {
                 tracing::debug!(queue = %store.config.queue, handed_back = n, "unstarted tasks handed back");
                 return;

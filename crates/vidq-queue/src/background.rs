@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::leases::HeldLeases;
+use crate::leases::{HeldLeases, LossCause};
 use crate::store::Store;
 
 /// Set by the wake-up listener when work became due; read by the worker's `poll_next`.
@@ -38,12 +38,12 @@ impl WakeSignal {
     }
 }
 
-/// One ack (or reschedule, with `again_at`) waiting for the batcher; the reply is
+/// One ack (or reschedule, with `again`) waiting for the batcher; the reply is
 /// `Some(applied)` or `None` if Redis failed.
 pub(crate) struct AckMsg {
     pub(crate) id: String,
-    pub(crate) token: u64,
-    pub(crate) again_at: Option<u64>,
+    pub(crate) token: String,
+    pub(crate) again: Option<Duration>,
     pub(crate) reply: oneshot::Sender<Option<bool>>,
 }
 
@@ -81,7 +81,8 @@ impl Drop for Background {
 }
 
 async fn renew_loop(store: Arc<Store>, held: Arc<HeldLeases>, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(store.config.renew_every);
+    let every = store.config.renew_every;
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -92,18 +93,25 @@ async fn renew_loop(store: Arc<Store>, held: Arc<HeldLeases>, cancel: Cancellati
         if live.is_empty() {
             continue;
         }
-        match store.renew(&live).await.map(|lost| held.really_lost(lost)) {
-            Ok(lost) if !lost.is_empty() => {
-                tracing::warn!(
-                    queue = %store.config.queue,
-                    lost = lost.len(),
-                    "leases lost before renewal: those tasks may run again elsewhere"
-                );
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(queue = %store.config.queue, error = %e, "lease renewal failed")
-            }
+        let sent = tokio::time::Instant::now();
+        let reply = store.renew(&live).await;
+        if let Err(e) = &reply {
+            tracing::warn!(queue = %store.config.queue, error = %e, "lease renewal failed");
+        }
+        // A renewal slower than a tick leaves less time before the next one.
+        let next_in = every.saturating_sub(sent.elapsed()) + every / 4;
+        let lost = held.renewed(sent, store.config.lease, next_in, &live, reply.ok());
+        for (id, cause) in lost {
+            let why = match cause {
+                LossCause::TakenOver => "the lease expired and the task was taken back",
+                LossCause::NotRenewed => "the lease could not be renewed before it would expire",
+            };
+            tracing::warn!(
+                queue = %store.config.queue, task.id = %id, reason = why,
+                "lease lost: the running task is stopped; it runs again from the queue"
+            );
+            metrics::counter!("vidq_queue_leases_lost_total", "queue" => store.config.queue.clone())
+                .increment(1);
         }
     }
 }
@@ -123,9 +131,9 @@ async fn ack_batcher(
         if n == 0 {
             return;
         }
-        let items: Vec<(&str, u64, Option<u64>)> = batch
+        let items: Vec<(&str, &str, Option<Duration>)> = batch
             .iter()
-            .map(|m| (m.id.as_str(), m.token, m.again_at))
+            .map(|m| (m.id.as_str(), m.token.as_str(), m.again))
             .collect();
         let result = store.ack(&items).await;
         drop(items);

@@ -18,6 +18,21 @@ pub enum QueueError {
     /// The configuration is unusable.
     #[error("invalid queue configuration: {0}")]
     Config(String),
+    /// A task id is unusable (empty, or longer than 512 bytes).
+    #[error("invalid task id {0:?}: it must be 1 to 512 bytes")]
+    InvalidId(String),
+    /// A push with a fresh random id found a task under that id (a collision): refused,
+    /// nothing overwritten.
+    #[error("task id {0} is taken: nothing was overwritten")]
+    IdTaken(String),
+    /// The worker lost the lease of the task it was running, which was stopped.
+    #[error("the lease of task {id} on queue {queue} was lost; the work was stopped")]
+    LeaseLost {
+        /// The queue.
+        queue: String,
+        /// The task.
+        id: String,
+    },
 }
 
 /// The error a handler returns to steer what happens to a failed task.

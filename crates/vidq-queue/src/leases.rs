@@ -5,33 +5,59 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
 use crate::error::QueueError;
 use crate::store::Store;
 
-/// A delivery number is `round * ROUND + attempt`; the scripts use the same constant.
-pub(crate) const ROUND: u64 = 1_000_000;
-
-/// One delivery of a task: its id, its fencing token and when it was due.
+/// One delivery of a task: its id, its fencing token, its attempt and when it was due.
 ///
 /// The backend puts it in every task's data, so a handler can take `Data<Delivery>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Delivery {
     /// The task's id in the queue.
     pub id: String,
-    /// The fencing token: it grows with every delivery of the task and never repeats, so a
-    /// worker that lost its lease cannot settle a later delivery.
-    pub number: u64,
-    /// When this delivery was due (Unix ms): its enqueue or schedule time, or the time an
-    /// expired lease was taken back.
+    /// The fencing token of this delivery, issued by the claim script: it never repeats for
+    /// a task — not after a lost reply, not after Redis lost recent writes (it carries
+    /// Redis's clock) — so a worker that lost its lease cannot settle a later delivery.
+    pub token: String,
+    /// 1 for the first attempt, 2 after one handled failure, ...; counted from 1 again after
+    /// the task was [rescheduled](Reschedule) or retried from the dead set. A delivery whose
+    /// worker vanished is not an attempt (see `QueueConfig::max_deliveries`).
+    pub attempt: u64,
+    /// When this delivery was due (Redis time, Unix ms): its push or schedule time, or the
+    /// time an expired lease was taken back.
     pub due_ms: u64,
+    /// When it was claimed (Redis time, Unix ms); `claimed_ms - due_ms` is how late it ran.
+    pub claimed_ms: u64,
 }
 
 impl Delivery {
-    /// 1 for the first delivery, 2 for the second, ...; counted from 1 again after the
-    /// task was [rescheduled](Reschedule) or retried from the dead set.
+    /// How late the delivery was claimed, by Redis's clock.
     #[must_use]
-    pub fn attempt(&self) -> u64 {
-        self.number % ROUND
+    pub fn lateness(&self) -> Duration {
+        Duration::from_millis(self.claimed_ms.saturating_sub(self.due_ms))
+    }
+}
+
+/// The lease of the running delivery, in every task's data (`Data<Lease>`): lost when the
+/// renewal finds it taken over or expired, or when it could not be renewed in time. The
+/// backend then cancels the handler (drops its future) itself; a handler that spawned work it
+/// does not own can watch [`Lease::lost`] before each side effect.
+#[derive(Debug, Clone, Default)]
+pub struct Lease(pub(crate) CancellationToken);
+
+impl Lease {
+    /// True once the lease is lost: whatever the handler does next may race another holder.
+    #[must_use]
+    pub fn is_lost(&self) -> bool {
+        self.0.is_cancelled()
+    }
+
+    /// Resolves when the lease is lost.
+    pub async fn lost(&self) {
+        self.0.cancelled().await;
     }
 }
 
@@ -73,14 +99,27 @@ impl Reschedule {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct Held {
-    delivery: u64,
+    token: String,
+    /// Until when (this host's monotonic clock) the lease surely holds: the send time of the
+    /// claim or of the last renewal that found it, plus the lease.
+    valid_until: Instant,
+    lost: CancellationToken,
     /// The task's future was dropped before it finished (drain timeout): stop renewing.
     abandoned: bool,
     /// The task finished and its outcome is being written: the lease is about to go, so a
     /// renewal that finds it gone is no loss.
     settling: bool,
+}
+
+/// Why a held lease was given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LossCause {
+    /// The renewal found it gone: expired and taken back, or settled by someone else.
+    TakenOver,
+    /// Renewals failed (Redis unreachable) until it could expire before the next one.
+    NotRenewed,
 }
 
 /// Leases held by one worker.
@@ -94,64 +133,103 @@ impl HeldLeases {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn hold(&self, d: &Delivery) {
+    /// Hold a claimed delivery whose claim was sent at `sent`; its lease token.
+    pub(crate) fn hold(&self, d: &Delivery, sent: Instant, lease: Duration) -> Lease {
+        let lost = CancellationToken::new();
         self.lock().insert(
             d.id.clone(),
             Held {
-                delivery: d.number,
+                token: d.token.clone(),
+                valid_until: sent + lease,
+                lost: lost.clone(),
                 abandoned: false,
                 settling: false,
             },
         );
+        Lease(lost)
+    }
+
+    fn with<R>(&self, d: &Delivery, f: impl FnOnce(&mut Held) -> R) -> Option<R> {
+        let mut map = self.lock();
+        map.get_mut(&d.id).filter(|h| h.token == d.token).map(f)
     }
 
     /// Forget a lease, unless a newer delivery of the same id replaced it.
     pub(crate) fn forget(&self, d: &Delivery) {
         let mut map = self.lock();
-        if map.get(&d.id).is_some_and(|h| h.delivery == d.number) {
+        if map.get(&d.id).is_some_and(|h| h.token == d.token) {
             map.remove(&d.id);
         }
     }
 
     pub(crate) fn abandon(&self, d: &Delivery) {
-        if let Some(h) = self.lock().get_mut(&d.id)
-            && h.delivery == d.number
-        {
-            h.abandoned = true;
-        }
+        self.with(d, |h| h.abandoned = true);
     }
 
     /// The task finished; its ack, retry or dead-lettering is being written.
     pub(crate) fn settling(&self, d: &Delivery) {
-        if let Some(h) = self.lock().get_mut(&d.id)
-            && h.delivery == d.number
-        {
-            h.settling = true;
-        }
+        self.with(d, |h| h.settling = true);
     }
 
-    /// Of `ids` reported missing by a renewal, those this worker still holds and was not
-    /// settling: leases really lost (expired and possibly delivered elsewhere).
-    pub(crate) fn really_lost(&self, ids: Vec<String>) -> Vec<String> {
-        let map = self.lock();
-        ids.into_iter()
-            .filter(|id| map.get(id).is_some_and(|h| !h.settling && !h.abandoned))
-            .collect()
+    /// After a renewal sent at `sent`: the leases it renewed hold until `sent + lease`; those
+    /// it reported missing (`lost_ids`) that this worker still runs are lost. Then, whether
+    /// the renewal worked or not (`lost_ids` = `None`), every lease that could expire before
+    /// the next renewal (`next_in`) is given up too. Returns the lost leases' ids and causes;
+    /// their handlers are cancelled.
+    pub(crate) fn renewed(
+        &self,
+        sent: Instant,
+        lease: Duration,
+        next_in: Duration,
+        renewed: &[(String, String)],
+        lost_ids: Option<Vec<String>>,
+    ) -> Vec<(String, LossCause)> {
+        let mut map = self.lock();
+        let mut lost = Vec::new();
+        if let Some(ids) = lost_ids {
+            for id in &ids {
+                if let Some(h) = map.get_mut(id)
+                    && !h.settling
+                    && !h.abandoned
+                    && !h.lost.is_cancelled()
+                {
+                    h.lost.cancel();
+                    lost.push((id.clone(), LossCause::TakenOver));
+                }
+            }
+            for (id, token) in renewed {
+                if let Some(h) = map.get_mut(id)
+                    && &h.token == token
+                    && !ids.contains(id)
+                {
+                    h.valid_until = h.valid_until.max(sent + lease);
+                }
+            }
+        }
+        let horizon = Instant::now() + next_in;
+        for (id, h) in map.iter_mut() {
+            if !h.settling && !h.abandoned && !h.lost.is_cancelled() && h.valid_until <= horizon {
+                h.lost.cancel();
+                lost.push((id.clone(), LossCause::NotRenewed));
+            }
+        }
+        lost
     }
 
     /// Leases to renew.
-    pub(crate) fn live(&self) -> Vec<(String, u64)> {
+    pub(crate) fn live(&self) -> Vec<(String, String)> {
         self.lock()
             .iter()
-            .filter(|(_, h)| !h.abandoned && !h.settling)
-            .map(|(id, h)| (id.clone(), h.delivery))
+            .filter(|(_, h)| !h.abandoned && !h.settling && !h.lost.is_cancelled())
+            .map(|(id, h)| (id.clone(), h.token.clone()))
             .collect()
     }
 
-    fn take_all(&self) -> Vec<(String, u64)> {
+    fn take_all(&self) -> Vec<(String, String)> {
         self.lock()
             .drain()
-            .map(|(id, h)| (id, h.delivery))
+            .filter(|(_, h)| !h.lost.is_cancelled())
+            .map(|(id, h)| (id, h.token))
             .collect()
     }
 
@@ -179,13 +257,13 @@ impl WorkerLeases {
         self.held.len()
     }
 
-    /// Return every lease still held to the queue; the deliveries stay counted. Leases that
+    /// Return every lease still held to the queue (neither a failure nor a crash). Leases that
     /// were meanwhile acked or taken over are left alone (fenced). Returns how many went back.
     pub async fn hand_back(&self) -> Result<u64, QueueError> {
         let items = self.held.take_all();
         if items.is_empty() {
             return Ok(0);
         }
-        self.store.release(&items, false).await
+        self.store.release(&items).await
     }
 }

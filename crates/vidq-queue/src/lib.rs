@@ -14,6 +14,6 @@ mod store;
 
 pub use config::{QueueConfig, RetryPolicy};
 pub use error::{QueueError, TaskError};
-pub use leases::{Delivery, Reschedule, WorkerLeases};
+pub use leases::{Delivery, Lease, Reschedule, WorkerLeases};
 pub use middleware::{AckLayer, AckService};
-pub use queue::{DeadTask, Depth, DueAt, RedisQueue};
+pub use queue::{DeadTask, Depth, Pushed, RedisQueue, RunAfter, TaskState};

@@ -16,8 +16,8 @@ use tower::{Layer, Service};
 
 use crate::background::AckMsg;
 use crate::error::{QueueError, TaskError};
-use crate::leases::{Delivery, HeldLeases, Reschedule};
-use crate::store::{Finish, Store, ms, now_ms};
+use crate::leases::{Delivery, HeldLeases, Lease, Reschedule};
+use crate::store::{Finish, Store};
 
 /// Longest reason kept in the dead set.
 const MAX_REASON: usize = 1000;
@@ -66,6 +66,7 @@ where
     fn call(&mut self, task: Task<T>) -> Self::Future {
         let delivery = task.data().get::<Delivery>().cloned();
         let again = task.data().get::<Reschedule>().cloned();
+        let lease = task.data().get::<Lease>().cloned().unwrap_or_default();
         let fut = self.inner.call(task);
         let layer = self.layer.clone();
         Box::pin(async move {
@@ -78,13 +79,23 @@ where
                 delivery: &delivery,
                 finished: false,
             };
-            let result = fut.await.map_err(Into::into);
+            // A lost lease stops the work: the handler's future is dropped at its next await,
+            // before it can do anything another holder may be doing too.
+            let result = tokio::select! {
+                biased;
+                () = lease.lost() => {
+                    guard.finished = true;
+                    return Err(Box::new(QueueError::LeaseLost {
+                        queue: layer.store.config.queue.clone(),
+                        id: delivery.id.clone(),
+                    }) as BoxDynError);
+                }
+                r = fut => r.map_err(Into::into),
+            };
             layer.held.settling(&delivery);
             let outcome = match &result {
                 Ok(_) => Outcome::Done {
-                    again_at: again
-                        .and_then(|a| a.take())
-                        .map(|after| now_ms().saturating_add(ms(after))),
+                    again: again.and_then(|a| a.take()),
                 },
                 Err(e) => Outcome::Failed(e),
             };
@@ -115,9 +126,9 @@ impl Drop for DropGuard<'_> {
 /// How a delivery ended.
 #[derive(Clone, Copy)]
 enum Outcome<'a> {
-    /// Success: finished, or to run again at `again_at` (Unix ms).
+    /// Success: finished, or to run again after `again`.
     Done {
-        again_at: Option<u64>,
+        again: Option<Duration>,
     },
     Failed(&'a BoxDynError),
 }
@@ -169,14 +180,14 @@ async fn settle(layer: &AckLayer, d: &Delivery, outcome: Outcome<'_>) {
     let mut pause = Duration::from_millis(50);
     loop {
         let attempt = match outcome {
-            Outcome::Done { again_at } => ack(layer, d, again_at).await,
+            Outcome::Done { again } => ack(layer, d, again).await,
             Outcome::Failed(e) => fail(store, d, e).await,
         };
         match attempt {
             Ok(true) => return,
             Ok(false) => {
                 tracing::info!(
-                    queue = %store.config.queue, task.id = %d.id, task.delivery = d.number,
+                    queue = %store.config.queue, task.id = %d.id, task.token = %d.token,
                     "outcome ignored: the lease was lost and the task was taken over"
                 );
                 return;
@@ -197,12 +208,12 @@ async fn settle(layer: &AckLayer, d: &Delivery, outcome: Outcome<'_>) {
     }
 }
 
-async fn ack(layer: &AckLayer, d: &Delivery, again_at: Option<u64>) -> Result<bool, QueueError> {
+async fn ack(layer: &AckLayer, d: &Delivery, again: Option<Duration>) -> Result<bool, QueueError> {
     let (tx, rx) = oneshot::channel();
     let msg = AckMsg {
         id: d.id.clone(),
-        token: d.number,
-        again_at,
+        token: d.token.clone(),
+        again,
         reply: tx,
     };
     if layer.acks.send(msg).is_ok() {
@@ -214,7 +225,7 @@ async fn ack(layer: &AckLayer, d: &Delivery, again_at: Option<u64>) -> Result<bo
     }
     let flags = layer
         .store
-        .ack(&[(d.id.as_str(), d.number, again_at)])
+        .ack(&[(d.id.as_str(), d.token.as_str(), again)])
         .await?;
     Ok(flags.first().copied().unwrap_or(false))
 }
@@ -223,9 +234,9 @@ async fn fail(store: &Store, d: &Delivery, err: &BoxDynError) -> Result<bool, Qu
     let policy = &store.config.retry;
     let (dead, after) = match classify(err) {
         Verdict::Permanent => (Some(reason("permanent failure", err)), None),
-        Verdict::Retry(_) if d.attempt() >= policy.max_attempts => (
+        Verdict::Retry(_) if d.attempt >= policy.max_attempts => (
             Some(reason(
-                &format!("gave up after {} attempts", d.attempt()),
+                &format!("gave up after {} attempts", d.attempt),
                 err,
             )),
             None,
@@ -237,14 +248,13 @@ async fn fail(store: &Store, d: &Delivery, err: &BoxDynError) -> Result<bool, Qu
             tracing::warn!(queue = %store.config.queue, task.id = %d.id, %reason, "task moved to the dead set");
             Finish::Dead { reason }
         }
-        None => {
-            let delay = after.unwrap_or_else(|| policy.backoff(d.number));
-            Finish::Retry {
-                due_ms: now_ms().saturating_add(ms(delay)),
-            }
-        }
+        // The attempts of this round set the backoff; a delay the handler asked for (an
+        // upstream's Retry-After) is capped by the same maximum.
+        None => Finish::Retry {
+            delay: after.map_or_else(|| policy.backoff(d.attempt), |a| a.min(policy.max)),
+        },
     };
-    store.finish(&d.id, d.number, how).await
+    store.finish(&d.id, &d.token, how).await
 }
 
 #[cfg(test)]

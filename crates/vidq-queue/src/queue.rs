@@ -14,7 +14,7 @@ use crate::config::{MAX_BATCH, QueueConfig};
 use crate::error::QueueError;
 use crate::leases::{Delivery, HeldLeases, WorkerLeases};
 use crate::sink::SinkState;
-use crate::store::{Store, now_ms, to_ms};
+use crate::store::{PushState, Store};
 
 /// A reliable Redis queue of tasks with payload `T`, and an apalis backend for it.
 ///
@@ -71,10 +71,49 @@ pub struct DeadTask {
     pub payload: Vec<u8>,
 }
 
-/// Puts a millisecond-precise due time on a task pushed through apalis's `TaskSink`
-/// (`TaskBuilder::new(args).data(DueAt(time))`); apalis's own `run_at` has whole seconds.
+/// Delays a task pushed through apalis's `TaskSink` by a millisecond-precise delay
+/// (`TaskBuilder::new(args).data(RunAfter(delay))`), counted by Redis's clock from the push.
+/// apalis's own `run_at` is an absolute time in whole seconds: the sink turns it into a delay
+/// by the pushing host's clock, so prefer this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DueAt(pub SystemTime);
+pub struct RunAfter(pub Duration);
+
+/// What a push with a caller-chosen id did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// The task was stored under that id.
+    Created,
+    /// A dead task had that id: it is due again (payload kept), attempts counted from 1.
+    Revived,
+    /// A task with that id exists already; nothing changed.
+    Exists(TaskState),
+}
+
+/// Where an existing task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    /// Due or scheduled, waiting for a worker.
+    Waiting,
+    /// Claimed by a worker.
+    Leased,
+    /// In the dead set.
+    Dead,
+}
+
+impl From<PushState> for Pushed {
+    fn from(s: PushState) -> Self {
+        match s {
+            PushState::Created => Self::Created,
+            PushState::Waiting => Self::Exists(TaskState::Waiting),
+            PushState::Leased => Self::Exists(TaskState::Leased),
+            PushState::Dead => Self::Exists(TaskState::Dead),
+            PushState::Revived => Self::Revived,
+        }
+    }
+}
+
+/// Longest task id accepted.
+const MAX_ID: usize = 512;
 
 impl<T> RedisQueue<T> {
     fn from_store(store: Arc<Store>) -> Self {
@@ -164,28 +203,43 @@ impl<T> RedisQueue<T> {
         Ok(self.store.dead_retry(Some(id), 1).await? == 1)
     }
 
-    /// Put every dead task back in the queue, in batches of 500; returns how many.
+    /// Put every task dead now back in the queue, in batches of 500; returns how many.
+    /// Stops at the dead set's size read at the start: tasks that die again meanwhile wait
+    /// for the next call.
     pub async fn retry_all_dead(&self) -> Result<u64, QueueError> {
+        let mut left = self.store.dead_count().await?;
         let mut total = 0;
-        loop {
-            let n = self.store.dead_retry(None, 500).await?;
-            total += n;
+        while left > 0 {
+            let n = self
+                .store
+                .dead_retry(None, usize::try_from(left.min(500)).unwrap_or(500))
+                .await?;
             if n == 0 {
-                return Ok(total);
+                break;
             }
+            total += n;
+            left = left.saturating_sub(n);
         }
+        Ok(total)
     }
 
-    /// Delete every dead task, in batches of 500; returns how many.
+    /// Delete every task dead now, in batches of 500; returns how many. Stops at the dead
+    /// set's size read at the start.
     pub async fn purge_dead(&self) -> Result<u64, QueueError> {
+        let mut left = self.store.dead_count().await?;
         let mut total = 0;
-        loop {
-            let n = self.store.dead_purge(500).await?;
-            total += n;
+        while left > 0 {
+            let n = self
+                .store
+                .dead_purge(usize::try_from(left.min(500)).unwrap_or(500))
+                .await?;
             if n == 0 {
-                return Ok(total);
+                break;
             }
+            total += n;
+            left = left.saturating_sub(n);
         }
+        Ok(total)
     }
 
     /// Settle a delivery claimed with [`RedisQueue::claim`] as done. `false` when the
@@ -194,9 +248,17 @@ impl<T> RedisQueue<T> {
     pub async fn ack(&self, delivery: &Delivery) -> Result<bool, QueueError> {
         let flags = self
             .store
-            .ack(&[(delivery.id.as_str(), delivery.number, None)])
+            .ack(&[(delivery.id.as_str(), delivery.token.as_str(), None)])
             .await?;
         Ok(flags.first().copied().unwrap_or(false))
+    }
+
+    /// Hand a delivery claimed with [`RedisQueue::claim`] back to the queue, due now: neither
+    /// a failure nor a crash. `false` when it no longer holds its lease; retrying after a
+    /// lost reply is safe (the next claim issues a new token).
+    pub async fn release(&self, delivery: &Delivery) -> Result<bool, QueueError> {
+        let items = [(delivery.id.clone(), delivery.token.clone())];
+        Ok(self.store.release(&items).await? == 1)
     }
 
     /// Settle a delivery claimed with [`RedisQueue::claim`] by running the same task again
@@ -208,46 +270,105 @@ impl<T> RedisQueue<T> {
         delivery: &Delivery,
         after: Duration,
     ) -> Result<bool, QueueError> {
-        let due = now_ms().saturating_add(crate::store::ms(after));
         let flags = self
             .store
-            .ack(&[(delivery.id.as_str(), delivery.number, Some(due))])
+            .ack(&[(delivery.id.as_str(), delivery.token.as_str(), Some(after))])
             .await?;
         Ok(flags.first().copied().unwrap_or(false))
     }
 }
 
 impl<T: Serialize> RedisQueue<T> {
-    /// Push one task, due now. Returns its id.
+    /// Push one task under the caller's id `id`, due after `delay` (millisecond precision,
+    /// by Redis's clock). If a task with this id exists — due, scheduled, leased or dead —
+    /// nothing changes and the answer says where it is: one live task per id, however often
+    /// it is pushed.
+    pub async fn enqueue_unique(
+        &self,
+        id: &str,
+        payload: &T,
+        delay: Duration,
+    ) -> Result<Pushed, QueueError> {
+        self.push_one(id, payload, delay, false).await
+    }
+
+    /// Make sure a live task with the id `id` exists: like [`RedisQueue::enqueue_unique`],
+    /// except that a task of that id in the dead set goes back to due after `delay` (payload
+    /// kept, attempts counted from 1), in the same atomic step. For re-enqueueing a step that
+    /// must run (a reconciler, an operator's retry).
+    pub async fn enqueue_or_revive(
+        &self,
+        id: &str,
+        payload: &T,
+        delay: Duration,
+    ) -> Result<Pushed, QueueError> {
+        self.push_one(id, payload, delay, true).await
+    }
+
+    async fn push_one(
+        &self,
+        id: &str,
+        payload: &T,
+        delay: Duration,
+        revive: bool,
+    ) -> Result<Pushed, QueueError> {
+        if id.is_empty() || id.len() > MAX_ID {
+            return Err(QueueError::InvalidId(id.to_owned()));
+        }
+        let item = (id.to_owned(), delay, encode(payload)?);
+        let got = self.store.push(&[item], revive).await?;
+        got.first()
+            .copied()
+            .map(Pushed::from)
+            .ok_or_else(|| QueueError::Protocol("empty push reply".to_owned()))
+    }
+
+    /// Push one task under a fresh random id, due now. Returns its id.
     pub async fn enqueue(&self, payload: &T) -> Result<String, QueueError> {
-        self.enqueue_at(payload, SystemTime::now()).await
+        self.enqueue_after(payload, Duration::ZERO).await
     }
 
-    /// Push one task due after `delay` (millisecond precision).
+    /// Push one task under a fresh random id, due after `delay` (millisecond precision, by
+    /// Redis's clock). Returns its id.
     pub async fn enqueue_after(&self, payload: &T, delay: Duration) -> Result<String, QueueError> {
-        self.enqueue_at(payload, SystemTime::now() + delay).await
+        let id = new_id();
+        match self
+            .store
+            .push(&[(id.clone(), delay, encode(payload)?)], false)
+            .await?[..]
+        {
+            [PushState::Created] => Ok(id),
+            _ => Err(QueueError::IdTaken(id)),
+        }
     }
 
-    /// Push one task due at `at` (millisecond precision).
-    pub async fn enqueue_at(&self, payload: &T, at: SystemTime) -> Result<String, QueueError> {
-        let item = encode(payload, to_ms(at))?;
-        let id = item.0.clone();
-        self.store.push(&[item]).await?;
-        Ok(id)
-    }
-
-    /// Push many tasks due now, atomically per 1,000, one round trip per 1,000.
+    /// Push many tasks due now under fresh random ids, atomically per 1,000, one round trip
+    /// per 1,000. Returns their ids.
     pub async fn enqueue_batch(&self, payloads: &[T]) -> Result<Vec<String>, QueueError> {
-        let now = now_ms();
         let items = payloads
             .iter()
-            .map(|p| encode(p, now))
-            .collect::<Result<Vec<_>, _>>()?;
-        let ids = items.iter().map(|i| i.0.clone()).collect();
+            .map(|p| Ok((new_id(), Duration::ZERO, encode(p)?)))
+            .collect::<Result<Vec<_>, QueueError>>()?;
+        let ids: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
         for chunk in items.chunks(MAX_BATCH) {
-            self.store.push(chunk).await?;
+            check_created(chunk, &self.store.push(chunk, false).await?)?;
         }
         Ok(ids)
+    }
+}
+
+/// Random ids that a push found taken (a collision): an error naming the first.
+pub(crate) fn check_created(
+    items: &[(String, Duration, Vec<u8>)],
+    states: &[PushState],
+) -> Result<(), QueueError> {
+    match items
+        .iter()
+        .zip(states)
+        .find(|(_, s)| **s != PushState::Created)
+    {
+        Some((item, _)) => Err(QueueError::IdTaken(item.0.clone())),
+        None => Ok(()),
     }
 }
 
@@ -257,25 +378,21 @@ impl<T: DeserializeOwned> RedisQueue<T> {
     /// Payloads that do not decode go to the dead set.
     pub async fn claim(&self, max: usize) -> Result<Vec<(Delivery, T)>, QueueError> {
         let reply = self.store.claim(max).await?;
-        crate::backend::decode_all(&self.store, reply.tasks)
+        crate::backend::decode_all(&self.store, reply.tasks, reply.now)
             .await
             .map(|tasks| tasks.into_iter().collect())
     }
 }
 
-pub(crate) fn encode<T: Serialize>(
-    payload: &T,
-    due_ms: u64,
-) -> Result<(String, u64, Vec<u8>), QueueError> {
-    let bytes = serde_json::to_vec(payload).map_err(QueueError::Encode)?;
-    Ok((new_id(), due_ms, bytes))
+pub(crate) fn encode<T: Serialize>(payload: &T) -> Result<Vec<u8>, QueueError> {
+    serde_json::to_vec(payload).map_err(QueueError::Encode)
 }
 
-/// A random 64-bit id in base 62 (at most 11 characters: small in Redis).
+/// A random 128-bit id in base 62 (at most 22 characters).
 pub(crate) fn new_id() -> String {
     const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut n: u64 = rand::random();
-    let mut out = Vec::with_capacity(11);
+    let mut n: u128 = rand::random();
+    let mut out = Vec::with_capacity(22);
     loop {
         out.push(ALPHABET[(n % 62) as usize]);
         n /= 62;

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use apalis_core::task::Task;
 use futures::Sink;
@@ -13,25 +13,28 @@ use serde::Serialize;
 
 use crate::config::MAX_BATCH;
 use crate::error::QueueError;
-use crate::queue::{DueAt, RedisQueue, encode};
-use crate::store::{now_ms, to_ms};
+use crate::queue::{RedisQueue, RunAfter, check_created, encode, new_id};
 
 type PushFuture = Pin<Box<dyn Future<Output = Result<(), QueueError>> + Send>>;
 
 /// Buffered pushes of one handle.
 #[derive(Default)]
 pub(crate) struct SinkState {
-    pending: Vec<(String, u64, Vec<u8>)>,
+    pending: Vec<(String, Duration, Vec<u8>)>,
     flushing: Option<PushFuture>,
 }
 
-fn due_ms<T>(task: &Task<T>) -> u64 {
-    if let Some(DueAt(at)) = task.data().get::<DueAt>() {
-        return to_ms(*at);
+/// The task's delay: [`RunAfter`], else apalis's `run_at` (whole seconds, an absolute time
+/// turned into a delay by this host's clock), else none.
+fn delay<T>(task: &Task<T>) -> Duration {
+    if let Some(RunAfter(after)) = task.data().get::<RunAfter>() {
+        return *after;
     }
     match task.run_at() {
-        Some(secs) if secs > 0 => to_ms(UNIX_EPOCH + std::time::Duration::from_secs(secs)),
-        _ => now_ms(),
+        Some(secs) if secs > 0 => (UNIX_EPOCH + Duration::from_secs(secs))
+            .duration_since(SystemTime::now())
+            .unwrap_or_default(),
+        _ => Duration::ZERO,
     }
 }
 
@@ -54,7 +57,9 @@ impl<T> RedisQueue<T> {
                 std::mem::take(&mut sink.pending)
             };
             let store = store.clone();
-            sink.flushing = Some(Box::pin(async move { store.push(&batch).await }));
+            sink.flushing = Some(Box::pin(async move {
+                check_created(&batch, &store.push(&batch, false).await?)
+            }));
         }
     }
 }
@@ -72,7 +77,13 @@ impl<T: Serialize> Sink<Task<T>> for RedisQueue<T> {
 
     fn start_send(self: Pin<&mut Self>, task: Task<T>) -> Result<(), QueueError> {
         let this = self.get_mut();
-        let item = encode(&task.args, due_ms(&task))?;
+        // A task id set with `TaskBuilder::task_id` must be fresh: a push that finds it
+        // taken fails the flush (nothing is overwritten).
+        let id = task
+            .ctx()
+            .task_id()
+            .map_or_else(new_id, ToString::to_string);
+        let item = (id, delay(&task), encode(&task.args)?);
         this.sink.get().pending.push(item);
         Ok(())
     }

@@ -1,7 +1,8 @@
-//! Redis operations of one queue: every method is one round trip.
+//! Redis operations of one queue: every method is one round trip per batch. No method reads
+//! the host clock: the scripts take relative delays and use Redis's `TIME`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
@@ -10,39 +11,45 @@ use crate::error::QueueError;
 use crate::keys::Keys;
 use crate::scripts::Scripts;
 
-/// Milliseconds since the Unix epoch on this host's clock.
-pub(crate) fn now_ms() -> u64 {
-    to_ms(SystemTime::now())
-}
-
-pub(crate) fn to_ms(t: SystemTime) -> u64 {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 pub(crate) fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Dead tasks trimmed per claim or depth read, at most.
+const TRIM_LIMIT: usize = 100;
+
 /// One task as a claim returns it, payload still encoded.
 pub(crate) struct RawClaim {
     pub(crate) id: String,
-    pub(crate) delivery: u64,
+    pub(crate) token: String,
     pub(crate) due_ms: u64,
+    pub(crate) attempt: u64,
     pub(crate) payload: Vec<u8>,
 }
 
 /// What a claim brought back.
 pub(crate) struct ClaimReply {
     pub(crate) tasks: Vec<RawClaim>,
-    /// Earliest due time or lease deadline (ms), if any task is queued or leased.
+    /// Earliest due time or lease deadline (Redis ms), if any task is queued or leased.
     pub(crate) next: Option<u64>,
+    /// Redis's time when the claim ran (ms).
+    pub(crate) now: u64,
 }
 
 /// How an unsuccessful delivery ends.
 pub(crate) enum Finish<'a> {
-    Retry { due_ms: u64 },
+    Retry { delay: Duration },
     Dead { reason: &'a str },
+}
+
+/// What a push found for one id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PushState {
+    Created,
+    Waiting,
+    Leased,
+    Dead,
+    Revived,
 }
 
 /// A dead-set entry, encoded.
@@ -93,29 +100,43 @@ impl Store {
         self.conn.clone()
     }
 
-    /// Store a batch of encoded tasks atomically, and wake idle workers so they re-read the
-    /// earliest due time (a task scheduled sooner than their sleep must not wait for it).
-    pub(crate) async fn push(&self, items: &[(String, u64, Vec<u8>)]) -> Result<(), QueueError> {
+    /// Store a batch of encoded tasks (id, delay, payload) atomically, each unless its id
+    /// exists (with `revive`, a dead one goes back to due), and wake idle workers so they
+    /// re-read the earliest due time.
+    pub(crate) async fn push(
+        &self,
+        items: &[(String, Duration, Vec<u8>)],
+        revive: bool,
+    ) -> Result<Vec<PushState>, QueueError> {
+        let mut out = Vec::with_capacity(items.len());
         for chunk in items.chunks(MAX_BATCH) {
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            let mut hset = redis::cmd("HSET");
-            hset.arg(&self.keys.data);
-            let mut zadd = redis::cmd("ZADD");
-            zadd.arg(&self.keys.due);
-            for (id, due, payload) in chunk {
-                hset.arg(id).arg(payload.as_slice());
-                zadd.arg(*due).arg(id);
+            let k = &self.keys;
+            let mut inv = self.scripts.push.key(&k.data);
+            inv.key(&k.due)
+                .key(&k.lease)
+                .key(&k.dead)
+                .key(&k.why)
+                .key(&k.dlv);
+            inv.arg(&k.wake).arg(if revive { "1" } else { "0" });
+            for (id, delay, payload) in chunk {
+                inv.arg(id).arg(ms(*delay)).arg(payload.as_slice());
             }
-            pipe.add_command(hset).ignore().add_command(zadd).ignore();
-            pipe.publish(&self.keys.wake, "1").ignore();
-            let () = pipe.query_async(&mut self.conn()).await?;
+            let states: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
+            for s in states {
+                out.push(match s.as_str() {
+                    "created" => PushState::Created,
+                    "waiting" => PushState::Waiting,
+                    "leased" => PushState::Leased,
+                    "dead" => PushState::Dead,
+                    "revived" => PushState::Revived,
+                    _ => return Err(protocol("unknown push outcome")),
+                });
+            }
         }
-        Ok(())
+        Ok(out)
     }
 
     pub(crate) async fn claim(&self, max: usize) -> Result<ClaimReply, QueueError> {
-        let now = now_ms();
         let c = &self.config;
         let k = &self.keys;
         let reply: Vec<Vec<u8>> = self
@@ -127,48 +148,53 @@ impl Store {
             .key(&k.dlv)
             .key(&k.dead)
             .key(&k.why)
-            .arg(now)
             .arg(max.min(MAX_BATCH))
-            .arg(now.saturating_add(ms(c.lease)))
+            .arg(ms(c.lease))
             .arg(c.max_deliveries)
-            .arg(now.saturating_sub(ms(c.dead_ttl)))
-            .arg(100)
+            .arg(ms(c.dead_ttl))
+            .arg(TRIM_LIMIT)
             .invoke_async(&mut self.conn())
             .await?;
         let mut it = reply.into_iter();
         let next = it.next().and_then(|n| parse_u64(&n));
+        let now = it
+            .next()
+            .and_then(|n| parse_u64(&n))
+            .ok_or_else(|| protocol("claim without a time"))?;
         let mut tasks = Vec::new();
-        while let (Some(id), Some(d), Some(due), Some(payload)) =
-            (it.next(), it.next(), it.next(), it.next())
+        while let (Some(id), Some(token), Some(due), Some(attempt), Some(payload)) =
+            (it.next(), it.next(), it.next(), it.next(), it.next())
         {
             let id = String::from_utf8(id).map_err(|_| protocol("task id is not UTF-8"))?;
-            let delivery = parse_u64(&d).ok_or_else(|| protocol("bad delivery count"))?;
+            let token = String::from_utf8(token).map_err(|_| protocol("bad token"))?;
             let due_ms = parse_u64(&due).ok_or_else(|| protocol("bad due time"))?;
+            let attempt = parse_u64(&attempt).ok_or_else(|| protocol("bad attempt"))?;
             tasks.push(RawClaim {
                 id,
-                delivery,
+                token,
                 due_ms,
+                attempt,
                 payload,
             });
         }
-        Ok(ClaimReply { tasks, next })
+        Ok(ClaimReply { tasks, next, now })
     }
 
-    /// Settle a batch of successful deliveries: done, or (with a due time in ms) rescheduled.
+    /// Settle a batch of successful deliveries: done, or (with a delay) rescheduled.
     /// `true` where the delivery still held its lease.
     pub(crate) async fn ack(
         &self,
-        items: &[(&str, u64, Option<u64>)],
+        items: &[(&str, &str, Option<Duration>)],
     ) -> Result<Vec<bool>, QueueError> {
         let mut out = Vec::with_capacity(items.len());
         for chunk in items.chunks(MAX_BATCH) {
             let k = &self.keys;
             let mut inv = self.scripts.ack.key(&k.lease);
             inv.key(&k.data).key(&k.dlv).key(&k.due).arg(&k.wake);
-            for (id, token, due) in chunk {
+            for (id, token, again) in chunk {
                 inv.arg(*id).arg(*token);
-                match due {
-                    Some(due) => inv.arg(*due),
+                match again {
+                    Some(delay) => inv.arg(ms(*delay)),
                     None => inv.arg(""),
                 };
             }
@@ -182,14 +208,13 @@ impl Store {
     pub(crate) async fn finish(
         &self,
         id: &str,
-        token: u64,
+        token: &str,
         how: Finish<'_>,
     ) -> Result<bool, QueueError> {
-        let now = now_ms();
         let k = &self.keys;
-        let (mode, score, reason) = match how {
-            Finish::Retry { due_ms } => ("retry", due_ms, ""),
-            Finish::Dead { reason } => ("dead", now, reason),
+        let (mode, delay, reason) = match how {
+            Finish::Retry { delay } => ("retry", ms(delay), ""),
+            Finish::Dead { reason } => ("dead", 0, reason),
         };
         let applied: i64 = self
             .scripts
@@ -202,7 +227,7 @@ impl Store {
             .arg(id)
             .arg(token)
             .arg(mode)
-            .arg(score)
+            .arg(delay)
             .arg(reason)
             .arg(&k.wake)
             .invoke_async(&mut self.conn())
@@ -210,21 +235,15 @@ impl Store {
         Ok(applied == 1)
     }
 
-    /// Hand leases back to due now; `undo` uncounts the delivery (task never started).
-    pub(crate) async fn release(
-        &self,
-        items: &[(String, u64)],
-        undo: bool,
-    ) -> Result<u64, QueueError> {
+    /// Hand leases back to due now (neither a failure nor a crash).
+    pub(crate) async fn release(&self, items: &[(String, String)]) -> Result<u64, QueueError> {
         let mut n = 0;
         for chunk in items.chunks(MAX_BATCH) {
             let mut inv = self.scripts.release.key(&self.keys.lease);
             inv.key(&self.keys.dlv).key(&self.keys.due);
-            inv.arg(now_ms())
-                .arg(if undo { "1" } else { "0" })
-                .arg(&self.keys.wake);
+            inv.arg(&self.keys.wake);
             for (id, token) in chunk {
-                inv.arg(id).arg(*token);
+                inv.arg(id).arg(token);
             }
             let got: u64 = inv.invoke_async(&mut self.conn()).await?;
             n += got;
@@ -233,14 +252,17 @@ impl Store {
     }
 
     /// Extend the leases still held; returns the ids whose lease was lost.
-    pub(crate) async fn renew(&self, items: &[(String, u64)]) -> Result<Vec<String>, QueueError> {
+    pub(crate) async fn renew(
+        &self,
+        items: &[(String, String)],
+    ) -> Result<Vec<String>, QueueError> {
         let mut lost = Vec::new();
         for chunk in items.chunks(MAX_BATCH) {
             let mut inv = self.scripts.renew.key(&self.keys.lease);
             inv.key(&self.keys.dlv);
-            inv.arg(now_ms().saturating_add(ms(self.config.lease)));
+            inv.arg(ms(self.config.lease));
             for (id, token) in chunk {
-                inv.arg(id).arg(*token);
+                inv.arg(id).arg(token);
             }
             let got: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
             lost.extend(got);
@@ -248,18 +270,35 @@ impl Store {
         Ok(lost)
     }
 
-    /// Sizes of due-now, scheduled-later, leased and dead, in one round trip.
+    /// Sizes of due-now, scheduled-later, leased and dead, in one round trip (by Redis
+    /// time); dead tasks past their retention are trimmed on the way.
     pub(crate) async fn depth(&self) -> Result<[u64; 4], QueueError> {
-        let now = now_ms();
         let k = &self.keys;
-        let (due, later, leased, dead): (u64, u64, u64, u64) = redis::pipe()
-            .zcount(&k.due, "-inf", now)
-            .zcount(&k.due, format!("({now}"), "+inf")
-            .zcard(&k.lease)
-            .zcard(&k.dead)
-            .query_async(&mut self.conn())
+        let got: Vec<u64> = self
+            .scripts
+            .depth
+            .key(&k.due)
+            .key(&k.lease)
+            .key(&k.dead)
+            .key(&k.why)
+            .key(&k.data)
+            .key(&k.dlv)
+            .arg(ms(self.config.dead_ttl))
+            .arg(TRIM_LIMIT)
+            .invoke_async(&mut self.conn())
             .await?;
-        Ok([due, later, leased, dead])
+        match got[..] {
+            [due, later, leased, dead] => Ok([due, later, leased, dead]),
+            _ => Err(protocol("depth")),
+        }
+    }
+
+    /// Number of dead tasks now.
+    pub(crate) async fn dead_count(&self) -> Result<u64, QueueError> {
+        Ok(redis::cmd("ZCARD")
+            .arg(&self.keys.dead)
+            .query_async(&mut self.conn())
+            .await?)
     }
 
     pub(crate) async fn dead_page(
@@ -302,9 +341,7 @@ impl Store {
         let k = &self.keys;
         let mut inv = self.scripts.dead_retry.key(&k.dead);
         inv.key(&k.why).key(&k.dlv).key(&k.due);
-        inv.arg(now_ms())
-            .arg(&k.wake)
-            .arg(limit.clamp(1, MAX_BATCH));
+        inv.arg(&k.wake).arg(limit.clamp(1, MAX_BATCH));
         if let Some(id) = id {
             inv.arg(id);
         }

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use vidq_core::{JobId, JobState, JobStore, JobTask, Patch, TaskKind, Transitioned, unix_ms_now};
+use vidq_core::{JobId, JobState, JobStore, JobTask, Patch, TaskKind, Transitioned};
 use vidq_goenhance::Client;
-use vidq_queue::{RedisQueue, Reschedule};
+use vidq_queue::{Pushed, RedisQueue, Reschedule};
 use vidq_storage::Storage;
 
 use crate::limits::Limits;
@@ -138,8 +138,7 @@ impl Pipeline {
         delay: Duration,
         again: &Reschedule,
     ) -> anyhow::Result<()> {
-        let expect_by = unix_ms_now().saturating_add(millis(delay));
-        self.inner.store.touch_active(job, expect_by).await?;
+        self.inner.store.touch_active(job, delay).await?;
         again.after(delay);
         Ok(())
     }
@@ -158,13 +157,14 @@ impl Pipeline {
             TaskKind::Transfer => &self.inner.queues.transfer,
             TaskKind::Notify => &self.inner.queues.notify,
         };
-        let expect_by = unix_ms_now().saturating_add(millis(delay));
-        self.inner.store.touch_active(job, expect_by).await?;
-        let task = JobTask::due_at(*job, expect_by);
-        if delay.is_zero() {
-            queue.enqueue(&task).await?;
-        } else {
-            queue.enqueue_after(&task, delay).await?;
+        self.inner.store.touch_active(job, delay).await?;
+        // One live task per job step: if this step is queued or running already, this push
+        // changes nothing; if its task died, it goes back to the queue.
+        let pushed = queue
+            .enqueue_or_revive(&kind.task_id(job), &JobTask::new(*job), delay)
+            .await?;
+        if let Pushed::Exists(state) = pushed {
+            tracing::debug!(task.kind = %kind, task.state = ?state, "the step is queued already");
         }
         Ok(())
     }
@@ -223,7 +223,16 @@ impl Pipeline {
             }
         };
         if record.request.callback_url().is_some()
-            && let Err(err) = self.inner.queues.notify.enqueue(&JobTask::new(*job)).await
+            && let Err(err) = self
+                .inner
+                .queues
+                .notify
+                .enqueue_or_revive(
+                    &TaskKind::Notify.task_id(job),
+                    &JobTask::new(*job),
+                    Duration::ZERO,
+                )
+                .await
         {
             // It stays in the active index: the reconciler enqueues the webhook later.
             tracing::warn!(error = %err, "job ended, but its webhook could not be enqueued yet");

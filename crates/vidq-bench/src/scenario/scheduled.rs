@@ -2,12 +2,12 @@
 //! lateness of tasks due at times spread over a window; both beside BullMQ's delayed jobs.
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use apalis::prelude::*;
 use futures::SinkExt as _;
 use serde::{Deserialize, Serialize};
-use vidq_queue::{DueAt, RedisQueue};
+use vidq_queue::{RedisQueue, RunAfter};
 
 use crate::ctx::{Ctx, unique};
 use crate::drain::{Tally, new_queue, now_ms, settled, stop_signal};
@@ -138,8 +138,9 @@ async fn run_batch(ctx: &Ctx, dues: Vec<u64>) -> anyhow::Result<(Arc<Tally>, boo
 
     let mut sink = q.clone();
     for due in dues {
-        let at = UNIX_EPOCH + Duration::from_millis(due);
-        sink.feed(TaskBuilder::new(Due { due }).data(DueAt(at)).build())
+        // The queue takes delays (counted by Redis's clock from the push).
+        let after = Duration::from_millis(due.saturating_sub(now_ms()));
+        sink.feed(TaskBuilder::new(Due { due }).data(RunAfter(after)).build())
             .await?;
     }
     sink.flush().await?;

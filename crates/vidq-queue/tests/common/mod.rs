@@ -4,6 +4,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+pub mod proxy;
+
 use vidq_queue::{QueueConfig, RedisQueue};
 
 pub fn redis_url() -> String {

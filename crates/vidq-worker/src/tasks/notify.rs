@@ -14,7 +14,7 @@ use secrecy::ExposeSecret;
 use tracing::instrument;
 use url::Url;
 use vidq_core::{JobTask, unix_ms_now};
-use vidq_queue::TaskError;
+use vidq_queue::{Delivery, TaskError};
 
 use super::{TaskResult, retry, transient};
 use crate::pipeline::{Pipeline, millis};
@@ -46,6 +46,7 @@ pub(crate) async fn notify(
     task: JobTask,
     pipeline: Data<Pipeline>,
     attempt: Attempt,
+    delivery: Data<Delivery>,
 ) -> TaskResult {
     let Some(job) = pipeline.store().get(&task.job).await.map_err(transient)? else {
         tracing::warn!("job not found; its record expired before its webhook was sent");
@@ -67,7 +68,8 @@ pub(crate) async fn notify(
             ("delivered", Ok(()))
         }
         Err(Failure::Retry { reason, after }) => {
-            let elapsed = unix_ms_now().saturating_sub(event.at_ms());
+            // Redis's time of this delivery, not this host's clock.
+            let elapsed = delivery.claimed_ms.saturating_sub(event.at_ms());
             if elapsed >= millis(hooks.retry_for) {
                 let reason = format!(
                     "{reason}; gave up: retried for {:?} since the job ended (webhooks.retry_for)",

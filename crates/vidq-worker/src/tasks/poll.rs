@@ -4,7 +4,7 @@
 
 use apalis::prelude::{Attempt, Data};
 use tracing::instrument;
-use vidq_core::{JobId, JobState, JobTask, Patch, SignedUrl, TaskKind, Transitioned, unix_ms_now};
+use vidq_core::{JobId, JobState, JobTask, Patch, SignedUrl, TaskKind, Transitioned};
 use vidq_goenhance::{JobDetail, JobStatus};
 use vidq_queue::{Delivery, Reschedule};
 
@@ -21,8 +21,8 @@ pub(crate) async fn poll(
     again: Data<Reschedule>,
 ) -> TaskResult {
     let _timer = TaskTimer::start(TaskKind::Poll);
-    let late_ms = unix_ms_now().saturating_sub(delivery.due_ms);
-    metrics::histogram!("vidq_poll_lateness_seconds").record(late_ms as f64 / 1000.0);
+    // Both instants are Redis's: a skewed host clock does not distort it.
+    metrics::histogram!("vidq_poll_lateness_seconds").record(delivery.lateness().as_secs_f64());
     let id = task.job;
     let store = pipeline.store();
     let Some(job) = store.get(&id).await.map_err(transient)? else {
@@ -32,7 +32,7 @@ pub(crate) async fn poll(
     if job.state != JobState::Processing {
         return Ok(()); // a stale or duplicate poll
     }
-    if unix_ms_now() > job.deadline_at {
+    if delivery.claimed_ms > job.deadline_at {
         let moved = store
             .transition(
                 &id,

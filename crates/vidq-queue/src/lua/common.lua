@@ -1,0 +1,28 @@
+-- Shared by every script (prepended once when the scripts are built).
+-- Time is Redis's: `now` in ms and `us` (a 16-digit microsecond stamp) from TIME.
+-- A task's meta in the `dlv` hash is "<token> <fails> <crashes>": `token` is
+-- "<deliveries>.<us of its claim>" (never repeats: the count only grows, and after Redis
+-- lost writes the clock has moved on), `fails` the handled failures of the current round,
+-- `crashes` the deliveries of this round whose worker vanished without settling them.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local us = t[1] .. string.format('%06d', tonumber(t[2]))
+local function meta(m)
+  if not m then return nil, 0, 0 end
+  local tok, f, c = string.match(m, '^(%S+) (%d+) (%d+)$')
+  if not tok then return m, 0, 0 end -- written by an older release: a bare delivery count
+  return tok, tonumber(f), tonumber(c)
+end
+local function deliveries(tok)
+  if not tok then return 0 end
+  return tonumber(string.match(tok, '^(%d+)')) or 0
+end
+local function trim_dead(dead, why, data, dlv, cutoff, limit)
+  local old = redis.call('ZRANGEBYSCORE', dead, '-inf', cutoff, 'LIMIT', 0, limit)
+  if #old > 0 then
+    redis.call('ZREM', dead, unpack(old))
+    redis.call('HDEL', why, unpack(old))
+    redis.call('HDEL', data, unpack(old))
+    redis.call('HDEL', dlv, unpack(old))
+  end
+end

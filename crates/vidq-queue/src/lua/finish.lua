@@ -1,0 +1,19 @@
+-- End one delivery that failed: back to due after a delay (one more handled failure), or to
+-- the dead set.
+-- KEYS: lease, dlv, due, dead, why.
+-- ARGV: id, token, mode ('retry' | 'dead'), delay ms, reason, wake channel.
+-- Returns 1 if applied, 0 if the token was stale.
+local tok, f, c = meta(redis.call('HGET', KEYS[2], ARGV[1]))
+if not tok or tok ~= ARGV[2] or not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return 0
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+if ARGV[3] == 'dead' then
+  redis.call('ZADD', KEYS[4], now, ARGV[1])
+  redis.call('HSET', KEYS[5], ARGV[1], ARGV[5])
+else
+  redis.call('HSET', KEYS[2], ARGV[1], tok .. ' ' .. (f + 1) .. ' ' .. c)
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[1])
+  redis.call('PUBLISH', ARGV[6], '1')
+end
+return 1
