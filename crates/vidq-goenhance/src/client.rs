@@ -91,6 +91,11 @@ impl Client {
         &self.inner.base_url
     }
 
+    /// The longest one call may last, connection included: after it, the call has ended.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
     /// Submits a generation (`POST /api/v1/video2video/generate`) and returns its `img_uuid`.
     pub async fn generate(&self, request: &GenerateRequest) -> Result<Submitted> {
         let http = self

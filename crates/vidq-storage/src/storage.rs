@@ -181,6 +181,51 @@ impl Storage {
         }
     }
 
+    /// Aborts every incomplete multipart upload of exactly `key` (left by a transfer whose
+    /// worker died mid-way: its parts are billed until aborted). Returns how many. At most
+    /// 1,000 per call, which is far more than one key ever has.
+    pub async fn abort_incomplete_uploads(&self, key: &str) -> Result<usize> {
+        let out = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&*self.bucket)
+            .prefix(key)
+            .send()
+            .await
+            .map_err(|err| Error::from_sdk("ListMultipartUploads", &self.bucket, err))?;
+        let mut aborted = 0;
+        for upload in out.uploads() {
+            let (Some(k), Some(upload_id)) = (upload.key(), upload.upload_id()) else {
+                continue;
+            };
+            if k != key {
+                continue;
+            }
+            self.client
+                .abort_multipart_upload()
+                .bucket(&*self.bucket)
+                .key(k)
+                .upload_id(upload_id)
+                .send()
+                .await
+                .map_err(|err| Error::from_sdk("AbortMultipartUpload", &self.bucket, err))?;
+            aborted += 1;
+        }
+        Ok(aborted)
+    }
+
+    /// Deletes `key` (nothing happens when it does not exist).
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&*self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|err| Error::from_sdk("DeleteObject", &self.bucket, err))?;
+        Ok(())
+    }
+
     /// HeadObject: `None` when the object does not exist.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
         let out = match self

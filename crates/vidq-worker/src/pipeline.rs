@@ -129,6 +129,20 @@ impl Pipeline {
         attempt as u64 >= max
     }
 
+    /// The longest backoff of `kind`'s queue.
+    pub(crate) fn retry_max(&self, kind: TaskKind) -> Duration {
+        self.queue(kind).settings().retry.max
+    }
+
+    fn queue(&self, kind: TaskKind) -> &RedisQueue<JobTask> {
+        match kind {
+            TaskKind::Submit => &self.inner.queues.submit,
+            TaskKind::Poll => &self.inner.queues.poll,
+            TaskKind::Transfer => &self.inner.queues.transfer,
+            TaskKind::Notify => &self.inner.queues.notify,
+        }
+    }
+
     /// Runs the current task again after `delay`: the queue puts the same task back, in the
     /// same atomic step as its ack, once the handler returns `Ok`. Records when it is expected
     /// so the reconciler can notice if it never runs.
@@ -151,12 +165,7 @@ impl Pipeline {
         job: &JobId,
         delay: Duration,
     ) -> anyhow::Result<()> {
-        let queue = match kind {
-            TaskKind::Submit => &self.inner.queues.submit,
-            TaskKind::Poll => &self.inner.queues.poll,
-            TaskKind::Transfer => &self.inner.queues.transfer,
-            TaskKind::Notify => &self.inner.queues.notify,
-        };
+        let queue = self.queue(kind);
         self.inner.store.touch_active(job, delay).await?;
         // One live task per job step: if this step is queued or running already, this push
         // changes nothing; if its task died, it goes back to the queue.

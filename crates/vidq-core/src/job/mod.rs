@@ -1,6 +1,7 @@
 //! The job model (request, state, record) and the Redis job store.
 
 mod canonical;
+mod claim;
 mod codec;
 mod counts;
 mod error;
@@ -15,6 +16,7 @@ mod request_json;
 mod state;
 mod store;
 
+pub use claim::SubmissionClaim;
 pub use error::StoreError;
 pub use id::{InvalidJobId, JobId};
 pub use idempotency::{IdempotencyOutcome, MAX_IDEMPOTENCY_KEY_BYTES};

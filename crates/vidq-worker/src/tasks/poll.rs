@@ -5,7 +5,7 @@
 use apalis::prelude::{Attempt, Data};
 use tracing::instrument;
 use vidq_core::{JobId, JobState, JobTask, Patch, SignedUrl, TaskKind, Transitioned};
-use vidq_goenhance::{JobDetail, JobStatus};
+use vidq_goenhance::{Error as UpstreamError, JobDetail, JobStatus};
 use vidq_queue::{Delivery, Reschedule};
 
 use super::{TaskResult, TaskTimer, retry, transient};
@@ -32,24 +32,6 @@ pub(crate) async fn poll(
     if job.state != JobState::Processing {
         return Ok(()); // a stale or duplicate poll
     }
-    if delivery.claimed_ms > job.deadline_at {
-        let moved = store
-            .transition(
-                &id,
-                &[JobState::Processing],
-                JobState::Expired,
-                Patch::new().error("deadline passed while upstream was processing"),
-            )
-            .await
-            .map_err(transient)?;
-        if let Transitioned::Applied { .. } = moved {
-            pipeline.release_slot(&id).await;
-            tracing::warn!("job expired before upstream finished");
-            metrics::counter!("vidq_jobs_finished_total", "state" => "expired").increment(1);
-            pipeline.finished(&id).await;
-        }
-        return Ok(());
-    }
     let Some(img_uuid) = job.img_uuid.as_deref() else {
         pipeline
             .fail(
@@ -75,16 +57,35 @@ pub(crate) async fn poll(
     };
     metrics::counter!("vidq_upstream_calls_total", "endpoint" => "detail", "outcome" => outcome)
         .increment(1);
+    // Upstream is asked before the deadline is looked at: finished work is never thrown away.
+    let past_deadline = delivery.claimed_ms > job.deadline_at;
     match result {
-        Ok(detail) => on_status(&pipeline, &id, detail, &again).await,
+        Ok(detail) => on_status(&pipeline, &id, detail, &again, past_deadline).await,
         Err(err) => {
             let reason = format!("status request failed: {err}");
-            if !err.is_retryable() || pipeline.is_last_attempt(TaskKind::Poll, attempt.current()) {
+            // A bad key (401) is fixed by an operator; the paid job is still there upstream.
+            let retryable = err.is_retryable() || matches!(err, UpstreamError::Unauthorized);
+            if !retryable {
                 pipeline
                     .fail(&id, JobState::Processing, &reason)
                     .await
                     .map_err(transient)?;
                 return Ok(());
+            }
+            if past_deadline {
+                return expire(
+                    &pipeline,
+                    &id,
+                    "deadline passed while upstream could not be reached",
+                )
+                .await;
+            }
+            if pipeline.is_last_attempt(TaskKind::Poll, attempt.current()) {
+                // Transient trouble never fails paid work: keep asking, at the longest backoff,
+                // until the deadline.
+                tracing::warn!(error = %err, "status requests keep failing; still polling");
+                let after = pipeline.retry_max(TaskKind::Poll);
+                return pipeline.again(&id, after, &again).await.map_err(transient);
             }
             tracing::info!(error = %err, "status request will be retried");
             Err(retry(err.retry_after(), reason))
@@ -92,11 +93,34 @@ pub(crate) async fn poll(
     }
 }
 
+/// The job is past its deadline while upstream still works on it (or cannot be reached):
+/// `expired` for the caller. Its upstream slot is kept until its lifetime ends, since upstream
+/// may still count the job against the plan's limit.
+async fn expire(pipeline: &Pipeline, id: &JobId, why: &str) -> TaskResult {
+    let moved = pipeline
+        .store()
+        .transition(
+            id,
+            &[JobState::Processing],
+            JobState::Expired,
+            Patch::new().error(why),
+        )
+        .await
+        .map_err(transient)?;
+    if let Transitioned::Applied { .. } = moved {
+        tracing::warn!(reason = why, "job expired before upstream finished");
+        metrics::counter!("vidq_jobs_finished_total", "state" => "expired").increment(1);
+        pipeline.finished(id).await;
+    }
+    Ok(())
+}
+
 async fn on_status(
     pipeline: &Pipeline,
     id: &JobId,
     detail: JobDetail,
     again: &Reschedule,
+    past_deadline: bool,
 ) -> TaskResult {
     match detail.status {
         JobStatus::Success => match detail.video_url {
@@ -139,6 +163,14 @@ async fn on_status(
             if let JobStatus::Unknown(raw) = &detail.status {
                 metrics::counter!("vidq_upstream_unknown_status_total").increment(1);
                 tracing::warn!(upstream.status = %raw, "unknown upstream status; still polling");
+            }
+            if past_deadline {
+                return expire(
+                    pipeline,
+                    id,
+                    "deadline passed while upstream was processing",
+                )
+                .await;
             }
             pipeline
                 .again(id, pipeline.poll_interval(), again)

@@ -1,25 +1,38 @@
 //! `submit`: one upstream submission per job, then the first `poll` one interval later.
 
+use std::time::Duration;
+
 use apalis::prelude::{Attempt, Data};
 use tracing::instrument;
-use vidq_core::{JobId, JobRecord, JobState, JobTask, Patch, TaskKind, Transitioned};
+use vidq_core::{
+    JobId, JobRecord, JobState, JobTask, Patch, SubmissionClaim, TaskKind, Transitioned,
+};
 use vidq_goenhance::{Error as UpstreamError, GenerateArgs, GenerateRequest, Submitted};
-use vidq_queue::Reschedule;
+use vidq_queue::{Delivery, Lease, Reschedule};
 
 use super::{TaskResult, TaskTimer, retry, transient};
 use crate::limits::Admission;
 use crate::pipeline::Pipeline;
 
-/// Submits the job upstream unless it already was. A re-delivered submit that finds `img_uuid`
-/// stored never calls generate again; one that finds the job `submitting` without it (a worker
-/// died between upstream accepting and the id being stored, or the reply was lost) submits
-/// again, and counts and logs that it may have made a duplicate upstream.
+/// Margin added to the upstream call's timeout: how long a submission claim is honoured.
+const CLAIM_MARGIN: Duration = Duration::from_secs(5);
+
+/// Submits the job upstream unless it already was. Upstream is called only under the job's
+/// submission claim, taken by this delivery (a fenced compare-and-set on the record, by Redis
+/// time). A re-delivered submit that finds `img_uuid` stored never calls generate again; one
+/// that finds another delivery's claim waits until that claim's call has surely ended (its
+/// timeout and a margin since it was taken) — so two calls for one job are never in flight —
+/// and then submits again, counting and logging that upstream may hold a duplicate (a worker
+/// died between upstream accepting and the id being stored). A job still unsubmitted at its
+/// deadline ends `expired` without being submitted.
 #[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current()))]
 pub(crate) async fn submit(
     task: JobTask,
     pipeline: Data<Pipeline>,
     attempt: Attempt,
     again: Data<Reschedule>,
+    delivery: Data<Delivery>,
+    lease: Data<Lease>,
 ) -> TaskResult {
     let _timer = TaskTimer::start(TaskKind::Submit);
     let id = task.job;
@@ -49,7 +62,7 @@ pub(crate) async fn submit(
         metrics::counter!("vidq_limit_deferrals_total", "reason" => reason).increment(1);
         return pipeline.again(&id, after, &again).await.map_err(transient);
     }
-    match job.state {
+    let found_submitting = match job.state {
         JobState::Queued => {
             let moved = store
                 .transition(
@@ -63,11 +76,27 @@ pub(crate) async fn submit(
             if let Transitioned::Skipped { .. } = moved {
                 return Ok(());
             }
+            false
         }
         JobState::Submitting => {
             if let Some(img_uuid) = &job.img_uuid {
                 return accepted_before(&pipeline, &id, img_uuid).await;
             }
+            true
+        }
+        // Already submitted, or finished: a duplicate delivery.
+        _ => return Ok(()),
+    };
+    let hold = pipeline.upstream().timeout() + CLAIM_MARGIN;
+    match store
+        .claim_submission(&id, &delivery.token, hold)
+        .await
+        .map_err(transient)?
+    {
+        SubmissionClaim::Taken if !found_submitting => {}
+        SubmissionClaim::Taken | SubmissionClaim::TakenOver { .. } => {
+            // An earlier attempt ended (or a record from an older release has no claim)
+            // without storing upstream's id: it may have been accepted.
             metrics::counter!("vidq_uncertain_submissions_total").increment(1);
             tracing::warn!(
                 "submitting again after an interrupted submission: upstream may hold a duplicate"
@@ -77,8 +106,24 @@ pub(crate) async fn submit(
                 .await
                 .map_err(transient)?;
         }
-        // Already submitted, or finished: a duplicate delivery.
-        _ => return Ok(()),
+        SubmissionClaim::Busy { retry_in } => {
+            // Another delivery's call may still be in flight: look again once it has ended.
+            tracing::info!(
+                wait_ms = retry_in.as_millis() as u64,
+                "another delivery holds the submission claim; waiting for its call to end"
+            );
+            return pipeline
+                .again(&id, retry_in, &again)
+                .await
+                .map_err(transient);
+        }
+        SubmissionClaim::Expired => {
+            return expire_unsubmitted(&pipeline, &id).await;
+        }
+        SubmissionClaim::Moved(_) | SubmissionClaim::Gone => return Ok(()),
+    }
+    if lease.is_lost() {
+        return Ok(()); // taken over since: the new holder decides
     }
 
     let request = generate_request(&job);
@@ -104,7 +149,11 @@ pub(crate) async fn submit(
                 return Ok(());
             }
             if definitely_not_accepted(&err) {
-                // Upstream refused before accepting: the next attempt is not uncertain.
+                // Upstream refused before accepting: the next attempt is not uncertain and
+                // need not wait for this claim.
+                if let Err(err) = store.release_submission(&id, &delivery.token).await {
+                    tracing::debug!(error = %err, "could not give the submission claim back");
+                }
                 store
                     .transition(
                         &id,
@@ -119,6 +168,27 @@ pub(crate) async fn submit(
             Err(retry(err.retry_after(), reason))
         }
     }
+}
+
+/// The job waited past its deadline without being submitted: it ends `expired`, unpaid.
+async fn expire_unsubmitted(pipeline: &Pipeline, id: &JobId) -> TaskResult {
+    let moved = pipeline
+        .store()
+        .transition(
+            id,
+            &[JobState::Submitting],
+            JobState::Expired,
+            Patch::new()
+                .error("deadline passed before the job could be submitted (nothing was paid)"),
+        )
+        .await
+        .map_err(transient)?;
+    if let Transitioned::Applied { .. } = moved {
+        tracing::warn!("job expired before it was submitted");
+        metrics::counter!("vidq_jobs_finished_total", "state" => "expired").increment(1);
+        pipeline.finished(id).await;
+    }
+    Ok(())
 }
 
 /// Whether upstream surely did not accept the job (so a retry cannot duplicate it).

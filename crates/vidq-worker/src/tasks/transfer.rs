@@ -51,10 +51,24 @@ pub(crate) async fn transfer(
     });
     let storage = pipeline.storage();
     let key = storage.object_key(&id.to_string());
-    match storage
-        .upload_stream(&key, CONTENT_TYPE, body, expected_len)
-        .await
-    {
+    // A transfer that starts again first aborts what an earlier one left open (a worker killed
+    // mid-upload leaves its parts billed until they are aborted).
+    match storage.abort_incomplete_uploads(&key).await {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(uploads = n, key = %key, "aborted incomplete uploads of an earlier transfer")
+        }
+        Err(err) => tracing::debug!(error = %err, "could not list incomplete uploads"),
+    }
+    let upload = storage.upload_stream(&key, CONTENT_TYPE, body, expected_len);
+    let outcome = tokio::select! {
+        outcome = upload => outcome,
+        state = left_transferring(&pipeline, &id) => {
+            // Canceled (or ended elsewhere) mid-transfer: the upload is dropped here.
+            return stopped(&pipeline, &key, state).await;
+        }
+    };
+    match outcome {
         Ok(uploaded) => {
             let output = Output {
                 bucket: uploaded.bucket,
@@ -72,15 +86,53 @@ pub(crate) async fn transfer(
                 .transition(&id, &[JobState::Transferring], JobState::Succeeded, patch)
                 .await
                 .map_err(transient)?;
-            if let Transitioned::Applied { .. } = moved {
-                metrics::counter!("vidq_jobs_finished_total", "state" => "succeeded").increment(1);
-                tracing::info!(bytes = uploaded.bytes, key = %key, "video stored; job succeeded");
-                pipeline.finished(&id).await;
+            match moved {
+                Transitioned::Applied { .. } => {
+                    metrics::counter!("vidq_jobs_finished_total", "state" => "succeeded")
+                        .increment(1);
+                    tracing::info!(bytes = uploaded.bytes, key = %key, "video stored; job succeeded");
+                    pipeline.finished(&id).await;
+                    Ok(())
+                }
+                Transitioned::Skipped { current } => stopped(&pipeline, &key, current).await,
             }
-            Ok(())
         }
         Err(err) => storage_failed(&pipeline, &id, err, last).await,
     }
+}
+
+/// How often a running transfer looks whether its job was canceled.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Resolves with the job's state once it is no longer `transferring` (canceled, or ended by
+/// another delivery). Read errors are ignored: the upload goes on.
+async fn left_transferring(pipeline: &Pipeline, id: &JobId) -> JobState {
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        match pipeline.store().get(id).await {
+            Ok(Some(job)) if job.state != JobState::Transferring => return job.state,
+            Ok(None) => return JobState::Canceled,
+            _ => {}
+        }
+    }
+}
+
+/// The job left `transferring` while its video was being stored. A canceled job keeps no
+/// object and no open upload; a job another delivery finished keeps the object it points to.
+async fn stopped(pipeline: &Pipeline, key: &str, state: JobState) -> TaskResult {
+    let storage = pipeline.storage();
+    if let Err(err) = storage.abort_incomplete_uploads(key).await {
+        tracing::debug!(error = %err, "could not list incomplete uploads");
+    }
+    if state == JobState::Succeeded {
+        tracing::info!("the job was finished by another delivery");
+        return Ok(());
+    }
+    tracing::info!(job.state = %state, "job ended during its transfer; removing what it wrote");
+    storage
+        .delete(key)
+        .await
+        .map_err(|e| transient(anyhow::anyhow!("removing the object of an ended job: {e}")))
 }
 
 /// One decision for every storage failure: try again, or fail the job with the reason.
@@ -105,7 +157,7 @@ async fn storage_failed(
     Err(retry(None, reason))
 }
 
-/// Starts the download. A URL past its lifetime (403/410) is replaced by a freshly signed one
+/// Starts the download. A URL past its lifetime (401/403/404/410) is replaced by a freshly signed one
 /// from `jobs/detail` before giving up. The error is a reason fit for the job record: it never
 /// holds the signed URL.
 async fn open(
@@ -127,7 +179,12 @@ async fn open(
             .map_err(|e| format!("downloading the result failed: {}", e.without_url()))?;
         match response.status() {
             StatusCode::OK => return Ok(response),
-            StatusCode::FORBIDDEN | StatusCode::GONE if !refreshed => {
+            StatusCode::UNAUTHORIZED
+            | StatusCode::FORBIDDEN
+            | StatusCode::NOT_FOUND
+            | StatusCode::GONE
+                if !refreshed =>
+            {
                 tracing::info!("result URL expired; asking upstream for a fresh one");
                 url = fresh_url(pipeline, id, img_uuid).await?;
             }
