@@ -131,7 +131,7 @@ pub(crate) async fn list_keys(env: &TestEnv) -> anyhow::Result<BTreeSet<String>>
 }
 
 /// Keys under the test's prefix that are neither a job record nor one of the fleet's few
-/// fixed keys (job index, per-state counts, usage counters, locks): what a run left behind
+/// fixed keys (job index, per-state counts, today's usage figures, locks): what a run left behind
 /// per job or per task. A key of the concurrent-job cap counts as left behind, since every
 /// finished job must have given its slot back.
 pub async fn leftover_keys(env: &TestEnv) -> anyhow::Result<Vec<String>> {
@@ -144,15 +144,10 @@ pub async fn leftover_keys(env: &TestEnv) -> anyhow::Result<Vec<String>> {
         format!("{p}:reconciler:lock"),
         format!("{p}:{{limits}}:credits"),
         format!("{p}:{{limits}}:rate"),
-    ];
-    let daily = [
-        format!("{p}:{{limits}}:spent:"),
-        format!("{p}:{{limits}}:submissions:"),
+        format!("{p}:{{limits}}:today"),
     ];
     Ok(keys
         .into_iter()
-        .filter(|k| {
-            !k.starts_with(&job) && !fixed.contains(k) && !daily.iter().any(|d| k.starts_with(d))
-        })
+        .filter(|k| !k.starts_with(&job) && !fixed.contains(k))
         .collect())
 }

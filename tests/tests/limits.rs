@@ -1,10 +1,24 @@
 //! Limits shared by every replica: two worker processes together stay under the upstream's
 //! request rate and its cap on concurrent jobs, where each alone would not know of the other.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use vidq_core::JobState;
 use vidq_tests::{Sim, TestEnv, Worker, enqueue_jobs, verify_outcomes, wait_all_finished};
+
+const DAY_MS: u64 = 86_400_000;
+
+/// The hash of today's limit figures (`day` by Redis's clock, `submissions`, `spent`).
+async fn today_figures(
+    env: &TestEnv,
+    redis: &mut redis::aio::MultiplexedConnection,
+) -> anyhow::Result<HashMap<String, String>> {
+    Ok(redis::cmd("HGETALL")
+        .arg(format!("{}:{{limits}}:today", env.prefix))
+        .query_async(redis)
+        .await?)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_together_stay_under_the_upstream_rate_limit() -> anyhow::Result<()> {
@@ -120,8 +134,10 @@ async fn the_daily_budget_holds_the_rest_until_the_next_utc_day() -> anyhow::Res
     let _a = Worker::start("budget-w1", settings.clone()).await?;
     let _b = Worker::start("budget-w2", settings).await?;
     let jobs = enqueue_jobs(&env, 5).await?;
-    // Three jobs run; the other two wait in the submit queue, scheduled for the next UTC day.
-    let next_day_ms = (vidq_core::unix_ms_now() / 86_400_000 + 1) * 86_400_000;
+    // Three jobs run; the other two wait in the submit queue, scheduled for the next UTC day
+    // by Redis's clock.
+    let now = env.producer.store().redis_now_ms().await?;
+    let next_day_ms = (now / DAY_MS + 1) * DAY_MS;
     vidq_tests::wait_until(
         "3 jobs done and 2 deferred",
         Duration::from_secs(60),
@@ -143,12 +159,13 @@ async fn the_daily_budget_holds_the_rest_until_the_next_utc_day() -> anyhow::Res
     let mut redis = redis::Client::open(env.redis_url.as_str())?
         .get_multiplexed_async_connection()
         .await?;
-    let day = next_day_ms / 86_400_000 - 1;
-    let spent: u64 = redis::cmd("GET")
-        .arg(format!("{}:{{limits}}:submissions:{day}", env.prefix))
-        .query_async(&mut redis)
-        .await?;
-    assert_eq!(spent, 3);
+    let today = today_figures(&env, &mut redis).await?;
+    assert_eq!(
+        today.get("day"),
+        Some(&(now / DAY_MS).to_string()),
+        "{today:?}"
+    );
+    assert_eq!(today.get("submissions").map(String::as_str), Some("3"));
     let active: Vec<(String, f64)> = redis::cmd("ZRANGE")
         .arg(format!("{}:jobs:active", env.prefix))
         .arg(0)
@@ -162,6 +179,52 @@ async fn the_daily_budget_holds_the_rest_until_the_next_utc_day() -> anyhow::Res
             .iter()
             .all(|(_, at)| *at as u64 >= next_day_ms - 1000),
         "the deferred jobs are expected tomorrow, not reconciled today: {active:?}"
+    );
+    env.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_budget_starts_afresh_when_redis_day_changes() -> anyhow::Result<()> {
+    let env = TestEnv::new("budgetday").await?;
+    let mut redis = redis::Client::open(env.redis_url.as_str())?
+        .get_multiplexed_async_connection()
+        .await?;
+    // Yesterday, by Redis's clock, spent the whole budget; it must not hold anything today.
+    let today = env.producer.store().redis_now_ms().await? / DAY_MS;
+    redis::cmd("HSET")
+        .arg(format!("{}:{{limits}}:today", env.prefix))
+        .arg("day")
+        .arg(today - 1)
+        .arg("submissions")
+        .arg(3)
+        .arg("spent")
+        .arg(1_000_000)
+        .query_async::<()>(&mut redis)
+        .await?;
+    let sim = Sim::start(&[
+        "--processing-min",
+        "100ms",
+        "--processing-max",
+        "300ms",
+        "--result-size",
+        "8KiB",
+    ])
+    .await?;
+    let settings = env.worker_env(&sim.base_url, &[("VIDQ__LIMITS__DAILY_SUBMISSIONS", "3")]);
+    let _a = Worker::start("budgetday-w1", settings).await?;
+    let jobs = enqueue_jobs(&env, 3).await?;
+    wait_all_finished(&env, &jobs, Duration::from_secs(60)).await?;
+    let records = verify_outcomes(&env, &sim, &jobs).await?;
+    assert!(records.iter().all(|r| r.state == JobState::Succeeded));
+    assert_eq!(sim.stats().await?.submit_requests, 3);
+    let figures = today_figures(&env, &mut redis).await?;
+    assert_eq!(figures.get("day"), Some(&today.to_string()), "{figures:?}");
+    assert_eq!(figures.get("submissions").map(String::as_str), Some("3"));
+    let spent: f64 = figures.get("spent").map_or(Ok(0.0), |s| s.parse())?;
+    assert!(
+        spent < 1_000_000.0,
+        "yesterday's spending carried over: {figures:?}"
     );
     env.cleanup().await?;
     Ok(())

@@ -563,9 +563,9 @@ async fn the_webhook_of_a_job_whose_ender_died_is_sent_by_the_reconciler() -> an
         Duration::from_secs(10),
         || async {
             Ok(store
-                .stale_active(u64::MAX, 10)
+                .active_expected_by(&record.id)
                 .await?
-                .is_empty()
+                .is_none()
                 .then_some(()))
         },
     )

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use common::{harness, queued};
 use redis::AsyncCommands;
-use vidq_core::{IdempotencyOutcome, JobId, JobState, ListCursor, Patch, StoreError};
+use vidq_core::{
+    INDEX_GRACE_MS, IdempotencyOutcome, JobId, JobState, ListCursor, Patch, StoreError,
+};
 
 use JobState::*;
 
@@ -143,26 +145,194 @@ async fn index_entries_of_expired_jobs_are_dropped_lazily() {
 }
 
 #[tokio::test]
-async fn stale_active_finds_overdue_jobs() {
+async fn stale_active_finds_overdue_jobs_by_redis_clock() {
     let h = harness().await;
     let (late, on_time) = (queued(), queued());
     h.store.create(&late).await.unwrap();
     h.store.create(&on_time).await.unwrap();
-    let now = vidq_core::unix_ms_now();
-    h.store.touch_active(&late.id, now - 60_000).await.unwrap();
+    let late_by = h
+        .store
+        .touch_active(&late.id, Duration::ZERO)
+        .await
+        .unwrap();
     h.store
-        .touch_active(&on_time.id, now + 60_000)
+        .touch_active(&on_time.id, Duration::from_secs(60))
         .await
         .unwrap();
 
-    let stale = h.store.stale_active(now, 10).await.unwrap();
-    assert_eq!(stale, vec![(late.id, now - 60_000)]);
+    // Expected now by Redis's clock: stale at once for a zero staleness, whatever the host says.
+    let stale = h.store.stale_active(Duration::ZERO, 10).await.unwrap();
+    assert_eq!(stale, vec![(late.id, late_by)]);
+    assert!(
+        h.store
+            .stale_active(Duration::from_secs(3600), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing has been late for an hour"
+    );
+    h.store
+        .touch_active(&on_time.id, Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(
-        h.store.stale_active(now + 120_000, 1).await.unwrap().len(),
+        h.store.stale_active(Duration::ZERO, 1).await.unwrap().len(),
         1,
         "limit holds"
     );
     h.store.remove_active(&late.id).await.unwrap();
-    assert!(h.store.stale_active(now, 10).await.unwrap().is_empty());
+    h.store.remove_active(&on_time.id).await.unwrap();
+    assert!(
+        h.store
+            .stale_active(Duration::ZERO, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn touch_active_scores_by_redis_clock_plus_the_delay() {
+    let h = harness().await;
+    let job = queued();
+    h.store.create(&job).await.unwrap();
+    let before = h.store.redis_now_ms().await.unwrap();
+    let at = h
+        .store
+        .touch_active(&job.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let after = h.store.redis_now_ms().await.unwrap();
+    assert!(
+        (before + 30_000..=after + 30_000).contains(&at),
+        "{before} + 30 s <= {at} <= {after} + 30 s"
+    );
+    assert_eq!(h.store.active_expected_by(&job.id).await.unwrap(), Some(at));
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_new_job_is_expected_by_redis_clock_not_its_creation_time() {
+    let h = harness().await;
+    // Made on a host whose clock is an hour behind (or ahead): the index must not care.
+    let (mut behind, mut ahead) = (queued(), queued());
+    behind.created_at -= 3_600_000;
+    ahead.created_at += 3_600_000;
+    let before = h.store.redis_now_ms().await.unwrap();
+    h.store.create(&behind).await.unwrap();
+    h.store.create(&ahead).await.unwrap();
+    let after = h.store.redis_now_ms().await.unwrap();
+    for job in [&behind, &ahead] {
+        let at = h.store.active_expected_by(&job.id).await.unwrap().unwrap();
+        assert!(
+            (before..=after).contains(&at),
+            "{before} <= {at} <= {after}"
+        );
+    }
+    // Neither is an hour late nor an hour early: both are due now by Redis's clock.
+    let mut stale: Vec<JobId> = h
+        .store
+        .stale_active(Duration::ZERO, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    stale.sort();
+    let mut both = vec![behind.id, ahead.id];
+    both.sort();
+    assert_eq!(stale, both);
+    assert!(
+        h.store
+            .stale_active(Duration::from_secs(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn stale_active_cuts_off_at_redis_now_minus_stale_after() {
+    let h = harness().await;
+    let job = queued();
+    h.store.create(&job).await.unwrap();
+    // Expected 90 s ago by Redis's clock.
+    let at = h.store.redis_now_ms().await.unwrap() - 90_000;
+    let mut conn = h.conn().await;
+    let _: () = conn
+        .zadd(format!("{}:jobs:active", h.prefix), job.id.to_string(), at)
+        .await
+        .unwrap();
+    let stale = h
+        .store
+        .stale_active(Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(stale, vec![(job.id, at)]);
+    assert!(
+        h.store
+            .stale_active(Duration::from_secs(120), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_reopened_job_is_expected_now_by_redis_clock() {
+    let h = harness().await;
+    let job = queued();
+    h.store.create(&job).await.unwrap();
+    h.store
+        .transition(&job.id, &[Queued], Failed, Patch::new().error("boom"))
+        .await
+        .unwrap();
+    h.store.remove_active(&job.id).await.unwrap();
+    let before = h.store.redis_now_ms().await.unwrap();
+    h.store.reopen(&job.id, Queued, "retry").await.unwrap();
+    let after = h.store.redis_now_ms().await.unwrap();
+    let at = h.store.active_expected_by(&job.id).await.unwrap().unwrap();
+    assert!(
+        (before..=after).contains(&at),
+        "{before} <= {at} <= {after}"
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn listing_and_pruning_age_index_entries_by_redis_clock() {
+    let h = harness().await;
+    let all = format!("{}:jobs:all", h.prefix);
+    let mut conn = h.conn().await;
+    let now = h.store.redis_now_ms().await.unwrap();
+    // Two ids without a record: one created within the grace (maybe still being created),
+    // one past it, both by Redis's clock.
+    let (young, old) = (JobId::new(), JobId::new());
+    let _: () = conn
+        .zadd(&all, young.to_string(), now - INDEX_GRACE_MS / 2)
+        .await
+        .unwrap();
+    let _: () = conn
+        .zadd(&all, old.to_string(), now - INDEX_GRACE_MS - 5_000)
+        .await
+        .unwrap();
+    assert_eq!(h.store.prune_index(100).await.unwrap(), 1);
+    let members: Vec<String> = conn.zrange(&all, 0, -1).await.unwrap();
+    assert_eq!(members, vec![young.to_string()]);
+
+    let _: () = conn
+        .zadd(&all, old.to_string(), now - INDEX_GRACE_MS - 5_000)
+        .await
+        .unwrap();
+    assert!(h.store.list(None, None, 10).await.unwrap().jobs.is_empty());
+    let members: Vec<String> = conn.zrange(&all, 0, -1).await.unwrap();
+    assert_eq!(
+        members,
+        vec![young.to_string()],
+        "listing dropped only the old one"
+    );
     h.cleanup().await;
 }

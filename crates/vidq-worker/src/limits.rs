@@ -2,6 +2,14 @@
 //! jobs processing upstream at once (the plan's queue limit), and a daily submission budget.
 //! One script decides each admission atomically; a task that is not admitted is scheduled
 //! again for when it may go, so nothing waits in memory.
+//!
+//! One clock: every instant here (the rate's arrival times, slot expiry, the budget's UTC day
+//! and the wait until the next one) is Redis's `TIME`, read inside the scripts, so a worker
+//! whose clock is off admits exactly what the others would. Waits come back as relative
+//! delays. Today's figures live in one hash, `<prefix>:{limits}:today` (`day` = days since
+//! the Unix epoch, UTC; `submissions`; `spent`), which a script resets when Redis's day is no
+//! longer the one it holds: a per-day key name would have to be chosen by the client, and
+//! under Redis Cluster a script may only touch the keys it is given.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +17,7 @@ use std::time::Duration;
 use redis::Script;
 use redis::aio::ConnectionManager;
 use serde::Deserialize;
-use vidq_core::{JobId, unix_ms_now};
+use vidq_core::JobId;
 
 use crate::pipeline::millis;
 
@@ -51,8 +59,34 @@ pub(crate) struct Limits {
     prefix: String,
     settings: LimitSettings,
     inflight_ttl: Duration,
-    script: Arc<Script>,
+    scripts: Arc<Scripts>,
 }
+
+struct Scripts {
+    admit: Script,
+    spend: Script,
+    balance: Script,
+}
+
+/// Redis's clock in a script: `now` (Unix ms) and `day` (UTC days since the epoch).
+const LUA_NOW: &str = "local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local day = math.floor(now / 86400000)
+";
+
+/// KEYS[1] today's figures, ARGV[1] credits: adds them to today's spending (Redis's day).
+const LUA_SPEND: &str = "if redis.call('HGET', KEYS[1], 'day') ~= tostring(day) then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'day', day)
+end
+redis.call('HINCRBYFLOAT', KEYS[1], 'spent', ARGV[1])
+";
+
+/// KEYS[1] the balance key, ARGV[1] a JSON object: stores it with `at_ms` set to Redis's clock.
+const LUA_BALANCE: &str = "local balance = cjson.decode(ARGV[1])
+balance['at_ms'] = now
+redis.call('SET', KEYS[1], cjson.encode(balance))
+";
 
 impl Limits {
     pub(crate) fn new(conn: ConnectionManager, prefix: &str, settings: LimitSettings) -> Self {
@@ -61,12 +95,16 @@ impl Limits {
             keys: Arc::new([
                 format!("{prefix}:{{limits}}:rate"),
                 format!("{prefix}:{{limits}}:processing"),
-                String::new(),
+                Self::today_key(prefix),
             ]),
             prefix: prefix.to_owned(),
             inflight_ttl: settings.slot_ttl,
             settings,
-            script: Arc::new(Script::new(include_str!("lua/admit.lua"))),
+            scripts: Arc::new(Scripts {
+                admit: Script::new(include_str!("lua/admit.lua")),
+                spend: Script::new(&format!("{LUA_NOW}{LUA_SPEND}")),
+                balance: Script::new(&format!("{LUA_NOW}{LUA_BALANCE}")),
+            }),
         }
     }
 
@@ -93,35 +131,33 @@ impl Limits {
             .await
     }
 
-    /// Adds `cost` credits to today's spending (for `vidq usage`).
+    /// Adds `cost` credits to today's spending (Redis's UTC day), for `vidq usage`.
     pub(crate) async fn record_spend(&self, cost: f64) -> redis::RedisResult<()> {
-        let day = unix_ms_now() / 86_400_000;
-        let key = format!("{}:{{limits}}:spent:{day}", self.prefix);
         let mut conn = self.conn.clone();
-        redis::pipe()
-            .cmd("INCRBYFLOAT")
-            .arg(&key)
+        self.scripts
+            .spend
+            .key(&self.keys[2])
             .arg(cost)
-            .ignore()
-            .expire(&key, 8 * 86_400)
-            .ignore()
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await
     }
 
-    /// Stores the last balance read from upstream (JSON), for `vidq usage`.
+    /// Stores the last balance read from upstream (a JSON object, given `at_ms` by Redis's
+    /// clock), for `vidq usage`.
     pub(crate) async fn record_balance(&self, json: &str) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
-        redis::cmd("SET")
-            .arg(format!("{}:{{limits}}:credits", self.prefix))
+        self.scripts
+            .balance
+            .key(format!("{}:{{limits}}:credits", self.prefix))
             .arg(json)
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await
     }
 
-    /// The key counting today's submissions (UTC), for `vidq usage` and the admission script.
-    pub(crate) fn budget_key(prefix: &str, day: u64) -> String {
-        format!("{prefix}:{{limits}}:submissions:{day}")
+    /// The hash of today's figures (`day`, `submissions`, `spent`), for `vidq usage` and the
+    /// scripts; figures of a `day` other than Redis's current one are stale (yesterday's).
+    pub(crate) fn today_key(prefix: &str) -> String {
+        format!("{prefix}:{{limits}}:today")
     }
 
     async fn admit(&self, op: &str, job: &str) -> redis::RedisResult<Admission> {
@@ -137,16 +173,13 @@ impl Limits {
             0
         };
         let burst_ms = interval_ms.saturating_mul(u64::from(s.upstream_burst));
-        let now = unix_ms_now();
-        let day = now / 86_400_000;
-        let to_day_end = (day + 1) * 86_400_000 - now;
         let mut conn = self.conn.clone();
         let reply: Vec<redis::Value> = self
-            .script
+            .scripts
+            .admit
             .key(&self.keys[0])
             .key(&self.keys[1])
-            .key(Self::budget_key(&self.prefix, day))
-            .arg(now)
+            .key(&self.keys[2])
             .arg(interval_ms)
             .arg(burst_ms)
             .arg(op)
@@ -154,7 +187,6 @@ impl Limits {
             .arg(s.max_processing)
             .arg(millis(self.inflight_ttl))
             .arg(s.daily_submissions)
-            .arg(to_day_end)
             .invoke_async(&mut conn)
             .await?;
         let mut reply = reply.into_iter();
@@ -173,5 +205,165 @@ impl Limits {
             after: Duration::from_millis(wait),
             reason,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against the Redis at `VIDQ_TEST_REDIS_URL` (default 127.0.0.1:6379), under a random
+    //! prefix whose keys are deleted at the end.
+
+    use std::collections::HashMap;
+
+    use redis::AsyncCommands;
+
+    use super::*;
+
+    const DAY_MS: u64 = 86_400_000;
+
+    async fn limits(settings: LimitSettings) -> (Limits, ConnectionManager, String) {
+        let url = std::env::var("VIDQ_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let client = redis::Client::open(url).unwrap();
+        let conn = ConnectionManager::new(client).await.unwrap();
+        let prefix = format!("vidqtest-limits-{:016x}", rand::random::<u64>());
+        (Limits::new(conn.clone(), &prefix, settings), conn, prefix)
+    }
+
+    fn settings(daily_submissions: u64) -> LimitSettings {
+        LimitSettings {
+            upstream_rps: 0.0,
+            upstream_burst: 0,
+            max_processing: 0,
+            daily_submissions,
+            slot_ttl: Duration::from_secs(60),
+            credits_poll: Duration::ZERO,
+        }
+    }
+
+    async fn redis_now(conn: &mut ConnectionManager) -> u64 {
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await.unwrap();
+        secs * 1000 + micros / 1000
+    }
+
+    async fn cleanup(conn: &mut ConnectionManager, prefix: &str) {
+        let keys: Vec<String> = conn.keys(format!("{prefix}:*")).await.unwrap();
+        if !keys.is_empty() {
+            let _: () = conn.del(keys).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn the_daily_budget_counts_redis_days_and_rolls_over_when_redis_day_changes() {
+        let (limits, mut conn, prefix) = limits(settings(2)).await;
+        let key = Limits::today_key(&prefix);
+        let today = redis_now(&mut conn).await / DAY_MS;
+        // Yesterday (by Redis's clock) spent the whole budget: today starts afresh.
+        let _: () = conn
+            .hset_multiple(
+                &key,
+                &[
+                    ("day", (today - 1).to_string()),
+                    ("submissions", "2".into()),
+                ],
+            )
+            .await
+            .unwrap();
+        let _: () = conn.hset(&key, "spent", "7.5").await.unwrap();
+        let job = JobId::new();
+        assert_eq!(limits.admit_submit(&job).await.unwrap(), Admission::Go);
+        let figures: HashMap<String, String> = conn.hgetall(&key).await.unwrap();
+        assert_eq!(figures.get("day"), Some(&today.to_string()), "{figures:?}");
+        assert_eq!(figures.get("submissions").map(String::as_str), Some("1"));
+        assert_eq!(figures.get("spent"), None, "yesterday's spending was reset");
+
+        assert_eq!(limits.admit_submit(&job).await.unwrap(), Admission::Go);
+        let Admission::Wait { after, reason } = limits.admit_submit(&job).await.unwrap() else {
+            panic!("a third submission today went through a budget of 2");
+        };
+        assert_eq!(reason, "daily submission budget spent");
+        let now = redis_now(&mut conn).await;
+        let to_midnight = (now / DAY_MS + 1) * DAY_MS - now;
+        let after = millis(after);
+        assert!(
+            (to_midnight..=to_midnight + 2_000).contains(&after),
+            "waits {after} ms; Redis's next UTC midnight is {to_midnight} ms away"
+        );
+
+        limits.record_spend(1.5).await.unwrap();
+        limits.record_spend(2.0).await.unwrap();
+        let spent: f64 = conn.hget(&key, "spent").await.unwrap();
+        assert!((spent - 3.5).abs() < 1e-9, "{spent}");
+        let submissions: u64 = conn.hget(&key, "submissions").await.unwrap();
+        assert_eq!(submissions, 2);
+        cleanup(&mut conn, &prefix).await;
+    }
+
+    #[tokio::test]
+    async fn spending_recorded_on_a_new_redis_day_starts_from_zero() {
+        let (limits, mut conn, prefix) = limits(settings(0)).await;
+        let key = Limits::today_key(&prefix);
+        let today = redis_now(&mut conn).await / DAY_MS;
+        let _: () = conn
+            .hset_multiple(
+                &key,
+                &[
+                    ("day", (today - 1).to_string()),
+                    ("submissions", "40".into()),
+                    ("spent", "99".into()),
+                ],
+            )
+            .await
+            .unwrap();
+        limits.record_spend(2.5).await.unwrap();
+        let figures: HashMap<String, String> = conn.hgetall(&key).await.unwrap();
+        assert_eq!(figures.get("day"), Some(&today.to_string()), "{figures:?}");
+        assert_eq!(figures.get("spent").map(String::as_str), Some("2.5"));
+        assert_eq!(figures.get("submissions"), None);
+        cleanup(&mut conn, &prefix).await;
+    }
+
+    #[tokio::test]
+    async fn the_rate_limit_measures_time_by_redis_clock() {
+        let mut s = settings(0);
+        s.upstream_rps = 10.0; // one call per 100 ms, no burst
+        let (limits, mut conn, prefix) = limits(s).await;
+        // The next call may go 10 s from now by Redis's clock (as if a burst just passed).
+        let tat = redis_now(&mut conn).await + 10_000;
+        let _: () = conn
+            .set(format!("{prefix}:{{limits}}:rate"), tat)
+            .await
+            .unwrap();
+        let Admission::Wait { after, reason } = limits.admit_call().await.unwrap() else {
+            panic!("a call went through ahead of the rate");
+        };
+        assert_eq!(reason, "upstream request rate limit");
+        let after = millis(after);
+        assert!((8_000..=10_000).contains(&after), "waits {after} ms");
+        cleanup(&mut conn, &prefix).await;
+    }
+
+    #[tokio::test]
+    async fn the_balance_is_stamped_by_redis_clock() {
+        let (limits, mut conn, prefix) = limits(settings(0)).await;
+        let before = redis_now(&mut conn).await;
+        limits
+            .record_balance(r#"{"count":1234.5,"queue_limit":null}"#)
+            .await
+            .unwrap();
+        let after = redis_now(&mut conn).await;
+        let stored: String = conn
+            .get(format!("{prefix}:{{limits}}:credits"))
+            .await
+            .unwrap();
+        let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+        assert_eq!(stored["count"], 1234.5);
+        assert!(stored["queue_limit"].is_null(), "{stored}");
+        let at = stored["at_ms"].as_u64().unwrap();
+        assert!(
+            (before..=after).contains(&at),
+            "{before} <= {at} <= {after}"
+        );
+        cleanup(&mut conn, &prefix).await;
     }
 }

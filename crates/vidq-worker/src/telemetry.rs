@@ -74,6 +74,10 @@ pub(crate) fn install() -> Result<PrometheusHandle, BuildError> {
         "vidq_reconciler_requeued_total",
         "Stuck jobs re-enqueued by the reconciler, by task kind."
     );
+    describe_counter!(
+        "vidq_reconciler_undecodable_total",
+        "Job records the reconciler met and could not decode (each counted once per process)."
+    );
 
     for state in [JobState::Succeeded, JobState::Failed, JobState::Expired] {
         metrics::counter!("vidq_jobs_finished_total", "state" => state.as_str()).absolute(0);
@@ -94,6 +98,7 @@ pub(crate) fn install() -> Result<PrometheusHandle, BuildError> {
         "vidq_submissions_total",
         "vidq_upstream_credits_spent_total",
         "vidq_upstream_unknown_status_total",
+        "vidq_reconciler_undecodable_total",
     ] {
         metrics::counter!(name).absolute(0);
     }

@@ -24,10 +24,10 @@ pub(crate) async fn watch_credits(pipeline: Pipeline, every: Duration, stop: Can
                 if let Some(limit) = tokens.queue_limit {
                     metrics::gauge!("vidq_upstream_queue_limit").set(f64::from(limit));
                 }
+                // `at_ms` is added by Redis's clock.
                 let json = serde_json::json!({
                     "count": tokens.count,
                     "queue_limit": tokens.queue_limit,
-                    "at_ms": vidq_core::unix_ms_now(),
                 });
                 if let Err(err) = pipeline.limits().record_balance(&json.to_string()).await {
                     tracing::debug!(error = %err, "could not store the credit balance");

@@ -9,13 +9,18 @@
 //!
 //! An index entry younger than [`INDEX_GRACE_MS`] is never dropped: its job may still be
 //! being created.
+//!
+//! One clock: `jobs:active` is scored, and both indexes are aged, by Redis's `TIME` (in a
+//! script, or one `TIME` read), never by the host's clock; callers pass relative delays and
+//! ages, so a host whose clock is off changes nothing here.
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use super::{JobId, JobRecord, JobState, JobStore, StoreError, unix_ms_now};
+use super::{JobId, JobRecord, JobState, JobStore, StoreError};
 
 /// Most jobs one [`JobStore::list`] call returns.
 pub const MAX_PAGE: usize = 100;
@@ -60,12 +65,28 @@ pub struct JobPage {
 }
 
 impl JobStore {
-    /// Records that the job's next task is expected to run by `expect_by_ms` (Unix ms).
-    pub async fn touch_active(&self, id: &JobId, expect_by_ms: u64) -> Result<(), StoreError> {
+    /// Records that the job's next task is expected to run within `delay`, by Redis's clock
+    /// (one small script); returns that expected-by time (Unix ms, Redis's clock).
+    pub async fn touch_active(&self, id: &JobId, delay: Duration) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
-        conn.zadd::<_, _, _, ()>(self.keys.active(), id.to_string(), expect_by_ms)
+        let at: u64 = self
+            .scripts
+            .touch_active
+            .key(self.keys.active())
+            .arg(id.to_string())
+            .arg(millis(delay))
+            .arg("")
+            .invoke_async(&mut conn)
             .await?;
-        Ok(())
+        Ok(at)
+    }
+
+    /// When the job's next task is expected (Unix ms, Redis's clock), or `None` when the job
+    /// is not in the active index (for operators and tests).
+    pub async fn active_expected_by(&self, id: &JobId) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.conn.clone();
+        let score: Option<f64> = conn.zscore(self.keys.active(), id.to_string()).await?;
+        Ok(score.map(|s| s as u64))
     }
 
     /// Drops the job from the active index (done by terminal transitions; the reconciler
@@ -77,19 +98,18 @@ impl JobStore {
         Ok(())
     }
 
-    /// At most `limit` active jobs whose next task was expected by `older_than_ms` or
-    /// earlier, oldest first, with that time. An unreadable index entry is dropped.
+    /// At most `limit` active jobs whose next task was expected `stale_after` or longer ago
+    /// by Redis's clock, oldest first, with that expected-by time. An unreadable index entry
+    /// is dropped.
     pub async fn stale_active(
         &self,
-        older_than_ms: u64,
+        stale_after: Duration,
         limit: usize,
     ) -> Result<Vec<(JobId, u64)>, StoreError> {
-        let mut conn = self.conn.clone();
         let key = self.keys.active();
-        let entries: Vec<(String, f64)> = conn
-            .zrangebyscore_limit_withscores(&key, "-inf", older_than_ms, 0, limit.max(1) as isize)
-            .await?;
+        let entries = self.older_than(&key, millis(stale_after), limit).await?;
         let mut stale = Vec::with_capacity(entries.len());
+        let mut conn = self.conn.clone();
         for (member, score) in entries {
             match member.parse::<JobId>() {
                 Ok(id) => stale.push((id, score as u64)),
@@ -123,18 +143,17 @@ impl JobStore {
         let ids: Vec<JobId> = entries.iter().map(|(id, _)| *id).collect();
         let records = self.get_many(&ids).await?;
 
-        let now = unix_ms_now();
         let mut jobs = Vec::new();
         let mut last = None;
-        let mut vanished = Vec::new();
+        // Ids without a record, with their creation time: dropped below once past the grace.
+        let mut missing = Vec::new();
         for ((id, created_at), record) in entries.iter().zip(records) {
             last = Some(ListCursor {
                 created_at: *created_at,
                 id: *id,
             });
             match record {
-                None if created_at.saturating_add(INDEX_GRACE_MS) < now => vanished.push(*id),
-                None => {}
+                None => missing.push((*id, *created_at)),
                 Some(Err(error)) => tracing::warn!(job.id = %id, %error, "skipping unreadable job"),
                 Some(Ok(record)) if state.is_none_or(|s| s == record.state) => {
                     jobs.push(record);
@@ -145,10 +164,18 @@ impl JobStore {
                 Some(Ok(_)) => {}
             }
         }
-        if !vanished.is_empty() {
-            let members: Vec<String> = vanished.iter().map(JobId::to_string).collect();
-            let mut conn = self.conn.clone();
-            conn.zrem::<_, _, ()>(self.keys.all(), members).await?;
+        if !missing.is_empty() {
+            // Only a listing that met a missing record pays for the clock read.
+            let now = self.redis_now_ms().await?;
+            let vanished: Vec<String> = missing
+                .iter()
+                .filter(|(_, created_at)| created_at.saturating_add(INDEX_GRACE_MS) < now)
+                .map(|(id, _)| id.to_string())
+                .collect();
+            if !vanished.is_empty() {
+                let mut conn = self.conn.clone();
+                conn.zrem::<_, _, ()>(self.keys.all(), vanished).await?;
+            }
         }
         let more = jobs.len() == limit || entries.len() == batch;
         Ok(JobPage {
@@ -157,21 +184,17 @@ impl JobStore {
         })
     }
 
-    /// Sweeps the `limit` oldest entries of `jobs:all`, dropping those whose record is gone;
-    /// returns how many were dropped. The reconciler calls it periodically so the index does
-    /// not outgrow the records.
+    /// Sweeps the `limit` oldest entries of `jobs:all` older than [`INDEX_GRACE_MS`] by
+    /// Redis's clock, dropping those whose record is gone; returns how many were dropped. The
+    /// reconciler calls it every round so the index does not outgrow the records.
     pub async fn prune_index(&self, limit: usize) -> Result<usize, StoreError> {
-        let mut conn = self.conn.clone();
         let key = self.keys.all();
-        let entries: Vec<(String, f64)> = conn
-            .zrange_withscores(&key, 0, limit.clamp(1, 10_000) as isize - 1)
+        // Scored at or before now - grace - 1: strictly older than the grace.
+        let entries = self
+            .older_than(&key, INDEX_GRACE_MS + 1, limit.clamp(1, 10_000))
             .await?;
-        let now = unix_ms_now();
-        let old: Vec<String> = entries
-            .into_iter()
-            .filter(|(_, score)| (*score as u64).saturating_add(INDEX_GRACE_MS) < now)
-            .map(|(member, _)| member)
-            .collect();
+        let old: Vec<String> = entries.into_iter().map(|(member, _)| member).collect();
+        let mut conn = self.conn.clone();
         if old.is_empty() {
             return Ok(0);
         }
@@ -194,6 +217,26 @@ impl JobStore {
             conn.zrem::<_, _, ()>(&key, &gone).await?;
         }
         Ok(gone.len())
+    }
+
+    /// At most `limit` entries of the zset `key` scored `age_ms` or more before Redis's clock,
+    /// oldest first: one script, so the cutoff is Redis's own.
+    async fn older_than(
+        &self,
+        key: &str,
+        age_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, f64)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: Vec<(String, f64)> = self
+            .scripts
+            .older_than
+            .key(key)
+            .arg(age_ms)
+            .arg(limit.max(1))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(reply)
     }
 
     /// Up to `batch` (id, created_at) entries of `jobs:all`, newest first, after `cursor`.
@@ -239,4 +282,9 @@ impl JobStore {
             })
             .collect())
     }
+}
+
+/// `d` in whole milliseconds, saturating.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -1,9 +1,11 @@
 //! `vidq usage`: what the fleet has spent and where the jobs are.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 
-use vidq_core::unix_ms_now;
 use vidq_producer::{Producer, ProducerSettings};
+
+const DAY_MS: u64 = 86_400_000;
 
 pub(crate) async fn run(
     producer: &Producer,
@@ -12,19 +14,30 @@ pub(crate) async fn run(
     let client = redis::Client::open(settings.redis.url.as_str())?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let prefix = &settings.redis.prefix;
-    let day = unix_ms_now() / 86_400_000;
-    let (submitted, spent, balance): (Option<u64>, Option<f64>, Option<String>) = redis::pipe()
-        .get(format!("{prefix}:{{limits}}:submissions:{day}"))
-        .get(format!("{prefix}:{{limits}}:spent:{day}"))
+    // Today is Redis's day (the workers' limits count by Redis's clock, not this host's).
+    type Reply = ((u64, u64), HashMap<String, String>, Option<String>);
+    let ((secs, micros), today, balance): Reply = redis::pipe()
+        .cmd("TIME")
+        .hgetall(format!("{prefix}:{{limits}}:today"))
         .get(format!("{prefix}:{{limits}}:credits"))
         .query_async(&mut conn)
         .await?;
+    let now = secs * 1000 + micros / 1000;
+    // Figures of another day are yesterday's: nothing submitted today yet.
+    let day = (now / DAY_MS).to_string();
+    let figure = |name: &str| {
+        today
+            .get(name)
+            .filter(|_| today.get("day") == Some(&day))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     println!("today (UTC)");
-    println!("  submissions        {}", submitted.unwrap_or(0));
-    println!("  credits spent      {}", spent.unwrap_or(0.0));
+    println!("  submissions        {}", figure("submissions"));
+    println!("  credits spent      {}", figure("spent"));
     match balance.and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok()) {
         Some(b) => {
-            let age_s = unix_ms_now().saturating_sub(b["at_ms"].as_u64().unwrap_or(0)) / 1000;
+            let age_s = now.saturating_sub(b["at_ms"].as_u64().unwrap_or(0)) / 1000;
             println!("  credit balance     {} (read {age_s}s ago)", b["count"]);
             if let Some(limit) = b["queue_limit"].as_u64() {
                 println!("  plan queue limit   {limit}");

@@ -1,32 +1,39 @@
 -- Admission of one upstream call, shared by every replica (all keys share the {limits} tag).
+-- Every instant, the budget's day and the wait until the next UTC day come from Redis's TIME,
+-- never from a worker's clock.
 -- KEYS[1] rate (GCRA theoretical arrival time, ms)   KEYS[2] in-flight jobs (zset id -> expiry ms)
--- KEYS[3] today's submission count
--- ARGV[1] now ms   ARGV[2] emission interval ms (0: no rate limit)   ARGV[3] burst tolerance ms
--- ARGV[4] "submit" or "call"   ARGV[5] job id   ARGV[6] max jobs in flight (0: no cap)
--- ARGV[7] in-flight entry lifetime ms   ARGV[8] daily budget (0: none)   ARGV[9] ms to day end
+-- KEYS[3] today's figures (hash: day = UTC day number, submissions, spent), reset on a new day
+-- ARGV[1] emission interval ms (0: no rate limit)   ARGV[2] burst tolerance ms
+-- ARGV[3] "submit" or "call"   ARGV[4] job id   ARGV[5] max jobs in flight (0: no cap)
+-- ARGV[6] in-flight entry lifetime ms   ARGV[7] daily budget (0: none)
 -- Returns {0} when admitted (and records it), or {wait_ms, reason} when not.
-local now = tonumber(ARGV[1])
-local interval = tonumber(ARGV[2])
-local burst = tonumber(ARGV[3])
-local submit = ARGV[4] == 'submit'
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local day = math.floor(now / 86400000)
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local submit = ARGV[3] == 'submit'
+local cap = tonumber(ARGV[5])
 
 if submit then
-  local budget = tonumber(ARGV[8])
-  if budget > 0 and tonumber(redis.call('GET', KEYS[3]) or '0') >= budget then
-    return {tonumber(ARGV[9]), 'daily submission budget spent'}
+  if redis.call('HGET', KEYS[3], 'day') ~= tostring(day) then
+    redis.call('DEL', KEYS[3])
+    redis.call('HSET', KEYS[3], 'day', day)
   end
-  local cap = tonumber(ARGV[6])
+  local budget = tonumber(ARGV[7])
+  if budget > 0 and tonumber(redis.call('HGET', KEYS[3], 'submissions') or '0') >= budget then
+    return {(day + 1) * 86400000 - now, 'daily submission budget spent'}
+  end
   if cap > 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-    if not redis.call('ZSCORE', KEYS[2], ARGV[5]) and redis.call('ZCARD', KEYS[2]) >= cap then
+    if not redis.call('ZSCORE', KEYS[2], ARGV[4]) and redis.call('ZCARD', KEYS[2]) >= cap then
       return {1000, 'upstream concurrent job cap reached'}
     end
   end
 end
 
-local tat = now
 if interval > 0 then
-  tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+  local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
   if tat - now > burst then
     return {tat - now - burst, 'upstream request rate limit'}
   end
@@ -34,10 +41,9 @@ if interval > 0 then
 end
 
 if submit then
-  if tonumber(ARGV[6]) > 0 then
-    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[7]), ARGV[5])
+  if cap > 0 then
+    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[6]), ARGV[4])
   end
-  redis.call('INCR', KEYS[3])
-  redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[9]) + 86400000)
+  redis.call('HINCRBY', KEYS[3], 'submissions', 1)
 end
 return {0}
