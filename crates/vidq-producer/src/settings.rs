@@ -99,6 +99,14 @@ pub struct RedisSettings {
     pub url: String,
     /// Prefix of every key; must match the workers'.
     pub prefix: String,
+    /// How long `vidq serve`'s `/readyz` answers 503 after it saw Redis lose its data: the
+    /// epoch marker `<prefix>:epoch`, read every 2 s, was missing or had changed (default 60s).
+    #[serde(with = "humantime_serde", default = "default_epoch_unready_for")]
+    pub epoch_unready_for: Duration,
+}
+
+fn default_epoch_unready_for() -> Duration {
+    vidq_core::DEFAULT_EPOCH_UNREADY_FOR
 }
 
 /// `[jobs]`.
@@ -117,6 +125,7 @@ impl Default for ProducerSettings {
             redis: RedisSettings {
                 url: "redis://127.0.0.1:6379".to_owned(),
                 prefix: "vidq".to_owned(),
+                epoch_unready_for: default_epoch_unready_for(),
             },
             jobs: JobSettings {
                 deadline: Duration::from_secs(1800),
@@ -179,6 +188,7 @@ mod tests {
         let s: ProducerSettings = load_settings(DEFAULTS, None, std::iter::empty()).unwrap();
         assert_eq!(s.jobs.deadline, Duration::from_secs(1800));
         assert_eq!(s.redis.prefix, "vidq");
+        assert_eq!(s.redis.epoch_unready_for, Duration::from_secs(60));
         assert_eq!(s.api.body_limit, 65_536);
         assert!(s.api.tokens.is_empty());
         assert!(s.storage.is_none());

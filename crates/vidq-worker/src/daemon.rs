@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio_util::sync::CancellationToken;
-use vidq_core::{JobStore, JobTask, TaskKind};
+use vidq_core::{EpochWatch, JobStore, JobTask, TaskKind};
 use vidq_queue::{QueueConfig, RedisQueue, RetryPolicy, WorkerLeases};
 use vidq_storage::Storage;
 
@@ -102,6 +102,8 @@ pub async fn run(
         .await
         .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
     tracing::info!(addr = %listener.local_addr()?, "probes and metrics listening");
+    let epoch = EpochWatch::new(conn.clone(), &settings.redis.prefix)
+        .with_unready_for(settings.redis.epoch_unready_for);
     let probes = Probes {
         redis: conn.clone(),
         metrics,
@@ -112,11 +114,13 @@ pub async fn run(
             (TaskKind::Notify, queues.notify.clone()),
         ],
         store: pipeline.store().clone(),
+        epoch: epoch.status(),
     };
     background.spawn(log_exit(
         "probes",
         http::serve(listener, probes, stop.clone()),
     ));
+    background.spawn(epoch.run(stop.clone()));
     let reconciler_config = ReconcilerConfig {
         interval: settings.reconciler.interval,
         stale_after: settings.reconciler.stale_after,

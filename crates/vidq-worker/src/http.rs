@@ -1,5 +1,5 @@
-//! The worker's own HTTP endpoints: `/healthz` (alive), `/readyz` (Redis answers), `/metrics`
-//! (Prometheus text).
+//! The worker's own HTTP endpoints: `/healthz` (alive), `/readyz` (Redis answers and has not
+//! lost its data lately), `/metrics` (Prometheus text).
 
 use std::net::SocketAddr;
 
@@ -10,7 +10,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
-use vidq_core::{JobStore, JobTask, TaskKind};
+use vidq_core::{EpochStatus, JobStore, JobTask, TaskKind};
 use vidq_queue::RedisQueue;
 
 #[derive(Clone)]
@@ -19,6 +19,7 @@ pub(crate) struct Probes {
     pub(crate) metrics: PrometheusHandle,
     pub(crate) queues: Vec<(TaskKind, RedisQueue<JobTask>)>,
     pub(crate) store: JobStore,
+    pub(crate) epoch: EpochStatus,
 }
 
 /// Serves the probes on `listener` until `stop` is cancelled.
@@ -41,11 +42,17 @@ pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpLis
     tokio::net::TcpListener::bind(addr).await
 }
 
-async fn ready(State(probes): State<Probes>) -> (StatusCode, &'static str) {
+async fn ready(State(probes): State<Probes>) -> (StatusCode, String) {
+    if let Some(reason) = probes.epoch.not_ready_reason() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"));
+    }
     let mut conn = probes.redis.clone();
     match redis::cmd("PING").query_async::<String>(&mut conn).await {
-        Ok(_) => (StatusCode::OK, "ready\n"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable\n"),
+        Ok(_) => (StatusCode::OK, "ready\n".to_owned()),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "redis unreachable\n".to_owned(),
+        ),
     }
 }
 

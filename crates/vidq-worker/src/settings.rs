@@ -51,6 +51,10 @@ pub struct RedisSettings {
     pub url: String,
     /// Prefix of every key vidq writes.
     pub prefix: String,
+    /// How long `/readyz` answers 503 after this process saw Redis lose its data: the epoch
+    /// marker `<prefix>:epoch`, read every 2 s, was missing or had changed (default 60s).
+    #[serde(with = "humantime_serde")]
+    pub epoch_unready_for: Duration,
 }
 
 /// `[jobs]`.
@@ -246,6 +250,7 @@ mod tests {
         let s = WorkerSettings::load_from(None, vars(&REQUIRED)).unwrap();
         assert_eq!(s.jobs.poll_interval, Duration::from_secs(5));
         assert_eq!(s.storage.bucket, "videos");
+        assert_eq!(s.redis.epoch_unready_for, Duration::from_secs(60));
         assert!(!format!("{s:?}").contains("k-123"));
     }
 

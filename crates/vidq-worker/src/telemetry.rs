@@ -3,7 +3,7 @@
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
-use vidq_core::{JobState, TaskKind};
+use vidq_core::{EPOCH_CHANGES_METRIC, JobState, TaskKind};
 
 const SECONDS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
@@ -78,6 +78,10 @@ pub(crate) fn install() -> Result<PrometheusHandle, BuildError> {
         "vidq_reconciler_undecodable_total",
         "Job records the reconciler met and could not decode (each counted once per process)."
     );
+    describe_counter!(
+        EPOCH_CHANGES_METRIC,
+        "Times this process saw Redis lose its data (its epoch marker missing or changed)."
+    );
 
     for state in [JobState::Succeeded, JobState::Failed, JobState::Expired] {
         metrics::counter!("vidq_jobs_finished_total", "state" => state.as_str()).absolute(0);
@@ -99,6 +103,7 @@ pub(crate) fn install() -> Result<PrometheusHandle, BuildError> {
         "vidq_upstream_credits_spent_total",
         "vidq_upstream_unknown_status_total",
         "vidq_reconciler_undecodable_total",
+        EPOCH_CHANGES_METRIC,
     ] {
         metrics::counter!(name).absolute(0);
     }

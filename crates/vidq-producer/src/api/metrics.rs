@@ -1,4 +1,5 @@
-//! `/metrics` counters: requests by route and status, reuse hits, idempotent replays.
+//! `/metrics` counters: requests by route and status, reuse hits, idempotent replays, and the
+//! epoch changes this API saw (Redis lost its data).
 //!
 //! Each [`super::Api`] owns its own Prometheus recorder (not the process-global one), so
 //! several APIs in one process (tests) keep separate counts.
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics::{Key, Label, Level, Metadata, Recorder as _};
+use metrics::{Counter, Key, KeyName, Label, Level, Metadata, Recorder as _, SharedString};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use super::AppState;
@@ -18,6 +19,7 @@ static METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, 
 pub(crate) struct ApiMetrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    epoch_changes: Counter,
 }
 
 impl std::fmt::Debug for ApiMetrics {
@@ -30,7 +32,27 @@ impl ApiMetrics {
     pub(crate) fn new() -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
-        Self { recorder, handle }
+        let name = vidq_core::EPOCH_CHANGES_METRIC;
+        recorder.describe_counter(
+            KeyName::from_const_str(name),
+            None,
+            SharedString::const_str(
+                "Times this process saw Redis lose its data (its epoch marker missing or changed).",
+            ),
+        );
+        // Registered now, so it is rendered at zero from the start.
+        let epoch_changes = recorder.register_counter(&Key::from_static_name(name), &METADATA);
+        epoch_changes.absolute(0);
+        Self {
+            recorder,
+            handle,
+            epoch_changes,
+        }
+    }
+
+    /// The counter of epoch changes, for the [`vidq_core::EpochWatch`] of this API.
+    pub(crate) fn epoch_changes(&self) -> Counter {
+        self.epoch_changes.clone()
     }
 
     /// Adds one to counter `name` with `labels`.

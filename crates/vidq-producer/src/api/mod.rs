@@ -18,6 +18,7 @@ use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use vidq_core::{EpochStatus, EpochWatch};
 use vidq_storage::Storage;
 
 use crate::{ApiSettings, EnqueueOptions, Producer, Scope};
@@ -32,6 +33,8 @@ pub use openapi::openapi;
 #[derive(Clone, Debug)]
 pub struct Api {
     state: Arc<AppState>,
+    /// Run by [`Api::serve`] while it serves.
+    epoch_watch: Option<EpochWatch>,
 }
 
 #[derive(Debug)]
@@ -45,6 +48,8 @@ struct AppState {
     idempotency_ttl: Duration,
     events_max: Duration,
     metrics: metrics::ApiMetrics,
+    /// Whether Redis lost its data lately (always ready without an epoch watch).
+    epoch: EpochStatus,
     /// Cancelled when the server stops, so open event streams end.
     shutdown: tokio_util::sync::CancellationToken,
 }
@@ -89,9 +94,23 @@ impl Api {
                 idempotency_ttl: settings.idempotency_ttl,
                 events_max: settings.events_max,
                 metrics: metrics::ApiMetrics::new(),
+                epoch: EpochStatus::default(),
                 shutdown: tokio_util::sync::CancellationToken::new(),
             }),
+            epoch_watch: None,
         }
+    }
+
+    /// Runs `watch` while serving: after Redis lost its data, `/readyz` answers 503 for the
+    /// watch's `unready_for`, and `/metrics` counts it in `vidq_redis_epoch_changes_total`.
+    #[must_use]
+    pub fn with_epoch_watch(mut self, watch: EpochWatch) -> Self {
+        self.epoch_watch = Some(
+            watch
+                .with_status(self.state.epoch.clone())
+                .with_counter(self.state.metrics.epoch_changes()),
+        );
+        self
     }
 
     /// Every route, with request metrics.
@@ -116,18 +135,27 @@ impl Api {
     }
 
     /// Serves the API on `listener` until `shutdown` completes, then finishes the requests
-    /// in flight (event streams end at once).
+    /// in flight (event streams end at once) and stops the epoch watch.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let stop = self.state.shutdown.clone();
-        axum::serve(listener, self.router())
+        // Its own token, so the watch also stops when serving failed: nothing outlives this call.
+        let stop_watch = stop.child_token();
+        let mut background = tokio::task::JoinSet::new();
+        if let Some(watch) = self.epoch_watch.clone() {
+            background.spawn(watch.run(stop_watch.clone()));
+        }
+        let served = axum::serve(listener, self.router())
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 stop.cancel();
             })
-            .await
+            .await;
+        stop_watch.cancel();
+        while background.join_next().await.is_some() {}
+        served
     }
 }

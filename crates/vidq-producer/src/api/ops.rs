@@ -19,13 +19,17 @@ pub(crate) async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: Redis answers.
+/// Readiness: Redis answers, and this process has not seen it lose its data lately (its
+/// epoch marker missing or changed within `redis.epoch_unready_for`).
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "Redis does not answer", body = ErrorBody),
+        (status = 503, description = "Redis does not answer, or lost its data lately", body = ErrorBody),
     ))]
 pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Health>, ApiError> {
+    if let Some(reason) = state.epoch.not_ready_reason() {
+        return Err(ApiError::unavailable(reason));
+    }
     state.producer.ping().await.map_err(|error| {
         tracing::warn!(%error, "not ready: redis does not answer");
         ApiError::unavailable("redis does not answer")
@@ -34,7 +38,8 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<He
 }
 
 /// Prometheus metrics: `vidq_api_requests_total{method,route,status}`,
-/// `vidq_api_reuse_total{outcome}`, `vidq_api_idempotent_replays_total`.
+/// `vidq_api_reuse_total{outcome}`, `vidq_api_idempotent_replays_total`,
+/// `vidq_redis_epoch_changes_total`.
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
