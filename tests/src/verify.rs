@@ -131,7 +131,7 @@ pub(crate) async fn list_keys(env: &TestEnv) -> anyhow::Result<BTreeSet<String>>
 }
 
 /// Keys under the test's prefix that are neither a job record nor one of the fleet's few
-/// fixed keys (job index, per-state counts, today's usage figures, locks): what a run left behind
+/// fixed keys (job index, per-state counts, today's usage figures, locks, the epoch marker): what a run left behind
 /// per job or per task. A key of the concurrent-job cap counts as left behind, since every
 /// finished job must have given its slot back.
 pub async fn leftover_keys(env: &TestEnv) -> anyhow::Result<Vec<String>> {
@@ -142,6 +142,7 @@ pub async fn leftover_keys(env: &TestEnv) -> anyhow::Result<Vec<String>> {
         format!("{p}:jobs:all"),
         format!("{p}:jobs:states"),
         format!("{p}:reconciler:lock"),
+        format!("{p}:epoch"),
         format!("{p}:{{limits}}:credits"),
         format!("{p}:{{limits}}:rate"),
         format!("{p}:{{limits}}:today"),

@@ -11,10 +11,13 @@ use super::{JobId, JobStore, StoreError};
 static CLAIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/claim_submission.lua")));
 
-static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+/// ARGV[1] token, ARGV[2] 'release' (drop the claim) or 'ended' (its call is over: the hold
+/// ends now).
+static SETTLE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        "if redis.call('HGET', KEYS[1], 'submit_claim') == ARGV[1] then \
-           redis.call('HDEL', KEYS[1], 'submit_claim', 'submit_claim_at') return 1 end return 0",
+        "if redis.call('HGET', KEYS[1], 'submit_claim') ~= ARGV[1] then return 0 end \
+         if ARGV[2] == 'release' then redis.call('HDEL', KEYS[1], 'submit_claim', 'submit_claim_at') \
+         else redis.call('HSET', KEYS[1], 'submit_claim_at', '0') end return 1",
     )
 });
 
@@ -72,12 +75,30 @@ impl JobStore {
     }
 
     /// Gives the claim back once upstream surely did not accept the call (a definite
-    /// refusal), so the next attempt need not wait out its hold. `false` if it was not held.
+    /// refusal), so the next attempt need not wait out its hold and is not uncertain. `false`
+    /// if it was not held.
     pub async fn release_submission(&self, id: &JobId, token: &str) -> Result<bool, StoreError> {
+        self.settle_submission(id, token, "release").await
+    }
+
+    /// Records that the claim's call is over without a stored upstream id (an unreadable
+    /// reply, a timeout, a 5xx: upstream may have accepted it). The next attempt need not wait
+    /// out the hold; it still counts as a possible duplicate. `false` if it was not held.
+    pub async fn end_submission_call(&self, id: &JobId, token: &str) -> Result<bool, StoreError> {
+        self.settle_submission(id, token, "ended").await
+    }
+
+    async fn settle_submission(
+        &self,
+        id: &JobId,
+        token: &str,
+        how: &str,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        let n: i64 = RELEASE
+        let n: i64 = SETTLE
             .key(self.keys.job(id))
             .arg(token)
+            .arg(how)
             .invoke_async(&mut conn)
             .await?;
         Ok(n == 1)

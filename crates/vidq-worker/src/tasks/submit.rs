@@ -148,12 +148,17 @@ pub(crate) async fn submit(
                     .map_err(transient)?;
                 return Ok(());
             }
+            // This call is over: the next attempt need not wait out the claim's hold. After a
+            // definite refusal it is not uncertain either.
+            let settled = if definitely_not_accepted(&err) {
+                store.release_submission(&id, &delivery.token).await
+            } else {
+                store.end_submission_call(&id, &delivery.token).await
+            };
+            if let Err(err) = settled {
+                tracing::debug!(error = %err, "could not settle the submission claim");
+            }
             if definitely_not_accepted(&err) {
-                // Upstream refused before accepting: the next attempt is not uncertain and
-                // need not wait for this claim.
-                if let Err(err) = store.release_submission(&id, &delivery.token).await {
-                    tracing::debug!(error = %err, "could not give the submission claim back");
-                }
                 store
                     .transition(
                         &id,
