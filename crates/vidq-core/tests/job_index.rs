@@ -292,7 +292,10 @@ async fn a_reopened_job_is_expected_now_by_redis_clock() {
         .unwrap();
     h.store.remove_active(&job.id).await.unwrap();
     let before = h.store.redis_now_ms().await.unwrap();
-    h.store.reopen(&job.id, Queued, "retry").await.unwrap();
+    h.store
+        .reopen(&job.id, Queued, "retry", Duration::from_secs(3600))
+        .await
+        .unwrap();
     let after = h.store.redis_now_ms().await.unwrap();
     let at = h.store.active_expected_by(&job.id).await.unwrap().unwrap();
     assert!(

@@ -368,7 +368,11 @@ impl Producer {
             JobState::Transferring => (JobState::Transferring, TaskKind::Transfer),
             _ => (JobState::Queued, TaskKind::Submit),
         };
-        match self.store.reopen(id, to, "retried by an operator").await? {
+        match self
+            .store
+            .reopen(id, to, "retried by an operator", self.deadline)
+            .await?
+        {
             Transitioned::Applied { .. } => {
                 self.push_step(kind, id).await?;
                 Ok(to)

@@ -55,7 +55,7 @@ pub async fn run(
         .context("building the download client")?;
 
     let queue = |kind: TaskKind, q: &QueueSettings| {
-        let config = QueueConfig::new(kind.queue_name())
+        let mut config = QueueConfig::new(kind.queue_name())
             .with_prefix(settings.redis.prefix.clone())
             .with_lease(settings.queues.lease)
             .with_retry(RetryPolicy {
@@ -64,6 +64,7 @@ pub async fn run(
                 max: q.backoff_max,
                 jitter: 0.2,
             });
+        config.max_deliveries = settings.queues.max_deliveries;
         RedisQueue::<JobTask>::from_parts(redis_client.clone(), conn.clone(), config)
     };
     let queues = Queues {

@@ -84,6 +84,14 @@ pub struct QueuesSettings {
     /// Lease of a claimed task; renewed while it runs.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
+    /// A task whose worker vanished (its lease expired) this many times in a row goes to the
+    /// dead set: it probably crashes the worker. Handled failures never count against it.
+    #[serde(default = "default_max_deliveries")]
+    pub max_deliveries: u64,
+}
+
+fn default_max_deliveries() -> u64 {
+    10
 }
 
 /// One task kind's worker.
@@ -209,6 +217,9 @@ impl WorkerSettings {
             if q.max_attempts == 0 {
                 return invalid(&format!("{name}.max_attempts"), "must be at least 1");
             }
+        }
+        if self.queues.max_deliveries == 0 {
+            return invalid("queues.max_deliveries", "must be at least 1");
         }
         if self.queues.lease < Duration::from_secs(1) {
             return invalid("queues.lease", "must be at least 1s");

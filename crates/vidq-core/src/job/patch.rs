@@ -26,6 +26,7 @@ pub struct Patch {
     output: Option<Output>,
     upstream_cost: Option<f64>,
     upstream_request_id: Option<String>,
+    deadline_at: Option<u64>,
     attempts_increment: u32,
     note: Option<String>,
 }
@@ -93,6 +94,13 @@ impl Patch {
         self
     }
 
+    /// Sets a new deadline (Unix ms).
+    #[must_use]
+    pub fn deadline_at(mut self, at_ms: u64) -> Self {
+        self.deadline_at = Some(at_ms);
+        self
+    }
+
     /// Adds one to `attempts`.
     #[must_use]
     pub fn bump_attempts(mut self) -> Self {
@@ -140,6 +148,9 @@ impl Patch {
         }
         if let Some(request_id) = &self.upstream_request_id {
             sets.push((field::UPSTREAM_REQUEST_ID, request_id.clone()));
+        }
+        if let Some(at) = self.deadline_at {
+            sets.push((field::DEADLINE_AT, at.to_string()));
         }
         Ok((sets, clears))
     }

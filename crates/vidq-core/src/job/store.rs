@@ -305,12 +305,14 @@ impl JobStore {
 
     /// An operator's retry of a `failed` job: moves it back to `to`, the unfinished state it
     /// failed from, clearing its error, so its task can run again. Only failed jobs reopen;
-    /// the history keeps the failure and the reopening.
+    /// the history keeps the failure and the reopening. Its deadline becomes `deadline` from
+    /// now (Redis time).
     pub async fn reopen(
         &self,
         id: &JobId,
         to: JobState,
         note: &str,
+        deadline: Duration,
     ) -> Result<Transitioned, StoreError> {
         if to.is_terminal() {
             return Err(StoreError::InvalidTransition {
@@ -318,7 +320,15 @@ impl JobStore {
                 to,
             });
         }
-        let patch = Patch::new().clear_error().note(note);
+        // A retried job gets a new deadline, from Redis's clock.
+        let deadline_at = self
+            .redis_now_ms()
+            .await?
+            .saturating_add(u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX));
+        let patch = Patch::new()
+            .clear_error()
+            .deadline_at(deadline_at)
+            .note(note);
         let outcome = self
             .compare_and_set(id, &[JobState::Failed], Some(to), &patch)
             .await?;
