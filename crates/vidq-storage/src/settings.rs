@@ -67,6 +67,14 @@ pub struct StorageSettings {
     /// sha256 and the length check stand either way.
     #[serde(default)]
     pub sign_payload: Option<bool>,
+    /// Largest result stored, in bytes: a longer body (announced or streamed) is refused, so
+    /// a result without `Content-Length` cannot fill the bucket. Default 10 GiB.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+}
+
+fn default_max_bytes() -> u64 {
+    10 * 1024 * MIB
 }
 
 fn default_region() -> String {
@@ -105,6 +113,7 @@ impl StorageSettings {
             presign_ttl: default_presign_ttl(),
             checksum_metadata: false,
             sign_payload: None,
+            max_bytes: default_max_bytes(),
         }
     }
 
@@ -129,6 +138,9 @@ impl StorageSettings {
         }
         if self.region.trim().is_empty() {
             return Err(invalid("storage.region", "must not be empty"));
+        }
+        if self.max_bytes == 0 {
+            return Err(invalid("storage.max_bytes", "must be at least 1"));
         }
         if let Some(endpoint) = &self.endpoint
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))

@@ -31,6 +31,7 @@ pub struct Storage {
     region: Arc<str>,
     prefix: Arc<str>,
     pub(crate) checksum_metadata: bool,
+    max_bytes: u64,
     pub(crate) sign_payload: bool,
     pub(crate) part_size: usize,
     pub(crate) parts_in_flight: usize,
@@ -106,6 +107,7 @@ impl Storage {
             parts_in_flight: settings.parts_in_flight,
             presign_ttl: settings.presign_ttl,
             checksum_metadata: settings.checksum_metadata,
+            max_bytes: settings.max_bytes,
             sign_payload: settings.sign_payload(),
             gauge: Arc::default(),
         })
@@ -224,6 +226,11 @@ impl Storage {
             .await
             .map_err(|err| Error::from_sdk("DeleteObject", &self.bucket, err))?;
         Ok(())
+    }
+
+    /// Largest result stored (`storage.max_bytes`).
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
     }
 
     /// HeadObject: `None` when the object does not exist.

@@ -310,7 +310,6 @@ impl Storage {
 
     /// The sha256 is known only once the last byte passed, after CreateMultipartUpload fixed
     /// the metadata: copy the object onto itself with the checksum added. Returns the new ETag.
-    /// On failure the object is deleted, so a failed upload leaves nothing behind.
     async fn set_checksum_metadata(
         &self,
         key: &str,
@@ -330,24 +329,10 @@ impl Storage {
             .await;
         match copied {
             Ok(out) => Ok(out.copy_object_result.and_then(|r| r.e_tag)),
-            Err(err) => {
-                let err = Error::from_sdk("CopyObject", &self.bucket, err);
-                let deleted = self
-                    .client
-                    .delete_object()
-                    .bucket(&*self.bucket)
-                    .key(key)
-                    .send()
-                    .await;
-                if let Err(delete_err) = deleted {
-                    tracing::warn!(
-                        key,
-                        error = %DisplayErrorContext(&delete_err),
-                        "could not delete object after failing to record its checksum"
-                    );
-                }
-                Err(err)
-            }
+            // The object stays: its bytes are whole, and the key may be the one a job that
+            // succeeded through another delivery points to. A retried transfer overwrites it;
+            // a job that fails for good removes it (the worker's transfer task).
+            Err(err) => Err(Error::from_sdk("CopyObject", &self.bucket, err)),
         }
     }
 }

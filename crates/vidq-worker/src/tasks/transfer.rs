@@ -46,10 +46,33 @@ pub(crate) async fn transfer(
         Err(reason) => return Err(retry(None, reason)),
     };
     let expected_len = response.content_length();
-    let body = response.bytes_stream().inspect_ok(|chunk| {
-        metrics::counter!("vidq_bytes_transferred_total").increment(chunk.len() as u64);
-    });
     let storage = pipeline.storage();
+    let max = storage.max_bytes();
+    if let Some(reason) = unverifiable(&response, max) {
+        if last {
+            pipeline
+                .fail(&id, JobState::Transferring, &reason)
+                .await
+                .map_err(transient)?;
+            return Ok(());
+        }
+        return Err(retry(None, reason));
+    }
+    let mut seen = 0u64;
+    let body = response
+        .bytes_stream()
+        .map_err(BoxError::from)
+        .and_then(move |chunk| {
+            seen += chunk.len() as u64;
+            metrics::counter!("vidq_bytes_transferred_total").increment(chunk.len() as u64);
+            std::future::ready(if seen > max {
+                Err(BoxError::from(format!(
+                    "the result is longer than storage.max_bytes ({max} bytes)"
+                )))
+            } else {
+                Ok(chunk)
+            })
+        });
     let key = storage.object_key(&id.to_string());
     // A transfer that starts again first aborts what an earlier one left open (a worker killed
     // mid-upload leaves its parts billed until they are aborted).
@@ -101,6 +124,31 @@ pub(crate) async fn transfer(
     }
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a result body cannot be stored as a verified whole, if so: announced above
+/// `storage.max_bytes`, or without any length (HTTP/1 with neither `Content-Length` nor chunked
+/// encoding, where a connection cut short looks like the end of the video).
+fn unverifiable(response: &reqwest::Response, max: u64) -> Option<String> {
+    if let Some(len) = response.content_length()
+        && len > max
+    {
+        return Some(format!(
+            "the result is {len} bytes, above storage.max_bytes ({max})"
+        ));
+    }
+    let chunked = response
+        .headers()
+        .get(reqwest::header::TRANSFER_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let http1 = response.version() < reqwest::Version::HTTP_2;
+    (http1 && response.content_length().is_none() && !chunked).then(|| {
+        "the result has no length (no Content-Length, not chunked): a cut could not be told from its end"
+            .to_owned()
+    })
+}
+
 /// How often a running transfer looks whether its job was canceled.
 const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -147,10 +195,17 @@ async fn storage_failed(
     // worth another try. A missing bucket or refused credentials are not.
     let retryable = err.is_retryable() || matches!(err, StorageError::LengthMismatch { .. });
     if !retryable || last {
-        pipeline
+        let ended = pipeline
             .fail(id, JobState::Transferring, &reason)
             .await
             .map_err(transient)?;
+        if ended {
+            // Failed for good (never succeeded): nothing of it stays in the bucket.
+            let key = pipeline.storage().object_key(&id.to_string());
+            if let Err(err) = pipeline.storage().delete(&key).await {
+                tracing::debug!(error = %err, "could not remove the object of a failed transfer");
+            }
+        }
         return Ok(());
     }
     tracing::info!(error = %err, "transfer will be retried");
