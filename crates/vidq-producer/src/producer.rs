@@ -184,6 +184,14 @@ impl Producer {
                 reuse::release(&self.conn, key, &job.id).await;
             }
         };
+        // Nor may its idempotency key keep pointing at it: the caller's retry must create it.
+        let unclaim = async |job: &JobRecord| {
+            if let Some(key) = &options.idempotency_key
+                && let Err(err) = self.store.release_idempotency_key(key, &job.id).await
+            {
+                tracing::warn!(error = %err, "could not free the idempotency key of a job not created");
+            }
+        };
         if let Some(key) = &options.idempotency_key {
             let id = match &plan {
                 Plan::Create(job) | Plan::Reuse(job, _) | Plan::Follow(job) => job.id,
@@ -211,7 +219,10 @@ impl Producer {
                 outcome: EnqueueOutcome::Followed,
             }),
             Plan::Reuse(job, source) => {
-                self.store.create(&job).await?;
+                if let Err(err) = self.store.create(&job).await {
+                    unclaim(&job).await;
+                    return Err(err.into());
+                }
                 if job.request.callback_url().is_some()
                     && let Err(err) = self.push_step(TaskKind::Notify, &job.id).await
                 {
@@ -225,6 +236,7 @@ impl Producer {
             Plan::Create(job) => {
                 if let Err(err) = self.store_and_push(&job).await {
                     withdraw(&job).await;
+                    unclaim(&job).await;
                     return Err(err);
                 }
                 Ok(Enqueued {

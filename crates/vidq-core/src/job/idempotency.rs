@@ -1,7 +1,9 @@
 //! Idempotency keys: the same key returns the same job.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
+use redis::Script;
 use serde::{Deserialize, Serialize};
 
 use super::{JobId, JobStore, StoreError};
@@ -23,6 +25,15 @@ pub enum IdempotencyOutcome {
         same_body: bool,
     },
 }
+
+/// Deletes an idempotency key only while it still points at the given job.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local v = redis.call('GET', KEYS[1]) \
+         if v and cjson.decode(v).id == ARGV[1] then return redis.call('DEL', KEYS[1]) end \
+         return 0",
+    )
+});
 
 #[derive(Serialize, Deserialize)]
 struct Held {
@@ -72,5 +83,17 @@ impl JobStore {
             id: held.id,
             same_body: held.body_hash == body_hash,
         })
+    }
+
+    /// Frees `key` when it still points at job `id` (whose creation failed), so the caller's
+    /// retry with the same key creates the job instead of finding a job that never existed.
+    pub async fn release_idempotency_key(&self, key: &str, id: &JobId) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let n: i64 = RELEASE
+            .key(self.keys.idempotency(key))
+            .arg(id.to_string())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(n == 1)
     }
 }
