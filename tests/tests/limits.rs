@@ -229,3 +229,53 @@ async fn the_daily_budget_starts_afresh_when_redis_day_changes() -> anyhow::Resu
     env.cleanup().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_budget_counts_accepted_submissions_not_refused_ones() -> anyhow::Result<()> {
+    let env = TestEnv::new("budget429").await?;
+    let sim = Sim::start(&[
+        "--processing-min",
+        "100ms",
+        "--processing-max",
+        "300ms",
+        "--result-size",
+        "8KiB",
+        "--rate-429",
+        "1.0",
+    ])
+    .await?;
+    let settings = env.worker_env(
+        &sim.base_url,
+        &[
+            ("VIDQ__LIMITS__DAILY_SUBMISSIONS", "3"),
+            ("VIDQ__QUEUES__SUBMIT__BACKOFF", "100ms"),
+            ("VIDQ__QUEUES__SUBMIT__BACKOFF_MAX", "500ms"),
+            ("VIDQ__QUEUES__SUBMIT__MAX_ATTEMPTS", "50"),
+        ],
+    );
+    let _w = Worker::start("budget429-w", settings).await?;
+    let jobs = enqueue_jobs(&env, 3).await?;
+    // Upstream refuses every submission for a while: more refusals than the budget.
+    vidq_tests::wait_until("6 refused submissions", Duration::from_secs(60), || async {
+        Ok((sim.stats().await?.faults.http_429 >= 6).then_some(()))
+    })
+    .await?;
+    sim.set_faults(&serde_json::json!({})).await?;
+    // The refusals did not spend the budget: all three jobs run today.
+    vidq_tests::wait_until("3 jobs done", Duration::from_secs(60), || async {
+        let counts = vidq_tests::count_states(&env, &jobs).await?;
+        Ok((counts.get(&JobState::Succeeded).copied().unwrap_or(0) == 3).then_some(()))
+    })
+    .await?;
+    let mut redis = redis::Client::open(env.redis_url.as_str())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let today = today_figures(&env, &mut redis).await?;
+    assert_eq!(
+        today.get("submissions").map(String::as_str),
+        Some("3"),
+        "{today:?}"
+    );
+    env.cleanup().await?;
+    Ok(())
+}

@@ -66,6 +66,7 @@ struct Scripts {
     admit: Script,
     spend: Script,
     balance: Script,
+    give_back: Script,
 }
 
 /// Redis's clock in a script: `now` (Unix ms) and `day` (UTC days since the epoch).
@@ -80,6 +81,16 @@ const LUA_SPEND: &str = "if redis.call('HGET', KEYS[1], 'day') ~= tostring(day) 
   redis.call('HSET', KEYS[1], 'day', day)
 end
 redis.call('HINCRBYFLOAT', KEYS[1], 'spent', ARGV[1])
+";
+
+/// KEYS[1] today's figures, KEYS[2] in-flight jobs, ARGV[1] job id: an admitted submission
+/// that upstream surely did not accept (or that was not made) gives its place back: today's
+/// count (if still the same Redis day) and its concurrent-job slot.
+const LUA_GIVE_BACK: &str = "if redis.call('HGET', KEYS[1], 'day') == tostring(day)
+  and tonumber(redis.call('HGET', KEYS[1], 'submissions') or '0') > 0 then
+  redis.call('HINCRBY', KEYS[1], 'submissions', -1)
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
 ";
 
 /// KEYS[1] the balance key, ARGV[1] a JSON object: stores it with `at_ms` set to Redis's clock.
@@ -104,6 +115,7 @@ impl Limits {
                 admit: Script::new(include_str!("lua/admit.lua")),
                 spend: Script::new(&format!("{LUA_NOW}{LUA_SPEND}")),
                 balance: Script::new(&format!("{LUA_NOW}{LUA_BALANCE}")),
+                give_back: Script::new(&format!("{LUA_NOW}{LUA_GIVE_BACK}")),
             }),
         }
     }
@@ -116,6 +128,19 @@ impl Limits {
     /// Admission of any other upstream call (rate only).
     pub(crate) async fn admit_call(&self) -> redis::RedisResult<Admission> {
         self.admit("call", "").await
+    }
+
+    /// An admitted submission of `job` that was not made, or that upstream surely refused,
+    /// no longer counts against today's budget nor holds a concurrent-job slot.
+    pub(crate) async fn give_back_submission(&self, job: &JobId) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        self.scripts
+            .give_back
+            .key(&self.keys[2])
+            .key(&self.keys[1])
+            .arg(job.to_string())
+            .invoke_async(&mut conn)
+            .await
     }
 
     /// The job no longer holds one of the upstream's concurrent job slots.

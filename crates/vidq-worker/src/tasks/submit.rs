@@ -107,6 +107,7 @@ pub(crate) async fn submit(
                 .map_err(transient)?;
         }
         SubmissionClaim::Busy { retry_in } => {
+            give_back(&pipeline, &id).await;
             // Another delivery's call may still be in flight: look again once it has ended.
             tracing::info!(
                 wait_ms = retry_in.as_millis() as u64,
@@ -118,9 +119,13 @@ pub(crate) async fn submit(
                 .map_err(transient);
         }
         SubmissionClaim::Expired => {
+            give_back(&pipeline, &id).await;
             return expire_unsubmitted(&pipeline, &id).await;
         }
-        SubmissionClaim::Moved(_) | SubmissionClaim::Gone => return Ok(()),
+        SubmissionClaim::Moved(_) | SubmissionClaim::Gone => {
+            give_back(&pipeline, &id).await;
+            return Ok(());
+        }
     }
     if lease.is_lost() {
         return Ok(()); // taken over since: the new holder decides
@@ -138,6 +143,9 @@ pub(crate) async fn submit(
         Ok(submitted) => accepted(&pipeline, &id, submitted).await,
         Err(err) => {
             let reason = format!("upstream refused the submission: {err}");
+            if definitely_not_accepted(&err) {
+                give_back(&pipeline, &id).await;
+            }
             let last = pipeline.is_last_attempt(TaskKind::Submit, attempt.current());
             // One decision: give up, or try again (and when).
             let retryable = matches!(err, UpstreamError::Unauthorized) || err.is_retryable();
@@ -172,6 +180,14 @@ pub(crate) async fn submit(
             tracing::info!(error = %err, "submission will be retried");
             Err(retry(err.retry_after(), reason))
         }
+    }
+}
+
+/// The admission this delivery got is not used (or upstream surely refused the call): the
+/// daily budget counts submissions upstream accepted. Best effort.
+async fn give_back(pipeline: &Pipeline, id: &JobId) {
+    if let Err(err) = pipeline.limits().give_back_submission(id).await {
+        tracing::debug!(error = %err, "could not give the admission back");
     }
 }
 
