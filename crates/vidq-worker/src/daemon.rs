@@ -51,6 +51,7 @@ pub async fn run(
     let download = reqwest::Client::builder()
         .connect_timeout(settings.goenhance.connect_timeout)
         .read_timeout(Duration::from_secs(60))
+        .redirect(crate::webhook::public_redirects_only())
         .build()
         .context("building the download client")?;
 

@@ -143,6 +143,31 @@ impl UrlPolicy {
     }
 }
 
+/// A redirect policy for result downloads: up to 5 redirects, never to a loopback, private,
+/// link-local or otherwise non-public address given literally, nor to `localhost` (a signed
+/// CDN URL has no business sending the worker into its own network).
+pub(crate) fn public_redirects_only() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() >= 5 {
+            return attempt.error("more than 5 redirects");
+        }
+        let inward = match attempt.url().host() {
+            Some(url::Host::Ipv4(ip)) => classify(IpAddr::V4(ip)).is_some(),
+            Some(url::Host::Ipv6(ip)) => classify(IpAddr::V6(ip)).is_some(),
+            Some(url::Host::Domain(d)) => {
+                let d = d.trim_end_matches('.').to_ascii_lowercase();
+                d == "localhost" || d.ends_with(".localhost")
+            }
+            None => true,
+        };
+        if inward {
+            attempt.error("redirect to a non-public address refused")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
 /// The class of a non-public address, or `None` for a public one. IPv6 forms that embed an
 /// IPv4 address (v4-mapped, v4-compatible, NAT64, 6to4) are judged by that address.
 pub(crate) fn classify(ip: IpAddr) -> Option<AddressClass> {
@@ -295,6 +320,47 @@ fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A one-shot HTTP server that answers every request with a redirect to `to`.
+    async fn redirecting_to(to: &'static str) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn result_downloads_follow_no_redirect_into_the_network() {
+        let client = reqwest::Client::builder()
+            .redirect(public_redirects_only())
+            .build()
+            .unwrap();
+        for to in [
+            "http://127.0.0.1:9/x",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.7/x",
+            "http://[::1]:9/x",
+            "http://localhost:9/x",
+        ] {
+            let addr = redirecting_to(to).await;
+            let err = client
+                .get(format!("http://{addr}/video.mp4"))
+                .send()
+                .await
+                .expect_err(to);
+            assert!(err.is_redirect(), "{to}: {err}");
+        }
+    }
 
     #[test]
     fn hmac_matches_rfc_4231_case_2() {
