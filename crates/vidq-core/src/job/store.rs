@@ -10,7 +10,7 @@ use redis::aio::ConnectionManager;
 
 use super::codec::{self, encode_transition, to_json};
 use super::keys::Keys;
-use super::{JobEvent, JobId, JobRecord, JobState, Patch, StoreError, unix_ms_now};
+use super::{JobEvent, JobId, JobRecord, JobState, Patch, StoreError};
 
 /// Key prefix used unless [`JobStore::with_prefix`] says otherwise.
 pub const DEFAULT_PREFIX: &str = "vidq";
@@ -346,12 +346,12 @@ impl JobStore {
         to: Option<JobState>,
         patch: &Patch,
     ) -> Result<Transitioned, StoreError> {
-        let now = unix_ms_now();
         let (sets, clears) = patch.to_fields()?;
         let expected: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
         let terminal = to.is_some_and(JobState::is_terminal);
+        // The script stamps the transition with Redis's time (the event's `at_ms` too).
         let event = match to {
-            Some(state) if terminal => self.event_json(id, state, now)?,
+            Some(state) if terminal => self.event_json(id, state, 0)?,
             _ => String::new(),
         };
         let mut call = self.scripts.transition.prepare_invoke();
@@ -359,7 +359,7 @@ impl JobStore {
             .key(self.keys.history(id))
             .arg(expected.join(" "))
             .arg(to.map_or("", JobState::as_str))
-            .arg(now)
+            .arg("")
             .arg(patch.note_json()?)
             .arg(patch.attempts_increment())
             .arg(if terminal { "1" } else { "0" })
@@ -375,7 +375,7 @@ impl JobStore {
             call.arg(*name);
         }
         let mut conn = self.conn.clone();
-        let (code, state): (i64, String) = call.invoke_async(&mut conn).await?;
+        let (code, state, now): (i64, String, String) = call.invoke_async(&mut conn).await?;
         let parse = |state: &str| {
             state
                 .parse::<JobState>()
@@ -384,7 +384,7 @@ impl JobStore {
         match code {
             1 => Ok(Transitioned::Applied {
                 from: parse(&state)?,
-                at_ms: now,
+                at_ms: now.parse().unwrap_or_default(),
             }),
             0 => Ok(Transitioned::Skipped {
                 current: parse(&state)?,

@@ -2,16 +2,21 @@
 -- a new state. Nothing is written unless the job is in one of the expected states.
 -- KEYS[1] job hash, KEYS[2] job history list (same hash tag)
 -- ARGV[1] expected states, space separated   ARGV[2] new state, or "" for a patch only
--- ARGV[3] now (unix ms)                      ARGV[4] history note as JSON (a string or null)
+-- ARGV[3] now (unix ms), or "" for Redis's clock   ARGV[4] history note as JSON (a string or null)
 -- ARGV[5] attempts increment                 ARGV[6] "1" when the new state is terminal
 -- ARGV[7] finished TTL in ms                 ARGV[8] history cap
--- ARGV[9] events channel                     ARGV[10] event JSON
+-- ARGV[9] events channel                     ARGV[10] event JSON, its "at_ms":0 set to now
 -- ARGV[11] number of field/value pairs N, ARGV[12 .. 11+2N] pairs, then fields to delete.
--- Returns {1, previous state} when applied, {0, current state} when skipped, {-1, ''} when
--- the job does not exist.
+-- Returns {1, previous state, now} when applied, {0, current state, ''} when skipped,
+-- {-1, '', ''} when the job does not exist.
 local current = redis.call('HGET', KEYS[1], 'state')
 if not current then
-  return {-1, ''}
+  return {-1, '', ''}
+end
+local now = ARGV[3]
+if now == '' then
+  local t = redis.call('TIME')
+  now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 end
 local expected = false
 for state in string.gmatch(ARGV[1], '%S+') do
@@ -21,7 +26,7 @@ for state in string.gmatch(ARGV[1], '%S+') do
   end
 end
 if not expected then
-  return {0, current}
+  return {0, current, ''}
 end
 
 local n = tonumber(ARGV[11])
@@ -35,23 +40,24 @@ local increment = tonumber(ARGV[5])
 if increment > 0 then
   redis.call('HINCRBY', KEYS[1], 'attempts', increment)
 end
-redis.call('HSET', KEYS[1], 'updated_at', ARGV[3])
+redis.call('HSET', KEYS[1], 'updated_at', now)
 
 local to = ARGV[2]
 if to ~= '' then
   redis.call('HSET', KEYS[1], 'state', to)
-  local entry = '{"from":"' .. current .. '","to":"' .. to .. '","at_ms":' .. ARGV[3]
+  local entry = '{"from":"' .. current .. '","to":"' .. to .. '","at_ms":' .. now
     .. ',"note":' .. ARGV[4] .. '}'
   redis.call('RPUSH', KEYS[2], entry)
   redis.call('LTRIM', KEYS[2], -tonumber(ARGV[8]), -1)
   if ARGV[6] == '1' then
     redis.call('PEXPIRE', KEYS[1], ARGV[7])
     redis.call('PEXPIRE', KEYS[2], ARGV[7])
-    redis.call('PUBLISH', ARGV[9], ARGV[10])
+    local event = string.gsub(ARGV[10], '"at_ms":0', '"at_ms":' .. now, 1)
+    redis.call('PUBLISH', ARGV[9], event)
   else
     -- Unfinished again (an operator's retry of a failed job): the keys live on.
     redis.call('PERSIST', KEYS[1])
     redis.call('PERSIST', KEYS[2])
   end
 end
-return {1, current}
+return {1, current, now}
