@@ -54,6 +54,11 @@ pub(crate) fn install() -> Result<PrometheusHandle, BuildError> {
         "Submissions repeated after an attempt whose outcome upstream did not confirm."
     );
     describe_counter!("vidq_submissions_total", "Jobs upstream accepted.");
+    describe_histogram!(
+        "vidq_submission_unrecorded_seconds",
+        Unit::Seconds,
+        "From upstream's accepting reply to its job id stored: the window in which a crash leaves a possible duplicate."
+    );
     describe_counter!(
         "vidq_upstream_credits_spent_total",
         "Credits upstream charged."

@@ -224,25 +224,32 @@ fn definitely_not_accepted(err: &UpstreamError) -> bool {
 }
 
 async fn accepted(pipeline: &Pipeline, id: &JobId, submitted: Submitted) -> TaskResult {
+    // From here until the id is stored, a crash leaves a paid job upstream that the record
+    // does not know: the one uncertain window. It holds one Redis write and nothing else.
+    let replied = std::time::Instant::now();
     let mut patch = Patch::new()
         .img_uuid(&submitted.img_uuid)
         .note("upstream accepted");
     if let Some(cost) = submitted.cost {
         patch = patch.upstream_cost(cost);
-        metrics::counter!("vidq_upstream_credits_spent_total").increment(cost.max(0.0) as u64);
-        if let Err(err) = pipeline.limits().record_spend(cost).await {
-            tracing::debug!(error = %err, "could not record the credits spent");
-        }
     }
     if let Some(request_id) = submitted.request_id {
         patch = patch.upstream_request_id(request_id);
     }
-    metrics::counter!("vidq_submissions_total").increment(1);
     let moved = pipeline
         .store()
         .transition(id, &[JobState::Submitting], JobState::Processing, patch)
         .await
         .map_err(transient)?;
+    metrics::histogram!("vidq_submission_unrecorded_seconds")
+        .record(replied.elapsed().as_secs_f64());
+    metrics::counter!("vidq_submissions_total").increment(1);
+    if let Some(cost) = submitted.cost {
+        metrics::counter!("vidq_upstream_credits_spent_total").increment(cost.max(0.0) as u64);
+        if let Err(err) = pipeline.limits().record_spend(cost).await {
+            tracing::debug!(error = %err, "could not record the credits spent");
+        }
+    }
     if let Transitioned::Skipped { current } = moved {
         // Canceled (or expired) while we were submitting: the upstream job runs out alone.
         tracing::info!(job.state = %current, img_uuid = %submitted.img_uuid, "job moved on during submission");
