@@ -31,6 +31,19 @@ ensure_redis_server() {
   command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 }
 
+# Debian's libfaketime, which the skewed-clock incident tests preload into a worker; exports
+# VIDQ_TEST_FAKETIME_LIB with the path of its multi-threaded library.
+ensure_faketime() {
+  local lib
+  lib=$(dpkg -L libfaketime 2>/dev/null | grep '/libfaketimeMT\.so\.1$' | head -n 1 || true)
+  if [ -z "$lib" ] || [ ! -e "$lib" ]; then
+    apt_install faketime
+    lib=$(dpkg -L libfaketime | grep '/libfaketimeMT\.so\.1$' | head -n 1)
+  fi
+  export VIDQ_TEST_FAKETIME_LIB="$lib"
+  log "libfaketime: $VIDQ_TEST_FAKETIME_LIB"
+}
+
 ensure_s3s_fs() {
   ensure_cargo_path
   if ! command -v s3s-fs >/dev/null 2>&1; then

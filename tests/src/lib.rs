@@ -4,6 +4,7 @@
 //! bucket and ports.
 
 mod env;
+pub mod incident;
 mod jobs;
 mod process;
 mod verify;

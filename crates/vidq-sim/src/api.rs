@@ -95,6 +95,7 @@ pub(crate) async fn generate(State(sim): State<Arc<Sim>>, body: Bytes) -> Respon
             failed,
             size: sim.config.result_size,
             status_requests: 0,
+            downloads: 0,
             sha256: None,
         },
     );

@@ -151,7 +151,7 @@ pub(crate) async fn download(
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
-        bump(&sim.counters.downloads);
+        sim.count_download(img_uuid);
         body_stream(sim.clone(), Content::new(img_uuid, size), start, end)
     };
     let mut response = Response::new(body);

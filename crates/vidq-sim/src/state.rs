@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Faults, SimConfig};
 use crate::content::result_bytes_sha256;
-use crate::stats::{Counters, JobStats, Stats};
+use crate::stats::{Counters, JobStats, Stats, bump};
 
 const SHARDS: usize = 64;
 /// Results larger than this get no sha256 in [`Stats`]: hashing them on every snapshot would
@@ -32,6 +32,8 @@ pub(crate) struct Job {
     pub(crate) failed: bool,
     pub(crate) size: u64,
     pub(crate) status_requests: u64,
+    /// Result-URL `GET`s answered with 2xx.
+    pub(crate) downloads: u64,
     pub(crate) sha256: Option<String>,
 }
 
@@ -227,6 +229,12 @@ impl Sim {
         lock(self.shard(img_uuid)).get_mut(img_uuid).map(f)
     }
 
+    /// Counts one result download of `img_uuid`, overall and for the job.
+    pub(crate) fn count_download(&self, img_uuid: &str) {
+        bump(&self.counters.downloads);
+        self.with_job(img_uuid, |job| job.downloads += 1);
+    }
+
     /// A consistent-enough snapshot: counters are read without stopping traffic.
     pub(crate) fn stats(&self) -> Stats {
         let now = Instant::now();
@@ -253,6 +261,7 @@ impl Sim {
                         sha256: job.sha256.clone(),
                         reference_video_url: job.reference_video_url.clone(),
                         model: job.model,
+                        downloads: job.downloads,
                     },
                 );
             }

@@ -51,6 +51,9 @@ pub struct JobStats {
     pub reference_video_url: String,
     /// The submitted `model`.
     pub model: i64,
+    /// Result-URL `GET`s of this job answered with 2xx (a part of `Stats::downloads`).
+    #[serde(default)]
+    pub downloads: u64,
 }
 
 /// Requests the simulated service refused, by reason.
