@@ -7,6 +7,7 @@ mod env;
 pub mod incident;
 mod jobs;
 mod process;
+pub mod rigs;
 mod verify;
 mod wait;
 
