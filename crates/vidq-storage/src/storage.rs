@@ -216,6 +216,31 @@ impl Storage {
         Ok(aborted)
     }
 
+    /// Aborts the multipart upload `upload_id` of `key`; one already completed or aborted is
+    /// no error.
+    pub async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&*self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) if matches!(err.code(), Some("NoSuchUpload")) => Ok(()),
+            Err(err)
+                if err
+                    .raw_response()
+                    .is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(Error::from_sdk("AbortMultipartUpload", &self.bucket, err)),
+        }
+    }
+
     /// Deletes `key` (nothing happens when it does not exist).
     pub async fn delete(&self, key: &str) -> Result<()> {
         self.client

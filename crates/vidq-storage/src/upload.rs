@@ -58,6 +58,26 @@ impl Storage {
         S: Stream<Item = std::result::Result<Bytes, E>>,
         E: Into<BoxError>,
     {
+        self.upload_stream_reporting(key, content_type, stream, expected_len, None)
+            .await
+    }
+
+    /// [`Storage::upload_stream`], telling `started` the multipart upload's id as soon as it
+    /// exists (nothing is sent for a single-part body), so a caller can record it and abort
+    /// it after a crash: an upload left open by a killed process is billed until aborted, and
+    /// not every S3-compatible server lists open uploads.
+    pub async fn upload_stream_reporting<S, E>(
+        &self,
+        key: &str,
+        content_type: &str,
+        stream: S,
+        expected_len: Option<u64>,
+        started: Option<tokio::sync::oneshot::Sender<String>>,
+    ) -> Result<Uploaded>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>>,
+        E: Into<BoxError>,
+    {
         let stream = std::pin::pin!(stream);
         let mut reader = Reader::new(stream, expected_len);
         let mut first = PartBuf::new(&self.gauge, self.part_size);
@@ -70,6 +90,9 @@ impl Storage {
         }
 
         let upload_id = self.create_multipart(key, content_type).await?;
+        if let Some(started) = started {
+            let _ = started.send(upload_id.clone());
+        }
         let outcome = async {
             let parts = self
                 .send_parts(key, &upload_id, first.freeze(), &mut reader)

@@ -15,6 +15,7 @@ mod request;
 mod request_json;
 mod state;
 mod store;
+mod uploads;
 
 pub use claim::SubmissionClaim;
 pub use error::StoreError;

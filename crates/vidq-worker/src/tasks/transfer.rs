@@ -76,21 +76,39 @@ pub(crate) async fn transfer(
     let key = storage.object_key(&id.to_string());
     // A transfer that starts again first aborts what an earlier one left open (a worker killed
     // mid-upload leaves its parts billed until they are aborted).
-    match storage.abort_incomplete_uploads(&key).await {
-        Ok(0) => {}
-        Ok(n) => {
-            tracing::info!(uploads = n, key = %key, "aborted incomplete uploads of an earlier transfer")
+    abort_left_open(&pipeline, &id, &key).await;
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<String>();
+    let remember = async {
+        if let Ok(upload_id) = started_rx.await
+            && let Err(err) = pipeline.store().remember_upload(&id, &upload_id).await
+        {
+            tracing::debug!(error = %err, "could not remember the open upload");
         }
-        Err(err) => tracing::debug!(error = %err, "could not list incomplete uploads"),
-    }
-    let upload = storage.upload_stream(&key, CONTENT_TYPE, body, expected_len);
+    };
+    let upload = async {
+        let (outcome, ()) = tokio::join!(
+            storage.upload_stream_reporting(
+                &key,
+                CONTENT_TYPE,
+                body,
+                expected_len,
+                Some(started_tx)
+            ),
+            remember
+        );
+        outcome
+    };
     let outcome = tokio::select! {
         outcome = upload => outcome,
         state = left_transferring(&pipeline, &id) => {
             // Canceled (or ended elsewhere) mid-transfer: the upload is dropped here.
-            return stopped(&pipeline, &key, state).await;
+            return stopped(&pipeline, &id, &key, state).await;
         }
     };
+    // Completed, or aborted by the upload itself on failure: nothing is open any more.
+    if let Err(err) = pipeline.store().forget_upload(&id).await {
+        tracing::debug!(error = %err, "could not forget the finished upload");
+    }
     match outcome {
         Ok(uploaded) => {
             let output = Output {
@@ -117,7 +135,7 @@ pub(crate) async fn transfer(
                     pipeline.finished(&id).await;
                     Ok(())
                 }
-                Transitioned::Skipped { current } => stopped(&pipeline, &key, current).await,
+                Transitioned::Skipped { current } => stopped(&pipeline, &id, &key, current).await,
             }
         }
         Err(err) => storage_failed(&pipeline, &id, err, last).await,
@@ -165,19 +183,45 @@ async fn left_transferring(pipeline: &Pipeline, id: &JobId) -> JobState {
     }
 }
 
+/// Aborts the multipart uploads an earlier transfer of the job left open: the one it
+/// remembered beside the job (works on any S3 server), and any the store lists for the key.
+async fn abort_left_open(pipeline: &Pipeline, id: &JobId, key: &str) {
+    let storage = pipeline.storage();
+    match pipeline.store().open_upload(id).await {
+        Ok(Some(upload_id)) => match storage.abort_upload(key, &upload_id).await {
+            Ok(()) => {
+                tracing::info!(key, "aborted the upload an earlier transfer left open");
+                if let Err(err) = pipeline.store().forget_upload(id).await {
+                    tracing::debug!(error = %err, "could not forget the aborted upload");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "could not abort an upload left open"),
+        },
+        Ok(None) => {}
+        Err(err) => tracing::debug!(error = %err, "could not read the open upload"),
+    }
+    match storage.abort_incomplete_uploads(key).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            uploads = n,
+            key,
+            "aborted incomplete uploads of an earlier transfer"
+        ),
+        Err(err) => tracing::debug!(error = %err, "could not list incomplete uploads"),
+    }
+}
+
 /// The job left `transferring` while its video was being stored. A canceled job keeps no
 /// object and no open upload; a job another delivery finished keeps the object it points to.
-async fn stopped(pipeline: &Pipeline, key: &str, state: JobState) -> TaskResult {
-    let storage = pipeline.storage();
-    if let Err(err) = storage.abort_incomplete_uploads(key).await {
-        tracing::debug!(error = %err, "could not list incomplete uploads");
-    }
+async fn stopped(pipeline: &Pipeline, id: &JobId, key: &str, state: JobState) -> TaskResult {
+    abort_left_open(pipeline, id, key).await;
     if state == JobState::Succeeded {
         tracing::info!("the job was finished by another delivery");
         return Ok(());
     }
     tracing::info!(job.state = %state, "job ended during its transfer; removing what it wrote");
-    storage
+    pipeline
+        .storage()
         .delete(key)
         .await
         .map_err(|e| transient(anyhow::anyhow!("removing the object of an ended job: {e}")))
