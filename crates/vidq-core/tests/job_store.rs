@@ -40,6 +40,7 @@ fn full_record() -> JobRecord {
     });
     record.upstream_cost = Some(12.5);
     record.upstream_request_id = Some("req-123".into());
+    record.owner = Some("tenant-a".into());
     record.history = vec![
         Transition {
             from: Queued,

@@ -51,6 +51,13 @@ pub struct EnqueueOptions {
     /// Reuse identical work seen within this long (`None`: never reuse). A request with
     /// `"reuse": false` never reuses, nor is it offered for reuse.
     pub reuse_within: Option<Duration>,
+    /// The tenant owning the new job (the HTTP API passes the token's name). Idempotency
+    /// keys and reuse are scoped by it: another owner's same key is another key.
+    pub owner: Option<String>,
+    /// Let reuse answer with another owner's identical work: only a succeeded job's stored
+    /// video, copied into a new job of this owner's; another owner's job in flight is never
+    /// followed (default false: reuse stays within the owner).
+    pub reuse_across_owners: bool,
 }
 
 /// What [`Producer::enqueue_with`] did.
@@ -166,17 +173,30 @@ impl Producer {
         request: TransformRequest,
         options: EnqueueOptions,
     ) -> Result<Enqueued, ProducerError> {
+        let owner = options.owner.as_deref();
+        if owner.is_some_and(|o| !crate::settings::valid_tenant_name(o)) {
+            return Err(StoreError::InvalidArgument {
+                name: "owner",
+                reason: "must be 1 to 64 ASCII letters, digits, `-`, `_` or `.`".into(),
+            }
+            .into());
+        }
+        let reuse_scope = if options.reuse_across_owners {
+            None
+        } else {
+            owner
+        };
         let reuse_key = options
             .reuse_within
             .filter(|_| request.reuse())
-            .map(|ttl| (reuse::key(self.store.prefix(), &request), ttl));
+            .map(|ttl| (reuse::key(self.store.prefix(), reuse_scope, &request), ttl));
         let body_hash = match options.body_hash {
             Some(hash) => hash,
             None => request_hash(&request)?,
         };
         let plan = match &reuse_key {
-            Some((key, ttl)) => self.reuse_plan(key, *ttl, request).await?,
-            None => Plan::Create(JobRecord::new(request, self.deadline)),
+            Some((key, ttl)) => self.reuse_plan(key, *ttl, request, owner).await?,
+            None => Plan::Create(self.new_record(request, owner)),
         };
         // A job claimed for reuse but not created must not stay offered.
         let withdraw = async |job: &JobRecord| {
@@ -187,7 +207,10 @@ impl Producer {
         // Nor may its idempotency key keep pointing at it: the caller's retry must create it.
         let unclaim = async |job: &JobRecord| {
             if let Some(key) = &options.idempotency_key
-                && let Err(err) = self.store.release_idempotency_key(key, &job.id).await
+                && let Err(err) = self
+                    .store
+                    .release_tenant_idempotency_key(owner, key, &job.id)
+                    .await
             {
                 tracing::warn!(error = %err, "could not free the idempotency key of a job not created");
             }
@@ -199,7 +222,7 @@ impl Producer {
             let ttl = options.idempotency_ttl.unwrap_or(DEFAULT_IDEMPOTENCY_TTL);
             let outcome = self
                 .store
-                .put_idempotency_key(key, &body_hash, &id, ttl)
+                .put_tenant_idempotency_key(owner, key, &body_hash, &id, ttl)
                 .await;
             let fresh = matches!(outcome, Ok(IdempotencyOutcome::New));
             if !fresh && let Plan::Create(job) = &plan {
@@ -263,6 +286,7 @@ impl Producer {
         key: &str,
         ttl: Duration,
         request: TransformRequest,
+        owner: Option<&str>,
     ) -> Result<Plan, ProducerError> {
         for _ in 0..3 {
             let seen = reuse::lookup(&self.conn, key).await?;
@@ -270,17 +294,24 @@ impl Producer {
                 Some(id) => self.settled_record(id).await?,
                 None => None,
             };
-            if let Some(plan) = self.reuse_of(source, &request) {
+            if let Some(plan) = self.reuse_of(source, &request, owner) {
                 return Ok(plan);
             }
-            let job = JobRecord::new(request.clone(), self.deadline);
+            let job = self.new_record(request.clone(), owner);
             if reuse::claim(&self.conn, key, seen.as_ref(), &job.id, ttl).await? {
                 return Ok(Plan::Create(job));
             }
             // Another identical request claimed the key meanwhile: look again.
         }
         tracing::warn!("the reuse key kept changing; a job is made without offering it for reuse");
-        Ok(Plan::Create(JobRecord::new(request, self.deadline)))
+        Ok(Plan::Create(self.new_record(request, owner)))
+    }
+
+    /// A new `queued` job of `owner`'s.
+    fn new_record(&self, request: TransformRequest, owner: Option<&str>) -> JobRecord {
+        let mut record = JobRecord::new(request, self.deadline);
+        record.owner = owner.map(str::to_owned);
+        record
     }
 
     /// The job `id` names, waiting briefly for a record its creator may still be writing
@@ -295,22 +326,31 @@ impl Producer {
         Ok(None)
     }
 
-    /// Reuse or follow `source` for `request`, when it can be.
-    fn reuse_of(&self, source: Option<JobRecord>, request: &TransformRequest) -> Option<Plan> {
+    /// Reuse or follow `source` for `request` of `owner`'s, when it can be. Another owner's
+    /// source (met only when reuse spans owners) is reused by copying its stored video into a
+    /// new job of `owner`'s, never followed.
+    fn reuse_of(
+        &self,
+        source: Option<JobRecord>,
+        request: &TransformRequest,
+        owner: Option<&str>,
+    ) -> Option<Plan> {
         Some(match source? {
             JobRecord {
                 id,
                 state: JobState::Succeeded,
                 output: Some(output),
                 ..
-            } => Plan::Reuse(
-                reuse::reused_record(request.clone(), self.deadline, &id, output),
-                id,
-            ),
+            } => {
+                let mut job = reuse::reused_record(request.clone(), self.deadline, &id, output);
+                job.owner = owner.map(str::to_owned);
+                Plan::Reuse(job, id)
+            }
             // Following hands back the source job, whose webhook goes to its own callback: a
             // caller that asked for another webhook gets a job of its own instead.
             source
                 if !source.state.is_terminal()
+                    && source.owner.as_deref() == owner
                     && request
                         .callback_url()
                         .is_none_or(|url| source.request.callback_url() == Some(url)) =>

@@ -1,6 +1,7 @@
-//! The reuse index: `<prefix>:reuse:{<sha256 of canonical upstream args>}` → the id of the
-//! newest job asked to do that work, with a TTL. It lets identical requests share one
-//! upstream generation.
+//! The reuse index: `<prefix>:reuse:<tenant>:{<sha256 of canonical upstream args>}` (or
+//! `<prefix>:reuse:{<sha256>}` when reuse spans tenants, or for jobs without an owner) → the
+//! id of the newest job asked to do that work, with a TTL. It lets identical requests share
+//! one upstream generation.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -9,9 +10,13 @@ use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 use vidq_core::{JobId, JobRecord, JobState, Output, TransformRequest, Transition, unix_ms_now};
 
-/// The Redis key for `request`'s upstream arguments.
-pub(crate) fn key(prefix: &str, request: &TransformRequest) -> String {
-    format!("{prefix}:reuse:{{{}}}", request.upstream_args_sha256())
+/// The Redis key for `request`'s upstream arguments, within `tenant` when given.
+pub(crate) fn key(prefix: &str, tenant: Option<&str>, request: &TransformRequest) -> String {
+    let sha = request.upstream_args_sha256();
+    match tenant {
+        Some(tenant) => format!("{prefix}:reuse:{tenant}:{{{sha}}}"),
+        None => format!("{prefix}:reuse:{{{sha}}}"),
+    }
 }
 
 /// The job the index points at for `key`, if any (an unreadable entry counts as none).

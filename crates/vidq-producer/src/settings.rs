@@ -44,6 +44,11 @@ pub struct ApiSettings {
     /// A request whose upstream arguments match a job created this long ago or less reuses it.
     #[serde(with = "humantime_serde")]
     pub reuse_ttl: Duration,
+    /// Whether reuse may answer one tenant with another tenant's identical work (default
+    /// false: reuse stays within a tenant). Across tenants only a stored result is reused, copied
+    /// into a new job of the caller's; another tenant's job in flight is never handed over.
+    #[serde(default)]
+    pub reuse_across_tenants: bool,
     /// How long an `Idempotency-Key` keeps pointing at its job.
     #[serde(with = "humantime_serde")]
     pub idempotency_ttl: Duration,
@@ -63,6 +68,7 @@ impl Default for ApiSettings {
             rate_per_second: 20.0,
             rate_burst: 40,
             reuse_ttl: Duration::from_secs(24 * 3600),
+            reuse_across_tenants: false,
             idempotency_ttl: Duration::from_secs(24 * 3600),
             events_max: Duration::from_secs(15 * 60),
             tokens: Vec::new(),
@@ -74,7 +80,9 @@ impl Default for ApiSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiToken {
-    /// Who this is, for logs and metrics.
+    /// Who this is, for logs and metrics, and the tenant owning the jobs it creates: a token
+    /// sees only its tenant's jobs (several tokens may share a name, e.g. while rotating).
+    /// 1 to 64 ASCII letters, digits, `-`, `_` or `.`.
     pub name: String,
     /// The bearer token itself.
     pub token: SecretString,
@@ -90,6 +98,9 @@ pub enum Scope {
     Read,
     /// Enqueue and cancel jobs.
     Write,
+    /// Read, enqueue and cancel the jobs of every tenant (implies `read` and `write`); lists
+    /// all jobs, or one tenant's with `?tenant=`.
+    Admin,
 }
 
 /// `[redis]`.
@@ -168,6 +179,12 @@ impl ApiSettings {
         }
         for token in &self.tokens {
             use secrecy::ExposeSecret as _;
+            if !valid_tenant_name(&token.name) {
+                return invalid(&format!(
+                    "tokens: the name `{}` must be 1 to 64 ASCII letters, digits, `-`, `_` or `.`",
+                    token.name.chars().take(64).collect::<String>()
+                ));
+            }
             if token.token.expose_secret().len() < 16 {
                 return invalid(&format!(
                     "tokens: the token of `{}` must be at least 16 characters",
@@ -177,6 +194,14 @@ impl ApiSettings {
         }
         Ok(())
     }
+}
+
+/// A token name is a tenant name, part of Redis keys: short, and free of `{`, `}` and `:`.
+pub(crate) fn valid_tenant_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]
@@ -208,5 +233,29 @@ mod tests {
         let s: ProducerSettings = load_settings(DEFAULTS, Some(&path), std::iter::empty()).unwrap();
         assert_eq!(s.api.tokens[0].scopes, [Scope::Read, Scope::Write]);
         assert!(!format!("{s:?}").contains("0123456789abcdef-secret"));
+    }
+
+    #[test]
+    fn admin_scope_and_tenant_names() {
+        let file = r#"
+            [api]
+            reuse_across_tenants = true
+            [[api.tokens]]
+            name = "ops"
+            token = "0123456789abcdef-admin"
+            scopes = ["admin"]
+        "#;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vidq.toml");
+        std::fs::write(&path, file).unwrap();
+        let s: ProducerSettings = load_settings(DEFAULTS, Some(&path), std::iter::empty()).unwrap();
+        assert_eq!(s.api.tokens[0].scopes, [Scope::Admin]);
+        assert!(s.api.reuse_across_tenants);
+        assert!(!ApiSettings::default().reuse_across_tenants);
+        assert!(s.api.validate().is_ok());
+        assert!(valid_tenant_name("team-a_1.prod"));
+        for bad in ["", "a:b", "a{b}", "a b", &"x".repeat(65)] {
+            assert!(!valid_tenant_name(bad), "{bad}");
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use secrecy::SecretString;
-use support::{RW_TOKEN, body, error_of, settings, spawn_with};
+use support::{RW_TOKEN, TENANT_A, body, error_of, settings, spawn_with};
 use vidq_core::{JobRecord, JobState, Output, TransformRequest, Transition, unix_ms_now};
 use vidq_storage::{Storage, StorageSettings};
 
@@ -42,6 +42,7 @@ async fn a_succeeded_job_redirects_to_its_video_and_others_are_not_ready() {
 
     let request = TransformRequest::try_from(body(1)).unwrap();
     let mut record = JobRecord::new(request, Duration::from_secs(1800));
+    record.owner = Some(TENANT_A.into());
     record.state = JobState::Succeeded;
     record.output = Some(Output {
         bucket: uploaded.bucket.clone(),
@@ -87,6 +88,7 @@ async fn without_storage_the_video_is_unavailable() {
     let app = spawn_with(settings(), None).await;
     let request = TransformRequest::try_from(body(1)).unwrap();
     let mut record = JobRecord::new(request, Duration::from_secs(1800));
+    record.owner = Some(TENANT_A.into());
     record.state = JobState::Succeeded;
     record.output = Some(Output {
         bucket: "b".into(),

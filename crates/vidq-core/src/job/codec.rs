@@ -13,6 +13,7 @@ pub(super) mod field {
     pub(crate) const VERSION: &str = "v";
     pub(crate) const ID: &str = "id";
     pub(crate) const REQUEST: &str = "request";
+    pub(crate) const OWNER: &str = "owner";
     pub(crate) const STATE: &str = "state";
     pub(crate) const IMG_UUID: &str = "img_uuid";
     pub(crate) const ATTEMPTS: &str = "attempts";
@@ -39,6 +40,7 @@ pub(super) fn encode(record: &JobRecord) -> Result<Vec<(&'static str, String)>, 
         (field::DEADLINE_AT, record.deadline_at.to_string()),
     ];
     let optional = [
+        (field::OWNER, record.owner.clone()),
         (field::IMG_UUID, record.img_uuid.clone()),
         (field::ERROR, record.error.clone()),
         (
@@ -142,6 +144,7 @@ pub(super) fn decode(
     Ok(JobRecord {
         id,
         request,
+        owner: take(field::OWNER),
         state,
         img_uuid: take(field::IMG_UUID),
         attempts,

@@ -52,13 +52,27 @@ impl JobStore {
         id: &JobId,
         ttl: Duration,
     ) -> Result<IdempotencyOutcome, StoreError> {
+        self.put_tenant_idempotency_key(None, key, body_hash, id, ttl)
+            .await
+    }
+
+    /// [`Self::put_idempotency_key`] within `tenant`'s keys: two tenants' same key are two
+    /// keys (`None` is the unscoped key of callers without tenants).
+    pub async fn put_tenant_idempotency_key(
+        &self,
+        tenant: Option<&str>,
+        key: &str,
+        body_hash: &str,
+        id: &JobId,
+        ttl: Duration,
+    ) -> Result<IdempotencyOutcome, StoreError> {
         if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
             return Err(StoreError::invalid(
                 "idempotency key",
                 "must be 1 to 255 bytes",
             ));
         }
-        let redis_key = self.keys.idempotency(key);
+        let redis_key = self.keys.idempotency(tenant, key);
         let value = serde_json::to_string(&Held {
             body_hash: body_hash.to_owned(),
             id: *id,
@@ -88,9 +102,19 @@ impl JobStore {
     /// Frees `key` when it still points at job `id` (whose creation failed), so the caller's
     /// retry with the same key creates the job instead of finding a job that never existed.
     pub async fn release_idempotency_key(&self, key: &str, id: &JobId) -> Result<bool, StoreError> {
+        self.release_tenant_idempotency_key(None, key, id).await
+    }
+
+    /// [`Self::release_idempotency_key`] within `tenant`'s keys.
+    pub async fn release_tenant_idempotency_key(
+        &self,
+        tenant: Option<&str>,
+        key: &str,
+        id: &JobId,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let n: i64 = RELEASE
-            .key(self.keys.idempotency(key))
+            .key(self.keys.idempotency(tenant, key))
             .arg(id.to_string())
             .invoke_async(&mut conn)
             .await?;

@@ -1,9 +1,11 @@
-//! The job indexes: `jobs:active` for the reconciler and `jobs:all` for listing.
+//! The job indexes: `jobs:active` for the reconciler, `jobs:all` for listing, and one
+//! `jobs:tenant:<owner>` per owner for listing one tenant's jobs without scanning the others'.
 //!
-//! Both are separate keys from the jobs, updated after a job's own change and idempotent, so
+//! They are separate keys from the jobs, updated after a job's own change and idempotent, so
 //! they can drift (a crash between the two writes); drift is repaired lazily:
-//! - `jobs:all` keeps an id after its record expired; [`JobStore::list`] drops such ids as it
-//!   meets them and [`JobStore::prune_index`] sweeps the oldest ones (the reconciler calls it).
+//! - `jobs:all` and `jobs:tenant:<owner>` keep an id after its record expired;
+//!   [`JobStore::list`] and [`JobStore::list_tenant`] drop such ids as they meet them and
+//!   [`JobStore::prune_index`] sweeps the oldest ones of each (the reconciler calls it).
 //! - `jobs:active` can keep a finished or vanished job; the reconciler meets it through
 //!   [`JobStore::stale_active`] and calls [`JobStore::remove_active`].
 //!
@@ -133,13 +135,45 @@ impl JobStore {
         cursor: Option<&ListCursor>,
         limit: usize,
     ) -> Result<JobPage, StoreError> {
+        self.list_in(&self.keys.all(), None, state, cursor, limit)
+            .await
+    }
+
+    /// [`Self::list`] of the jobs `tenant` owns only, read from its own index
+    /// `jobs:tenant:<tenant>` (written at create): the cost does not grow with other tenants'
+    /// jobs. Jobs without an owner are never listed here.
+    pub async fn list_tenant(
+        &self,
+        tenant: &str,
+        state: Option<JobState>,
+        cursor: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<JobPage, StoreError> {
+        self.list_in(
+            &self.keys.tenant_all(tenant),
+            Some(tenant),
+            state,
+            cursor,
+            limit,
+        )
+        .await
+    }
+
+    async fn list_in(
+        &self,
+        key: &str,
+        owner: Option<&str>,
+        state: Option<JobState>,
+        cursor: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<JobPage, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
         let batch = if state.is_some() {
             limit * SCAN_FACTOR
         } else {
             limit
         };
-        let entries = self.index_page(cursor, batch).await?;
+        let entries = self.index_page(key, cursor, batch).await?;
         let ids: Vec<JobId> = entries.iter().map(|(id, _)| *id).collect();
         let records = self.get_many(&ids).await?;
 
@@ -155,7 +189,10 @@ impl JobStore {
             match record {
                 None => missing.push((*id, *created_at)),
                 Some(Err(error)) => tracing::warn!(job.id = %id, %error, "skipping unreadable job"),
-                Some(Ok(record)) if state.is_none_or(|s| s == record.state) => {
+                Some(Ok(record))
+                    if state.is_none_or(|s| s == record.state)
+                        && owner.is_none_or(|o| record.owner.as_deref() == Some(o)) =>
+                {
                     jobs.push(record);
                     if jobs.len() == limit {
                         break;
@@ -174,7 +211,7 @@ impl JobStore {
                 .collect();
             if !vanished.is_empty() {
                 let mut conn = self.conn.clone();
-                conn.zrem::<_, _, ()>(self.keys.all(), vanished).await?;
+                conn.zrem::<_, _, ()>(key, vanished).await?;
             }
         }
         let more = jobs.len() == limit || entries.len() == batch;
@@ -184,14 +221,27 @@ impl JobStore {
         })
     }
 
-    /// Sweeps the `limit` oldest entries of `jobs:all` older than [`INDEX_GRACE_MS`] by
-    /// Redis's clock, dropping those whose record is gone; returns how many were dropped. The
-    /// reconciler calls it every round so the index does not outgrow the records.
+    /// Sweeps the `limit` oldest entries of `jobs:all`, and of each owner's
+    /// `jobs:tenant:<owner>`, older than [`INDEX_GRACE_MS`] by Redis's clock, dropping those
+    /// whose record is gone; returns how many were dropped. The reconciler calls it every
+    /// round so the indexes do not outgrow the records.
     pub async fn prune_index(&self, limit: usize) -> Result<usize, StoreError> {
-        let key = self.keys.all();
+        let mut pruned = self.prune_zset(&self.keys.all(), limit).await?;
+        let mut conn = self.conn.clone();
+        let tenants: Vec<String> = conn.smembers(self.keys.tenants()).await?;
+        for tenant in tenants {
+            pruned += self
+                .prune_zset(&self.keys.tenant_all(&tenant), limit)
+                .await?;
+        }
+        Ok(pruned)
+    }
+
+    /// [`Self::prune_index`] of one index.
+    async fn prune_zset(&self, key: &str, limit: usize) -> Result<usize, StoreError> {
         // Scored at or before now - grace - 1: strictly older than the grace.
         let entries = self
-            .older_than(&key, INDEX_GRACE_MS + 1, limit.clamp(1, 10_000))
+            .older_than(key, INDEX_GRACE_MS + 1, limit.clamp(1, 10_000))
             .await?;
         let old: Vec<String> = entries.into_iter().map(|(member, _)| member).collect();
         let mut conn = self.conn.clone();
@@ -214,7 +264,7 @@ impl JobStore {
             .map(|(member, _)| member)
             .collect();
         if !gone.is_empty() {
-            conn.zrem::<_, _, ()>(&key, &gone).await?;
+            conn.zrem::<_, _, ()>(key, &gone).await?;
         }
         Ok(gone.len())
     }
@@ -239,28 +289,28 @@ impl JobStore {
         Ok(reply)
     }
 
-    /// Up to `batch` (id, created_at) entries of `jobs:all`, newest first, after `cursor`.
+    /// Up to `batch` (id, created_at) entries of the index `key`, newest first, after `cursor`.
     async fn index_page(
         &self,
+        key: &str,
         cursor: Option<&ListCursor>,
         batch: usize,
     ) -> Result<Vec<(JobId, u64)>, StoreError> {
         let mut conn = self.conn.clone();
-        let key = self.keys.all();
         let count = batch as isize;
         let raw: Vec<(String, f64)> = match cursor {
-            None => conn.zrevrange_withscores(&key, 0, count - 1).await?,
+            None => conn.zrevrange_withscores(key, 0, count - 1).await?,
             Some(cursor) => {
-                let rank: Option<isize> = conn.zrevrank(&key, cursor.id.to_string()).await?;
+                let rank: Option<isize> = conn.zrevrank(key, cursor.id.to_string()).await?;
                 match rank {
                     Some(rank) => {
-                        conn.zrevrange_withscores(&key, rank + 1, rank + count)
+                        conn.zrevrange_withscores(key, rank + 1, rank + count)
                             .await?
                     }
                     // The cursor's job left the index: continue below its creation time.
                     None => {
                         conn.zrevrangebyscore_limit_withscores(
-                            &key,
+                            key,
                             format!("({}", cursor.created_at),
                             "-inf",
                             0,

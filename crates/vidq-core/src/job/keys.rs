@@ -43,14 +43,28 @@ impl Keys {
         format!("{}:jobs:all", self.prefix)
     }
 
+    /// `<prefix>:jobs:tenant:<tenant>`: ZSET id → created_at of one owner's jobs.
+    pub(super) fn tenant_all(&self, tenant: &str) -> String {
+        format!("{}:jobs:tenant:{tenant}", self.prefix)
+    }
+
+    /// `<prefix>:jobs:tenants`: SET of the owners that have a `jobs:tenant:<tenant>` index.
+    pub(super) fn tenants(&self) -> String {
+        format!("{}:jobs:tenants", self.prefix)
+    }
+
     /// `<prefix>:jobs:states`: hash state → jobs in it now (unfinished states) or jobs that
     /// ever ended in it (terminal states).
     pub(super) fn states(&self) -> String {
         format!("{}:jobs:states", self.prefix)
     }
 
-    /// `<prefix>:idem:{<key>}`: an idempotency key.
-    pub(super) fn idempotency(&self, key: &str) -> String {
-        format!("{}:idem:{{{key}}}", self.prefix)
+    /// `<prefix>:idem:{<key>}` (no tenant) or `<prefix>:idem:<tenant>:{<key>}`: an
+    /// idempotency key, scoped by its tenant.
+    pub(super) fn idempotency(&self, tenant: Option<&str>, key: &str) -> String {
+        match tenant {
+            None => format!("{}:idem:{{{key}}}", self.prefix),
+            Some(tenant) => format!("{}:idem:{tenant}:{{{key}}}", self.prefix),
+        }
     }
 }

@@ -85,6 +85,10 @@ pub struct JobRecord {
     pub id: JobId,
     /// What was asked for.
     pub request: TransformRequest,
+    /// The tenant that owns the job (the API token's name, or what a Rust producer passed);
+    /// `None` for records written before jobs had owners, which only an admin sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// Where the job is now.
     pub state: JobState,
     /// Upstream's job id, once upstream accepted the job.
@@ -121,6 +125,7 @@ impl JobRecord {
         Self {
             id: JobId::new(),
             request,
+            owner: None,
             state: JobState::Queued,
             img_uuid: None,
             attempts: 0,

@@ -40,8 +40,10 @@ pub enum Transitioned {
 ///
 /// Keys (prefix `vidq` by default): `<prefix>:job:{<id>}` (hash) and
 /// `<prefix>:job:{<id>}:history` (list) per job, `<prefix>:jobs:active` and
-/// `<prefix>:jobs:all` (indexes), `<prefix>:idem:{<key>}` (idempotency keys), and the
-/// pub/sub channel `<prefix>:events`.
+/// `<prefix>:jobs:all` (indexes), `<prefix>:jobs:tenant:<owner>` (one owner's jobs, the
+/// owners in the set `<prefix>:jobs:tenants`), `<prefix>:idem:{<key>}` and
+/// `<prefix>:idem:<tenant>:{<key>}` (idempotency keys), and the pub/sub channel
+/// `<prefix>:events`.
 #[derive(Clone)]
 pub struct JobStore {
     pub(super) conn: ConnectionManager,
@@ -147,9 +149,10 @@ impl JobStore {
     }
 
     /// Stores a new job atomically, refusing an id that exists. The job is added to the
-    /// `jobs:all` index (and, unless terminal, to `jobs:active`, expected at once by Redis's
-    /// clock) FIRST, so a stored job is never missing from them; an index entry whose create
-    /// then failed is removed lazily ([`JobStore::list`], [`JobStore::prune_index`]).
+    /// `jobs:all` index (and to its owner's `jobs:tenant:<owner>`, and, unless terminal, to
+    /// `jobs:active`, expected at once by Redis's clock) FIRST, so a stored job is never
+    /// missing from them; an index entry whose create then failed is removed lazily
+    /// ([`JobStore::list`], [`JobStore::prune_index`]).
     pub async fn create(&self, record: &JobRecord) -> Result<(), StoreError> {
         let id = &record.id;
         let terminal = record.state.is_terminal();
@@ -172,6 +175,17 @@ impl JobStore {
             .arg(record.created_at)
             .arg(id.to_string())
             .ignore();
+        if let Some(owner) = &record.owner {
+            index
+                .cmd("ZADD")
+                .arg(self.keys.tenant_all(owner))
+                .arg("NX")
+                .arg(record.created_at)
+                .arg(id.to_string())
+                .ignore()
+                .sadd(self.keys.tenants(), owner)
+                .ignore();
+        }
         if !terminal {
             // A pipeline cannot EVALSHA with a fallback; the script is a few lines.
             index

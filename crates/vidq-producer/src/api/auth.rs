@@ -1,4 +1,5 @@
-//! Bearer tokens from the settings, compared in constant time, each with its scopes.
+//! Bearer tokens from the settings, compared in constant time, each with its scopes. A
+//! token's name is its tenant: the caller sees only that tenant's jobs, unless it is admin.
 
 use axum::http::{HeaderMap, header};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -32,6 +33,26 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// Who is calling: its tenant, and whether it may act on every tenant's jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Caller {
+    /// The token's name: the tenant owning the jobs it creates.
+    pub(crate) tenant: String,
+    /// The token has the `admin` scope.
+    pub(crate) admin: bool,
+    /// Which token of the settings it presented (tokens of one tenant are rate limited each
+    /// on its own).
+    pub(crate) token: usize,
+}
+
+impl Caller {
+    /// Whether this caller may see and act on a job owned by `owner` (jobs without an owner,
+    /// stored before jobs had owners, are an admin's only).
+    pub(crate) fn may_see(&self, owner: Option<&str>) -> bool {
+        self.admin || owner == Some(self.tenant.as_str())
+    }
+}
+
 impl Tokens {
     pub(crate) fn new(tokens: &[ApiToken]) -> Self {
         Self {
@@ -46,27 +67,33 @@ impl Tokens {
         }
     }
 
-    /// The name of the caller presenting `headers`, if its token has `scope`: 401 without a
-    /// known bearer token, 403 without the scope.
-    pub(crate) fn authorize(&self, headers: &HeaderMap, scope: Scope) -> Result<&str, ApiError> {
+    /// The caller presenting `headers`, if its token has `scope` (`admin` implies `read` and
+    /// `write`): 401 without a known bearer token, 403 without the scope.
+    pub(crate) fn authorize(&self, headers: &HeaderMap, scope: Scope) -> Result<Caller, ApiError> {
         let presented =
             bearer(headers).ok_or_else(|| ApiError::unauthorized("a bearer token is required"))?;
         let presented = digest(presented.expose_secret());
         // Compare against every token, without stopping early, so timing reveals nothing.
         let mut found = None;
-        for entry in &self.entries {
+        for (index, entry) in self.entries.iter().enumerate() {
             if bool::from(entry.digest.ct_eq(&presented)) {
-                found = Some(entry);
+                found = Some((index, entry));
             }
         }
-        let entry = found.ok_or_else(|| ApiError::unauthorized("unknown bearer token"))?;
-        if !entry.scopes.contains(&scope) {
+        let (token, entry) = found.ok_or_else(|| ApiError::unauthorized("unknown bearer token"))?;
+        let admin = entry.scopes.contains(&Scope::Admin);
+        if !admin && !entry.scopes.contains(&scope) {
             return Err(ApiError::forbidden(match scope {
                 Scope::Read => "read",
                 Scope::Write => "write",
+                Scope::Admin => "admin",
             }));
         }
-        Ok(&entry.name)
+        Ok(Caller {
+            tenant: entry.name.clone(),
+            admin,
+            token,
+        })
     }
 }
 
@@ -83,11 +110,18 @@ mod tests {
     use super::*;
 
     fn tokens() -> Tokens {
-        Tokens::new(&[ApiToken {
-            name: "reader".into(),
-            token: SecretString::from("reader-token-0123456789"),
-            scopes: vec![Scope::Read],
-        }])
+        Tokens::new(&[
+            ApiToken {
+                name: "reader".into(),
+                token: SecretString::from("reader-token-0123456789"),
+                scopes: vec![Scope::Read],
+            },
+            ApiToken {
+                name: "ops".into(),
+                token: SecretString::from("admin-token-0123456789"),
+                scopes: vec![Scope::Admin],
+            },
+        ])
     }
 
     fn headers(value: &str) -> HeaderMap {
@@ -99,11 +133,25 @@ mod tests {
     #[test]
     fn checks_token_and_scope() {
         let t = tokens();
+        let reader = t
+            .authorize(&headers("Bearer reader-token-0123456789"), Scope::Read)
+            .unwrap();
         assert_eq!(
-            t.authorize(&headers("Bearer reader-token-0123456789"), Scope::Read)
-                .unwrap(),
-            "reader"
+            reader,
+            Caller {
+                tenant: "reader".into(),
+                admin: false,
+                token: 0,
+            }
         );
+        assert!(reader.may_see(Some("reader")));
+        assert!(!reader.may_see(Some("other")));
+        assert!(!reader.may_see(None));
+        let admin = t
+            .authorize(&headers("Bearer admin-token-0123456789"), Scope::Write)
+            .unwrap();
+        assert!(admin.admin);
+        assert!(admin.may_see(Some("other")) && admin.may_see(None));
         let no_scope = t
             .authorize(&headers("bearer reader-token-0123456789"), Scope::Write)
             .unwrap_err();

@@ -34,7 +34,7 @@ const POLL_EVERY: Duration = Duration::from_millis(250);
             content_type = "text/event-stream", body = SseFrame),
         (status = 401, description = "No or unknown bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks the `read` scope", body = ErrorBody),
-        (status = 404, description = "No such job (or a malformed id)", body = ErrorBody),
+        (status = 404, description = "No such job, or another tenant's (or a malformed id)", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody, headers(("Retry-After" = u64))),
         (status = 503, description = "Redis unavailable", body = ErrorBody),
     ),
@@ -45,13 +45,9 @@ pub(crate) async fn stream(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    state.authorize(&headers, Scope::Read)?;
+    let caller = state.authorize(&headers, Scope::Read)?;
     let id = job_id(&id)?;
-    let job = state
-        .producer
-        .status(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(id))?;
+    let job = state.visible_job(&caller, &id).await?;
     let follow = Follow {
         deadline: Instant::now() + state.events_max,
         last_state: job.state,

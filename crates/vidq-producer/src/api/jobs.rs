@@ -64,7 +64,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    state.authorize(&headers, Scope::Write)?;
+    let caller = state.authorize(&headers, Scope::Write)?;
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -89,7 +89,10 @@ pub(crate) async fn create(
     ));
     let enqueued = state
         .producer
-        .enqueue_with(request, state.enqueue_options(idempotency_key, body_hash))
+        .enqueue_with(
+            request,
+            state.enqueue_options(&caller, idempotency_key, body_hash),
+        )
         .await?;
     let mut response = (StatusCode::ACCEPTED, Json(JobView::from(&enqueued.job))).into_response();
     let headers = response.headers_mut();
@@ -146,7 +149,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         (status = 200, description = "The job: state, upstream status, history with times, output, error", body = JobView),
         (status = 401, description = "No or unknown bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks the `read` scope", body = ErrorBody),
-        (status = 404, description = "No such job (or a malformed id)", body = ErrorBody),
+        (status = 404, description = "No such job, or another tenant's (or a malformed id)", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody, headers(("Retry-After" = u64))),
         (status = 503, description = "Redis unavailable", body = ErrorBody),
     ),
@@ -157,17 +160,14 @@ pub(crate) async fn get(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    state.authorize(&headers, Scope::Read)?;
+    let caller = state.authorize(&headers, Scope::Read)?;
     let id = job_id(&id)?;
-    let job = state
-        .producer
-        .status(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(id))?;
+    let job = state.visible_job(&caller, &id).await?;
     Ok(Json(JobView::from(&job)))
 }
 
-/// List jobs, newest first.
+/// List the caller's jobs, newest first (an `admin` token: every tenant's, or one's with
+/// `tenant`).
 #[utoipa::path(
     get, path = "/v1/jobs", tag = "jobs",
     params(ListQuery),
@@ -186,8 +186,9 @@ pub(crate) async fn list(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Json<JobList>, ApiError> {
-    state.authorize(&headers, Scope::Read)?;
+    let caller = state.authorize(&headers, Scope::Read)?;
     let mut filter_state = None;
+    let mut tenant = None;
     let mut labels = Vec::new();
     let mut limit = DEFAULT_PAGE;
     let mut cursor = None;
@@ -214,6 +215,15 @@ pub(crate) async fn list(
                     .filter(|l| (1..=vidq_core::MAX_PAGE).contains(l))
                     .ok_or_else(|| ApiError::invalid_field("limit", "must be 1 to 100"))?;
             }
+            "tenant" => {
+                if !crate::settings::valid_tenant_name(&value) {
+                    return Err(ApiError::invalid_field(
+                        "tenant",
+                        "must be 1 to 64 ASCII letters, digits, `-`, `_` or `.`",
+                    ));
+                }
+                tenant = Some(value.into_owned());
+            }
             "cursor" => {
                 cursor = Some(value.parse::<ListCursor>().map_err(|_| {
                     ApiError::invalid_field("cursor", "must be a `next_cursor` of an earlier page")
@@ -222,12 +232,28 @@ pub(crate) async fn list(
             _ => {}
         }
     }
-    let page = state
-        .producer
-        .store()
-        .list(filter_state, cursor.as_ref(), limit)
-        .await
-        .map_err(crate::ProducerError::from)?;
+    let store = state.producer.store();
+    // A tenant's listing reads its own index; only an admin without `tenant` reads `jobs:all`.
+    // Anyone else sees only their own tenant's jobs: another tenant's are none of theirs.
+    let tenant = match tenant {
+        Some(asked) if !caller.admin && asked != caller.tenant => {
+            return Ok(Json(JobList {
+                jobs: Vec::new(),
+                next_cursor: None,
+            }));
+        }
+        None if !caller.admin => Some(caller.tenant.clone()),
+        tenant => tenant,
+    };
+    let page = match tenant {
+        None => store.list(filter_state, cursor.as_ref(), limit).await,
+        Some(tenant) => {
+            store
+                .list_tenant(&tenant, filter_state, cursor.as_ref(), limit)
+                .await
+        }
+    }
+    .map_err(crate::ProducerError::from)?;
     let jobs = page
         .jobs
         .iter()
@@ -253,7 +279,7 @@ pub(crate) async fn list(
         (status = 200, description = "The job, now (or already) canceled", body = JobView),
         (status = 401, description = "No or unknown bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks the `write` scope", body = ErrorBody),
-        (status = 404, description = "No such job (or a malformed id)", body = ErrorBody),
+        (status = 404, description = "No such job, or another tenant's (or a malformed id)", body = ErrorBody),
         (status = 409, description = "The job had already finished otherwise", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody, headers(("Retry-After" = u64))),
         (status = 503, description = "Redis unavailable", body = ErrorBody),
@@ -265,8 +291,10 @@ pub(crate) async fn cancel(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    state.authorize(&headers, Scope::Write)?;
+    let caller = state.authorize(&headers, Scope::Write)?;
     let id = job_id(&id)?;
+    // Another tenant's job is not there for this caller: 404 before anything changes.
+    state.visible_job(&caller, &id).await?;
     match state.producer.cancel(&id).await? {
         CancelOutcome::Canceled | CancelOutcome::AlreadyFinished(JobState::Canceled) => {}
         CancelOutcome::AlreadyFinished(other) => {
@@ -293,7 +321,7 @@ pub(crate) async fn cancel(
             headers(("Location" = String, description = "Presigned URL"))),
         (status = 401, description = "No or unknown bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks the `read` scope", body = ErrorBody),
-        (status = 404, description = "No such job (or a malformed id)", body = ErrorBody),
+        (status = 404, description = "No such job, or another tenant's (or a malformed id)", body = ErrorBody),
         (status = 409, description = "The video is not ready (the job has not succeeded)", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody, headers(("Retry-After" = u64))),
         (status = 503, description = "Storage or Redis unavailable", body = ErrorBody),
@@ -305,13 +333,9 @@ pub(crate) async fn video(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    state.authorize(&headers, Scope::Read)?;
+    let caller = state.authorize(&headers, Scope::Read)?;
     let id = job_id(&id)?;
-    let job = state
-        .producer
-        .status(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(id))?;
+    let job = state.visible_job(&caller, &id).await?;
     let output = match (&job.output, job.state) {
         (Some(output), JobState::Succeeded) => output,
         _ => {

@@ -22,7 +22,7 @@ use vidq_core::{EpochStatus, EpochWatch};
 use vidq_storage::Storage;
 
 use crate::{ApiSettings, EnqueueOptions, Producer, Scope};
-use auth::Tokens;
+use auth::{Caller, Tokens};
 use error::ApiError;
 use rate_limit::RateLimiter;
 
@@ -45,6 +45,7 @@ struct AppState {
     limiter: RateLimiter,
     body_limit: usize,
     reuse_ttl: Duration,
+    reuse_across_tenants: bool,
     idempotency_ttl: Duration,
     events_max: Duration,
     metrics: metrics::ApiMetrics,
@@ -55,17 +56,34 @@ struct AppState {
 }
 
 impl AppState {
-    /// The caller's name when its token has `scope` and its rate allows one more request.
-    fn authorize(&self, headers: &HeaderMap, scope: Scope) -> Result<String, ApiError> {
+    /// The caller when its token has `scope` and its rate allows one more request.
+    fn authorize(&self, headers: &HeaderMap, scope: Scope) -> Result<Caller, ApiError> {
         let caller = self.tokens.authorize(headers, scope)?;
         self.limiter
-            .check(caller, Instant::now())
+            .check(
+                &format!("{}#{}", caller.tenant, caller.token),
+                Instant::now(),
+            )
             .map_err(ApiError::rate_limited)?;
-        Ok(caller.to_owned())
+        Ok(caller)
+    }
+
+    /// The job `id` if `caller` may see it: another tenant's job is 404 like a missing one.
+    async fn visible_job(
+        &self,
+        caller: &Caller,
+        id: &vidq_core::JobId,
+    ) -> Result<vidq_core::JobRecord, ApiError> {
+        self.producer
+            .status(id)
+            .await?
+            .filter(|job| caller.may_see(job.owner.as_deref()))
+            .ok_or_else(|| ApiError::not_found(id))
     }
 
     fn enqueue_options(
         &self,
+        caller: &Caller,
         idempotency_key: Option<String>,
         body_hash: String,
     ) -> EnqueueOptions {
@@ -74,6 +92,8 @@ impl AppState {
             body_hash: Some(body_hash),
             idempotency_ttl: Some(self.idempotency_ttl),
             reuse_within: Some(self.reuse_ttl),
+            owner: Some(caller.tenant.clone()),
+            reuse_across_owners: self.reuse_across_tenants,
         }
     }
 }
@@ -91,6 +111,7 @@ impl Api {
                 limiter: RateLimiter::new(settings.rate_per_second, settings.rate_burst),
                 body_limit: settings.body_limit,
                 reuse_ttl: settings.reuse_ttl,
+                reuse_across_tenants: settings.reuse_across_tenants,
                 idempotency_ttl: settings.idempotency_ttl,
                 events_max: settings.events_max,
                 metrics: metrics::ApiMetrics::new(),

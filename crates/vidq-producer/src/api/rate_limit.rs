@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Token buckets keyed by caller name.
+/// Token buckets keyed by caller (one per token).
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
     per_second: f64,

@@ -237,6 +237,9 @@ pub(crate) struct JobView {
     #[schema(example = "0190a5b2-7c4e-7d3a-9f1e-2b3c4d5e6f70")]
     id: String,
     state: State,
+    /// The tenant owning the job (the name of the token that created it); `null` for jobs
+    /// stored before jobs had owners (only `admin` tokens see those).
+    tenant: Option<String>,
     request: RequestView,
     upstream: UpstreamView,
     /// Submission attempts so far.
@@ -267,6 +270,7 @@ impl From<&JobRecord> for JobView {
         Self {
             id: job.id.to_string(),
             state: job.state.into(),
+            tenant: job.owner.clone(),
             request: (&job.request).into(),
             upstream: UpstreamView {
                 img_uuid: job.img_uuid.clone(),
@@ -312,6 +316,10 @@ pub(crate) struct ListQuery {
         pattern = "^[0-9]{1,20}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
     )]
     cursor: Option<String>,
+    /// Only this tenant's jobs. Other tokens than `admin` see only their own tenant's jobs
+    /// anyway: naming another tenant lists nothing.
+    #[param(pattern = "^[A-Za-z0-9._-]{1,64}$", min_length = 1, max_length = 64)]
+    tenant: Option<String>,
 }
 
 /// One server-sent event of `GET /v1/jobs/{id}/events` (event name `state`).

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde_json::{Map, Value, json};
 use vidq_core::TransformRequest;
-use vidq_producer::Producer;
+use vidq_producer::{EnqueueOptions, Producer};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -37,6 +37,10 @@ pub(crate) struct Args {
     /// A label, as key=value (repeatable).
     #[arg(long = "meta", value_name = "KEY=VALUE")]
     metadata: Vec<String>,
+    /// The tenant owning the job (an API token's name): its tokens then see it. Without it
+    /// the job has no owner and only admin tokens see it in the HTTP API.
+    #[arg(long)]
+    tenant: Option<String>,
     /// Print the job as JSON instead of its id.
     #[arg(long)]
     json: bool,
@@ -45,7 +49,11 @@ pub(crate) struct Args {
 pub(crate) async fn run(producer: &Producer, args: Args) -> anyhow::Result<ExitCode> {
     let body = request_body(&args)?;
     let request = TransformRequest::try_from(body)?;
-    let id = producer.enqueue(request).await?;
+    let options = EnqueueOptions {
+        owner: args.tenant.clone(),
+        ..EnqueueOptions::default()
+    };
+    let id = producer.enqueue_with(request, options).await?.job.id;
     if args.json {
         let record = producer.status(&id).await?;
         println!("{}", serde_json::to_string(&record)?);

@@ -70,7 +70,12 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
     }
     let producer = match Producer::connect(&settings).await {
         Ok(p) => p,
-        Err(err) => return fail(format!("connecting to {}: {err}", settings.redis.url)),
+        Err(err) => {
+            return fail(format!(
+                "connecting to {}: {err}",
+                redact_url(&settings.redis.url)
+            ));
+        }
     };
     let result = match cli.command {
         Command::Enqueue(args) => enqueue::run(&producer, args).await,
@@ -88,4 +93,36 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
 fn fail(err: impl std::fmt::Display) -> ExitCode {
     eprintln!("vidq: {err:#}");
     ExitCode::from(EXIT_ERROR)
+}
+
+/// `url` fit to print: its userinfo (user and password) replaced by `***`. Everything between
+/// the scheme and the last `@` goes, so a password holding `/`, `#` or `@` is hidden too.
+pub(crate) fn redact_url(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    match url[start..].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redacts_the_userinfo() {
+        assert_eq!(
+            redact_url("redis://:s3cret-pw@127.0.0.1:1/"),
+            "redis://***@127.0.0.1:1/"
+        );
+        assert_eq!(
+            redact_url("rediss://user:p/a#s@s@redis.example:6380/2"),
+            "rediss://***@redis.example:6380/2"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(redact_url(":pw@host"), "***@host");
+    }
 }

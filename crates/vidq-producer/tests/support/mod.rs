@@ -14,6 +14,13 @@ use vidq_storage::Storage;
 pub const RW_TOKEN: &str = "test-token-read-write-0123456789";
 pub const READ_TOKEN: &str = "test-token-read-only-0123456789";
 pub const WRITE_TOKEN: &str = "test-token-write-only-0123456789";
+/// The three tokens above are one tenant's, `tenant-a`.
+pub const TENANT_A: &str = "tenant-a";
+/// Another tenant's token (read and write), `tenant-b`.
+pub const B_TOKEN: &str = "test-token-tenant-b-0123456789";
+pub const TENANT_B: &str = "tenant-b";
+/// A token with the `admin` scope (tenant `ops`).
+pub const ADMIN_TOKEN: &str = "test-token-admin-0123456789";
 
 pub fn redis_url() -> String {
     std::env::var("VIDQ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -36,7 +43,8 @@ impl Drop for TestApp {
     }
 }
 
-/// Settings for a test: unique prefix, three tokens (read+write, read, write).
+/// Settings for a test: unique prefix; tenant A's three tokens (read+write, read, write),
+/// tenant B's (read+write) and an admin token.
 pub fn settings() -> ProducerSettings {
     let mut s = ProducerSettings::default();
     s.redis.url = redis_url();
@@ -47,9 +55,11 @@ pub fn settings() -> ProducerSettings {
         scopes,
     };
     s.api.tokens = vec![
-        token("rw", RW_TOKEN, vec![Scope::Read, Scope::Write]),
-        token("reader", READ_TOKEN, vec![Scope::Read]),
-        token("writer", WRITE_TOKEN, vec![Scope::Write]),
+        token(TENANT_A, RW_TOKEN, vec![Scope::Read, Scope::Write]),
+        token(TENANT_A, READ_TOKEN, vec![Scope::Read]),
+        token(TENANT_A, WRITE_TOKEN, vec![Scope::Write]),
+        token(TENANT_B, B_TOKEN, vec![Scope::Read, Scope::Write]),
+        token("ops", ADMIN_TOKEN, vec![Scope::Admin]),
     ];
     s.api.body_limit = 4096;
     s
