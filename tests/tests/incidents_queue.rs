@@ -368,7 +368,7 @@ async fn fleet_down_longer_than_stale_after_keeps_one_poll_task_per_job() -> any
         down.as_secs_f64(),
         first_bad.as_deref().unwrap_or("none"),
         off.len(),
-        lines_containing(&logs, "re-enqueueing a stuck job"),
+        lines_containing(&logs, "re-enqueued a stuck job"),
         subs.iter().sum::<u64>(),
     );
     for line in off.iter().take(5) {
@@ -471,7 +471,7 @@ async fn submit_backlog_longer_than_stale_after_pays_once() -> anyhow::Result<()
         over_one(&subs),
         subs.iter().max().unwrap_or(&0),
         stats.submit_requests,
-        lines_containing(&logs, "re-enqueueing a stuck job"),
+        lines_containing(&logs, "re-enqueued a stuck job"),
         lines_containing(&logs, "submitting again after an interrupted submission"),
     );
     anyhow::ensure!(

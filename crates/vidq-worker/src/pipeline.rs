@@ -164,7 +164,7 @@ impl Pipeline {
         kind: TaskKind,
         job: &JobId,
         delay: Duration,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Pushed> {
         let queue = self.queue(kind);
         self.inner.store.touch_active(job, delay).await?;
         // One live task per job step: if this step is queued or running already, this push
@@ -175,7 +175,7 @@ impl Pipeline {
         if let Pushed::Exists(state) = pushed {
             tracing::debug!(task.kind = %kind, task.state = ?state, "the step is queued already");
         }
-        Ok(())
+        Ok(pushed)
     }
 
     /// Ends the job `failed` with `reason`, if it is still in `from`. Returns whether this

@@ -18,6 +18,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 use vidq_core::{JobId, JobState, StoreError, TaskKind};
+use vidq_queue::Pushed;
 
 use crate::pipeline::{Pipeline, millis};
 
@@ -132,11 +133,19 @@ pub(crate) async fn round(
                 continue;
             }
         };
-        tracing::warn!(job.id = %id, job.state = %job.state, task.kind = %kind, "re-enqueueing a stuck job");
-        metrics::counter!("vidq_reconciler_requeued_total", "kind" => kind.queue_name())
-            .increment(1);
-        pipeline.schedule(kind, &id, Duration::ZERO).await?;
-        repaired += 1;
+        // The push is a no-op when the step's task is queued or running (a backlog, a slow
+        // step): only a task that was really missing (or dead) counts as a repair.
+        match pipeline.schedule(kind, &id, Duration::ZERO).await? {
+            Pushed::Exists(_) => {
+                tracing::debug!(job.id = %id, task.kind = %kind, "late, but its task is queued");
+            }
+            Pushed::Created | Pushed::Revived => {
+                tracing::warn!(job.id = %id, job.state = %job.state, task.kind = %kind, "re-enqueued a stuck job");
+                metrics::counter!("vidq_reconciler_requeued_total", "kind" => kind.queue_name())
+                    .increment(1);
+                repaired += 1;
+            }
+        }
     }
     let pruned = store.prune_index(config.batch).await?;
     if pruned > 0 {

@@ -259,7 +259,8 @@ async fn accepted(pipeline: &Pipeline, id: &JobId, submitted: Submitted) -> Task
     pipeline
         .schedule(TaskKind::Poll, id, pipeline.poll_interval())
         .await
-        .map_err(transient)
+        .map_err(transient)?;
+    Ok(())
 }
 
 /// The id was stored but the job did not move on (the worker died in between).
