@@ -56,6 +56,33 @@ async fn wait_all_in(
     .await
 }
 
+/// Waits until every job of `jobs` has ended; on timeout the error says where each one is
+/// (states, live and dead tasks, what upstream decided).
+async fn wait_ended(
+    env: &TestEnv,
+    sim: &Sim,
+    s3: &PrivateS3,
+    jobs: &Jobs,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let Err(err) = wait_all_finished(env, jobs, timeout).await else {
+        return Ok(());
+    };
+    let counted = tally(env, sim, s3, jobs).await?;
+    let mut stuck = Vec::new();
+    for (id, _) in jobs {
+        let job = env.producer.status(id).await?.context("job record")?;
+        if !job.state.is_terminal() {
+            let last = job
+                .history
+                .last()
+                .map(|t| format!("{} -> {}", t.from, t.to));
+            stuck.push(format!("{id} {} (last {last:?})", job.state));
+        }
+    }
+    Err(err.context(format!("{counted}; unfinished: {stuck:?}")))
+}
+
 /// The end an operator checks after the incident: every job ended as the simulator decided,
 /// one submission each, one object per succeeded job with upstream's bytes (all checked by
 /// [`verify_outcomes`]), no task of an ended job due or leased, no dead task, no open
@@ -166,7 +193,7 @@ async fn fleet_down_past_the_deadline_still_delivers_finished_work() -> anyhow::
         for worker in &mut fleet {
             worker.restart().await?;
         }
-        let finished = wait_all_finished(&env, &jobs, Duration::from_secs(60)).await;
+        let finished = wait_ended(&env, &sim, &s3, &jobs, Duration::from_secs(60)).await;
         println!(
             "incident: {NAME}: fleet SIGKILLed at {:.1} s, down {:.1} s (past the 20 s deadline)",
             killed_at.as_secs_f64(),
@@ -257,7 +284,7 @@ async fn upstream_5xx_longer_than_poll_attempts_never_fails_paid_work() -> anyho
             outage_from.elapsed().as_secs_f64()
         );
 
-        wait_all_finished(&env, &jobs, Duration::from_secs(60)).await?;
+        wait_ended(&env, &sim, &s3, &jobs, Duration::from_secs(60)).await?;
         let counted = assert_clean_end(NAME, &env, &sim, &s3, &jobs, started).await?;
         anyhow::ensure!(counted.in_state("succeeded") == jobs.len(), "{counted}");
         Ok(())
@@ -324,7 +351,7 @@ async fn worker_killed_during_multipart_uploads_leaves_no_open_upload() -> anyho
             in_flight.iter().map(|u| u.parts).collect::<Vec<_>>()
         );
 
-        wait_all_finished(&env, &jobs, Duration::from_secs(90)).await?;
+        wait_ended(&env, &sim, &s3, &jobs, Duration::from_secs(90)).await?;
         let counted = assert_clean_end(NAME, &env, &sim, &s3, &jobs, started).await?;
         anyhow::ensure!(counted.in_state("succeeded") == jobs.len(), "{counted}");
         // The kill did interrupt transfers: some results were downloaded again.
@@ -400,7 +427,7 @@ async fn a_job_cancelled_mid_transfer_leaves_no_object() -> anyhow::Result<()> {
 
         // The canceled job's transfer task runs to its end (or stops early), then is gone.
         wait_queues_clear(&env, &[*target]).await?;
-        wait_all_finished(&env, &jobs, Duration::from_secs(60)).await?;
+        wait_ended(&env, &sim, &s3, &jobs, Duration::from_secs(60)).await?;
         let counted = tally(&env, &sim, &s3, &jobs).await?;
         let object = env
             .s3
@@ -448,7 +475,8 @@ async fn a_job_cancelled_mid_transfer_leaves_no_object() -> anyhow::Result<()> {
 /// running 12 jobs (upstream 2–4 s, 1 MiB results at 512 KiB/s). Once every job is submitted
 /// and a transfer runs, Redis is SIGKILLed, kept down 3 s and started again on the same files
 /// and port. Every job ends as upstream decided, one submission each, and both workers are
-/// still running.
+/// still running (a job whose next task was never pushed is left to the reconciler, set to
+/// act within seconds here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_run_with_aof_loses_nothing() -> anyhow::Result<()> {
     const NAME: &str = "redis_killed_mid_run_with_aof";
@@ -468,7 +496,17 @@ async fn redis_killed_mid_run_with_aof_loses_nothing() -> anyhow::Result<()> {
         "512KiB",
     ])
     .await?;
-    let settings = env.worker_env(&sim.base_url, &[]);
+    // A worker (or Redis) lost between a job's transition and the push of its next task leaves
+    // the job with no task until the reconciler finds it (`reconciler.stale_after`, 2 min by
+    // default): here it looks every second for jobs 5 s late, so such a job ends within the
+    // test's time, and the incident line counts how many it repaired.
+    let settings = env.worker_env(
+        &sim.base_url,
+        &[
+            ("VIDQ__RECONCILER__INTERVAL", "1s"),
+            ("VIDQ__RECONCILER__STALE_AFTER", "5s"),
+        ],
+    );
     let mut fleet = [
         Worker::start("pipe-aof-w1", settings.clone()).await?,
         Worker::start("pipe-aof-w2", settings).await?,
@@ -505,8 +543,13 @@ async fn redis_killed_mid_run_with_aof_loses_nothing() -> anyhow::Result<()> {
         (started.elapsed() - killed_at).as_secs_f64()
     );
 
-    wait_all_finished(&env, &jobs, Duration::from_secs(120)).await?;
+    wait_ended(&env, &sim, &s3, &jobs, Duration::from_secs(90)).await?;
     let running: Vec<bool> = fleet.iter_mut().map(Worker::is_running).collect();
+    let repaired: usize = fleet
+        .iter()
+        .map(|w| w.log().matches("re-enqueued a stuck job").count())
+        .sum();
+    println!("incident: {NAME}: jobs the reconciler re-enqueued after the restart: {repaired}");
     assert_clean_end(NAME, &env, &sim, &s3, &jobs, started).await?;
     anyhow::ensure!(
         running.iter().all(|r| *r),
