@@ -30,7 +30,16 @@ pub(crate) async fn poll(
         return Ok(());
     };
     if job.state != JobState::Processing {
-        return Ok(()); // a stale or duplicate poll
+        // A poll that moved the job on but died before its follow-up was pushed (Redis lost
+        // the push, the worker crashed): push it again. One live task per job step makes this
+        // a no-op when it is queued already.
+        if job.state == JobState::Transferring {
+            pipeline
+                .schedule(TaskKind::Transfer, &id, std::time::Duration::ZERO)
+                .await
+                .map_err(transient)?;
+        }
+        return Ok(());
     }
     let Some(img_uuid) = job.img_uuid.as_deref() else {
         pipeline

@@ -84,7 +84,16 @@ pub(crate) async fn submit(
             }
             true
         }
-        // Already submitted, or finished: a duplicate delivery.
+        // Already submitted: the step that follows may have been lost with a crash or a Redis
+        // that lost its last writes; pushing it again is a no-op when it is queued.
+        JobState::Processing => {
+            pipeline
+                .schedule(TaskKind::Poll, &id, pipeline.poll_interval())
+                .await
+                .map_err(transient)?;
+            return Ok(());
+        }
+        // Further on, or finished: a duplicate delivery.
         _ => return Ok(()),
     };
     let hold = pipeline.upstream().timeout() + CLAIM_MARGIN;
