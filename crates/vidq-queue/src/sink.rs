@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use apalis_core::task::Task;
 use futures::Sink;
@@ -17,10 +17,12 @@ use crate::queue::{RedisQueue, RunAfter, check_created, encode, new_id};
 
 type PushFuture = Pin<Box<dyn Future<Output = Result<(), QueueError>> + Send>>;
 
-/// Buffered pushes of one handle.
+/// Buffered pushes of one handle: id, delay, payload, and when it was handed to the sink
+/// (a delay counts from then, not from the flush: the time spent in the buffer is taken off,
+/// by this host's monotonic clock).
 #[derive(Default)]
 pub(crate) struct SinkState {
-    pending: Vec<(String, Duration, Vec<u8>)>,
+    pending: Vec<(String, Duration, Vec<u8>, Instant)>,
     flushing: Option<PushFuture>,
 }
 
@@ -51,11 +53,12 @@ impl<T> RedisQueue<T> {
             if sink.pending.is_empty() {
                 return Poll::Ready(Ok(()));
             }
-            let batch: Vec<_> = if sink.pending.len() > MAX_BATCH {
-                sink.pending.drain(..MAX_BATCH).collect()
-            } else {
-                std::mem::take(&mut sink.pending)
-            };
+            let n = sink.pending.len().min(MAX_BATCH);
+            let batch: Vec<_> = sink
+                .pending
+                .drain(..n)
+                .map(|(id, delay, payload, fed)| (id, delay.saturating_sub(fed.elapsed()), payload))
+                .collect();
             let store = store.clone();
             sink.flushing = Some(Box::pin(async move {
                 check_created(&batch, &store.push(&batch, false).await?)
@@ -83,7 +86,7 @@ impl<T: Serialize> Sink<Task<T>> for RedisQueue<T> {
             .ctx()
             .task_id()
             .map_or_else(new_id, ToString::to_string);
-        let item = (id, delay(&task), encode(&task.args)?);
+        let item = (id, delay(&task), encode(&task.args)?, Instant::now());
         this.sink.get().pending.push(item);
         Ok(())
     }
