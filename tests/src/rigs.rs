@@ -19,7 +19,8 @@ use vidq_producer::{Producer, ProducerSettings};
 use vidq_storage::{Storage, StorageSettings};
 
 use crate::incident::live_tasks_per_job;
-use crate::{S3Endpoint, Sim, TestEnv, unique, wait_until};
+use crate::redis_server::wait_listening;
+use crate::{S3Endpoint, Sim, TestEnv, free_port, unique, wait_until};
 
 /// The four queues of the pipeline.
 pub const QUEUES: [TaskKind; 4] = [
@@ -28,12 +29,6 @@ pub const QUEUES: [TaskKind; 4] = [
     TaskKind::Transfer,
     TaskKind::Notify,
 ];
-
-/// A loopback TCP port nobody listens on right now.
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
 
 /// `name` on `PATH`, else in `~/.cargo/bin` (where `scripts/test` installs s3s-fs).
 fn find_program(name: &str) -> anyhow::Result<PathBuf> {
@@ -46,23 +41,6 @@ fn find_program(name: &str) -> anyhow::Result<PathBuf> {
         .with_context(|| {
             format!("{name} not found on PATH nor in ~/.cargo/bin (scripts/test installs it)")
         })
-}
-
-/// Waits until `child` accepts TCP connections on `port`; an error if it exits first.
-async fn wait_listening(child: &mut Child, port: u16, what: &str) -> anyhow::Result<()> {
-    wait_until(what, Duration::from_secs(30), || {
-        let exited = child.try_wait().ok().flatten();
-        async move {
-            if let Some(status) = exited {
-                anyhow::bail!("exited with {status} before listening on {port}");
-            }
-            Ok(tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(|_| ()))
-        }
-    })
-    .await
 }
 
 /// The S3 server behind [`PrivateS3`]: `VIDQ_TEST_PIPELINE_S3=moto` picks moto's server (a
@@ -300,107 +278,6 @@ fn decode_b64url(text: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
-}
-
-/// A redis-server of one test on a fixed loopback port, with `appendonly yes` and
-/// `appendfsync always` in its own folder: every acknowledged write is on disk, so a SIGKILL
-/// loses nothing. Killed and its folder removed on drop.
-pub struct AofRedis {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl AofRedis {
-    /// Starts it on a free port.
-    pub async fn start() -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(unique("vidq-pipeline-redis"));
-        std::fs::create_dir_all(&dir)?;
-        let mut last_error = None;
-        for _ in 0..3 {
-            let port = free_port()?;
-            let mut child = Self::spawn(port, &dir)?;
-            match wait_listening(&mut child, port, "the private redis to listen").await {
-                Ok(()) => {
-                    let redis = Self { child, port, dir };
-                    redis.wait_ready().await?;
-                    return Ok(redis);
-                }
-                Err(err) => last_error = Some(err),
-            }
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("redis-server did not start")))
-    }
-
-    fn spawn(port: u16, dir: &Path) -> anyhow::Result<Child> {
-        Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .args(["--maxmemory-policy", "noeviction"])
-            .arg("--dir")
-            .arg(dir)
-            .args(["--logfile", "redis.log"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting redis-server (scripts/test installs it)")
-    }
-
-    /// `redis://127.0.0.1:<port>`.
-    #[must_use]
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Until it answers PING (not LOADING).
-    async fn wait_ready(&self) -> anyhow::Result<()> {
-        let client = redis::Client::open(self.url())?;
-        wait_until(
-            "the private redis to answer PING",
-            Duration::from_secs(30),
-            || async {
-                let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-                    return Ok(None);
-                };
-                Ok(redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .ok()
-                    .map(|_| ()))
-            },
-        )
-        .await
-    }
-
-    /// SIGKILL, and waits until it is gone.
-    pub async fn kill9(&mut self) -> anyhow::Result<()> {
-        self.child.kill().await.context("killing redis-server")
-    }
-
-    /// Starts it again on the same port and files, and waits until it has loaded them.
-    pub async fn restart(&mut self) -> anyhow::Result<()> {
-        let _ = self.child.kill().await;
-        self.child = Self::spawn(self.port, &self.dir)?;
-        let port = self.port;
-        wait_listening(&mut self.child, port, "the restarted redis to listen").await?;
-        self.wait_ready().await
-    }
-}
-
-impl Drop for AofRedis {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// A [`TestEnv`] named after `name` on `redis_url` and `s3`, its bucket created; new jobs get

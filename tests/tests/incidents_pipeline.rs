@@ -17,11 +17,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use vidq_core::{JobId, JobState};
 use vidq_tests::rigs::{
-    AofRedis, PrivateS3, Tally, forget_keys, open_uploads, tally, test_env, wait_queues_clear,
+    PrivateS3, Tally, forget_keys, open_uploads, tally, test_env, wait_queues_clear,
 };
 use vidq_tests::{
-    Sim, TestEnv, Worker, bin_path, count_states, enqueue_jobs, redis_url, verify_outcomes,
-    wait_all_finished, wait_until,
+    Persistence, PrivateRedis, Sim, TestEnv, Worker, bin_path, count_states, enqueue_jobs,
+    redis_url, verify_outcomes, wait_all_finished, wait_until,
 };
 
 /// One scenario at a time, across the test threads of this binary.
@@ -483,7 +483,7 @@ async fn redis_killed_mid_run_with_aof_loses_nothing() -> anyhow::Result<()> {
     const DOWN: Duration = Duration::from_secs(3);
     let _serial = SERIAL.lock().await;
     let s3 = PrivateS3::start().await?;
-    let mut redis = AofRedis::start().await?;
+    let mut redis = PrivateRedis::start(Persistence::AppendOnlyAlways).await?;
     let env = test_env("pipe-aof", &redis.url(), s3.endpoint(), None).await?;
     let sim = Sim::start(&[
         "--processing-min",

@@ -9,93 +9,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::process::{Child, Command};
-use vidq_tests::{Sim, TestEnv, Worker, bin_path, unique, wait_until};
+use vidq_tests::{
+    Persistence, PrivateRedis, Sim, TestEnv, Worker, bin_path, free_port, wait_until,
+};
 
 const LOST: &str = "redis lost its data";
 const UNREADY_FOR: &str = "5s";
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// A private, memory-only redis-server on a fixed loopback port, killed on drop.
-struct PrivateRedis {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl PrivateRedis {
-    async fn start() -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let dir = std::env::temp_dir().join(unique("vidq-epoch-redis"));
-        std::fs::create_dir_all(&dir)?;
-        let child = Self::spawn(port, &dir)?;
-        let redis = Self { child, port, dir };
-        redis.wait_answers().await?;
-        Ok(redis)
-    }
-
-    fn spawn(port: u16, dir: &PathBuf) -> anyhow::Result<Child> {
-        Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting redis-server (scripts/test installs it)")
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    async fn wait_answers(&self) -> anyhow::Result<()> {
-        let client = redis::Client::open(self.url())?;
-        wait_until(
-            "the private redis to answer",
-            Duration::from_secs(20),
-            || async {
-                let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-                    return Ok(None);
-                };
-                Ok(redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .ok()
-                    .map(|_| ()))
-            },
-        )
-        .await
-    }
-
-    /// `SHUTDOWN NOSAVE`, then the same port again with nothing in it.
-    async fn restart_empty(&mut self) -> anyhow::Result<()> {
-        let client = redis::Client::open(self.url())?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        // The server closes the connection instead of answering.
-        let _ = redis::cmd("SHUTDOWN")
-            .arg("NOSAVE")
-            .query_async::<()>(&mut conn)
-            .await;
-        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .context("redis-server did not exit after SHUTDOWN NOSAVE")??;
-        self.child = Self::spawn(self.port, &self.dir)?;
-        self.wait_answers().await
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A running `vidq serve`, its log in the target directory; killed on drop.
 struct Serve {
@@ -182,7 +101,7 @@ fn lost_lines(log: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restarted_empty_is_noticed_by_the_worker_and_the_api() -> anyhow::Result<()> {
-    let mut redis = PrivateRedis::start().await?;
+    let mut redis = PrivateRedis::start(Persistence::None).await?;
     let url = redis.url();
     let env = TestEnv::new("epoch").await?;
     let sim = Sim::start(&[]).await?;
