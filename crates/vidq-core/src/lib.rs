@@ -1,11 +1,16 @@
 #![doc = include_str!("../README.md")]
 
+mod callback;
 mod epoch;
 mod job;
 pub mod settings;
 mod tasks;
 pub mod telemetry;
 
+pub use callback::{
+    AddressClass, CallbackPolicy, CallbackRefused, CallbackTarget, classify as classify_address,
+    is_localhost, list_or_comma_separated,
+};
 pub use epoch::{
     DEFAULT_EPOCH_PERIOD, DEFAULT_EPOCH_UNREADY_FOR, EPOCH_CHANGES_METRIC, EpochChange,
     EpochStatus, EpochWatch,
@@ -17,6 +22,7 @@ pub use job::{
     StoreError, SubmissionClaim, TransformRequest, TransformRequestInput, Transition, Transitioned,
     UnknownJobState, ValidationError, unix_ms_now,
 };
+pub use job::{CreateQuota, QuotaExceeded, QuotaKind};
 pub use settings::{SettingsError, load_settings};
 pub use tasks::{JobTask, TASK_VERSION, TaskKind};
 pub use telemetry::{LogFormat, LogSettings, TelemetryError};

@@ -221,6 +221,19 @@ impl TransformRequest {
         self.reuse
     }
 
+    /// Checks `callback_url` as the workers will before they send (scheme, IP literals and
+    /// `localhost` against `policy`), so a URL they would refuse is refused at enqueue,
+    /// naming `callback_url`. The host's DNS answers are checked again at every send.
+    pub fn check_callback(&self, policy: &crate::CallbackPolicy) -> Result<(), ValidationError> {
+        match &self.callback_url {
+            Some(url) => policy
+                .check_url(url)
+                .map(drop)
+                .map_err(|refused| ValidationError::new("callback_url", refused.to_string())),
+            None => Ok(()),
+        }
+    }
+
     /// The `args` object sent upstream: the named arguments plus `extra`.
     #[must_use]
     pub fn upstream_args(&self) -> Map<String, Value> {
