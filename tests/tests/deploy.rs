@@ -1,6 +1,8 @@
 //! `scripts/validate-deploy` accepts the real deploy/ and docker-compose.yml, and rejects a copy
 //! broken on purpose in each way CI must catch: wrong types, unknown fields, a custom resource
-//! that is wrong or has no schema, a grace period shorter than the worker's drain.
+//! that is wrong or has no schema, a grace period shorter than the worker's drain, a Helm value
+//! the chart's schema refuses, a chart that no longer renders what kustomize renders, an alert
+//! rule promtool refuses or whose unit test fails.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -92,6 +94,8 @@ fn copy_dir(from: &Path, to: &Path) {
 
 const WORKER: &str = "deploy/k8s/base/worker-deployment.yaml";
 const SCALED_OBJECT: &str = "deploy/k8s/overlays/keda/scaledobject.yaml";
+const VALUES: &str = "deploy/helm/vidq/values.yaml";
+const RULES: &str = "deploy/prometheus/rules.yaml";
 
 #[test]
 fn the_real_manifests_and_compose_file_pass() {
@@ -106,6 +110,14 @@ fn the_real_manifests_and_compose_file_pass() {
     // Every overlay was rendered and the custom resources were checked, not skipped.
     assert!(stdout.contains("ok: 3 kustomizations"), "{stdout}");
     assert!(!stdout.contains("(0 custom resources)"), "{stdout}");
+    assert!(
+        stdout.contains("5 Helm chart variants (2 equal to their overlays)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("alert rules (promtool check and test)"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -172,4 +184,111 @@ fn a_worker_killed_before_its_shutdown_grace_ends_fails() {
             "terminationGracePeriodSeconds: 20",
         )
         .assert_rejected(&["terminationGracePeriodSeconds must exceed"]);
+}
+
+/// Breaks the chart's default values.yaml (a `helm install` without `-f` would fail the same way).
+fn helm_value(from: &str, to: &str) -> Copy {
+    let copy = Copy::new();
+    copy.edit(VALUES, from, to);
+    copy
+}
+
+#[test]
+fn a_helm_value_of_the_wrong_type_fails_the_chart_schema() {
+    helm_value("worker:\n  replicas: 2\n", "worker:\n  replicas: two\n").assert_rejected(&[
+        "deploy/helm/vidq",
+        "/worker/replicas",
+        "want integer",
+    ]);
+}
+
+#[test]
+fn an_unknown_autoscaling_mode_fails_the_chart_schema() {
+    helm_value("  mode: keda\n", "  mode: kedaa\n")
+        .assert_rejected(&["/autoscaling/mode", "value must be one of"]);
+}
+
+#[test]
+fn a_misspelt_helm_value_fails_instead_of_being_ignored() {
+    helm_value("  tmpSizeLimit: 64Mi\n", "  tmpSizeLimt: 64Mi\n")
+        .assert_rejected(&["/worker", "tmpSizeLimt"]);
+}
+
+#[test]
+fn an_unquoted_number_in_the_helm_config_fails_the_chart_schema() {
+    helm_value(
+        "VIDQ__QUEUES__POLL__CONCURRENCY: \"200\"",
+        "VIDQ__QUEUES__POLL__CONCURRENCY: 200",
+    )
+    .assert_rejected(&[
+        "/config/worker/VIDQ__QUEUES__POLL__CONCURRENCY",
+        "want string",
+    ]);
+}
+
+#[test]
+fn a_chart_that_renders_other_settings_than_kustomize_fails() {
+    helm_value(
+        "VIDQ__LIMITS__MAX_PROCESSING: \"3\"",
+        "VIDQ__LIMITS__MAX_PROCESSING: \"4\"",
+    )
+    .assert_rejected(&[
+        "vs kustomize deploy/k8s/overlays/keda: ConfigMap vidq/vidq-worker differs",
+        "VIDQ__LIMITS__MAX_PROCESSING",
+    ]);
+}
+
+#[test]
+fn a_helm_worker_killed_before_its_shutdown_grace_ends_fails() {
+    helm_value(
+        "  terminationGracePeriodSeconds: 40\n",
+        "  terminationGracePeriodSeconds: 20\n",
+    )
+    .assert_rejected(&[
+        "deploy/helm/vidq (default values)",
+        "terminationGracePeriodSeconds must exceed",
+    ]);
+}
+
+#[test]
+fn an_alert_rule_that_does_not_parse_fails_promtool() {
+    let copy = Copy::new();
+    copy.edit(
+        RULES,
+        "expr: absent(vidq_queue_depth)",
+        "expr: absent(vidq_queue_depth",
+    );
+    copy.assert_rejected(&["promtool check rules", "VidqWorkersAbsent"]);
+}
+
+#[test]
+fn an_alert_rule_that_no_longer_fires_when_it_should_fails_its_unit_test() {
+    let copy = Copy::new();
+    copy.edit(
+        RULES,
+        "sum(increase(vidq_uncertain_submissions_total[15m])) > 0",
+        "sum(increase(vidq_uncertain_submissions_total[15m])) > 1",
+    );
+    // The copies are kept equal, so only the unit test can fail.
+    copy.edit(
+        "deploy/helm/vidq/files/rules.yaml",
+        "sum(increase(vidq_uncertain_submissions_total[15m])) > 0",
+        "sum(increase(vidq_uncertain_submissions_total[15m])) > 1",
+    );
+    copy.edit(
+        "deploy/k8s/base/prometheusrule.yaml",
+        "sum(increase(vidq_uncertain_submissions_total[15m])) > 0",
+        "sum(increase(vidq_uncertain_submissions_total[15m])) > 1",
+    );
+    copy.assert_rejected(&["promtool test rules", "VidqUncertainSubmissions"]);
+}
+
+#[test]
+fn a_prometheus_rule_copy_that_drifts_from_rules_yaml_fails() {
+    let copy = Copy::new();
+    copy.edit(RULES, "for: 10m", "for: 15m");
+    copy.assert_rejected(&[
+        "deploy/helm/vidq/files/rules.yaml differs from deploy/prometheus/rules.yaml",
+        "deploy/k8s/base/prometheusrule.yaml holds other rules",
+    ]);
 }
