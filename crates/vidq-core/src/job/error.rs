@@ -14,6 +14,9 @@ pub enum StoreError {
     /// `create` found a job with this id already.
     #[error("job {0} already exists")]
     AlreadyExists(JobId),
+    /// A limit refused the create ([`super::CreateQuota`]); nothing was written.
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(super::QuotaExceeded),
     /// DESIGN §3 does not allow this move; nothing was written.
     #[error("transition {from} → {to} is not allowed")]
     InvalidTransition {

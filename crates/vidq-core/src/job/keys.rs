@@ -53,6 +53,29 @@ impl Keys {
         format!("{}:jobs:tenants", self.prefix)
     }
 
+    /// `<prefix>:jobs:unfinished`: SET of the ids of every unfinished job (the backlog cap).
+    pub(super) fn unfinished(&self) -> String {
+        format!("{}:jobs:unfinished", self.prefix)
+    }
+
+    /// `<prefix>:jobs:tenant:`: what the owner's name and `:unfinished` follow in
+    /// [`Self::tenant_unfinished`] (the transition script builds that key from the owner).
+    pub(super) fn tenant_prefix(&self) -> String {
+        format!("{}:jobs:tenant:", self.prefix)
+    }
+
+    /// `<prefix>:jobs:tenant:<tenant>:unfinished`: SET of the ids of one owner's unfinished
+    /// jobs (its quota). Tenant names hold no `:`, so this never names a tenant's index.
+    pub(super) fn tenant_unfinished(&self, tenant: &str) -> String {
+        format!("{}:jobs:tenant:{tenant}:unfinished", self.prefix)
+    }
+
+    /// `<prefix>:quota:<tenant>:day:`: followed by the UTC day number (days since the Unix
+    /// epoch, by Redis's clock), the count of jobs the tenant created that day.
+    pub(super) fn tenant_day_prefix(&self, tenant: &str) -> String {
+        format!("{}:quota:{tenant}:day:", self.prefix)
+    }
+
     /// `<prefix>:jobs:states`: hash state → jobs in it now (unfinished states) or jobs that
     /// ever ended in it (terminal states).
     pub(super) fn states(&self) -> String {

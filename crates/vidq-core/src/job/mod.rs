@@ -10,6 +10,7 @@ mod idempotency;
 mod index;
 mod keys;
 mod patch;
+mod quota;
 mod record;
 mod request;
 mod request_json;
@@ -23,11 +24,13 @@ pub use id::{InvalidJobId, JobId};
 pub use idempotency::{IdempotencyOutcome, MAX_IDEMPOTENCY_KEY_BYTES};
 pub use index::{INDEX_GRACE_MS, JobPage, ListCursor, MAX_PAGE};
 pub use patch::Patch;
+pub use quota::{CreateQuota, QuotaExceeded, QuotaKind};
 pub use record::{JobEvent, JobRecord, Output, SignedUrl, Transition, unix_ms_now};
 pub use request::{
     NAMED_UPSTREAM_ARGS, Resolution, TransformRequest, TransformRequestInput, ValidationError,
 };
 pub use state::{JobState, UnknownJobState};
+pub use uploads::{RecordedPart, TransferRecord, TransferUpload};
 pub use store::{
     DEFAULT_FINISHED_TTL, DEFAULT_HISTORY_CAP, DEFAULT_PREFIX, JobStore, Transitioned,
 };

@@ -10,7 +10,7 @@ use redis::aio::ConnectionManager;
 
 use super::codec::{self, encode_transition, to_json};
 use super::keys::Keys;
-use super::{JobEvent, JobId, JobRecord, JobState, Patch, StoreError};
+use super::{CreateQuota, JobEvent, JobId, JobRecord, JobState, Patch, StoreError};
 
 /// Key prefix used unless [`JobStore::with_prefix`] says otherwise.
 pub const DEFAULT_PREFIX: &str = "vidq";
@@ -42,7 +42,9 @@ pub enum Transitioned {
 /// `<prefix>:job:{<id>}:history` (list) per job, `<prefix>:jobs:active` and
 /// `<prefix>:jobs:all` (indexes), `<prefix>:jobs:tenant:<owner>` (one owner's jobs, the
 /// owners in the set `<prefix>:jobs:tenants`), `<prefix>:idem:{<key>}` and
-/// `<prefix>:idem:<tenant>:{<key>}` (idempotency keys), and the pub/sub channel
+/// `<prefix>:idem:<tenant>:{<key>}` (idempotency keys), the unfinished jobs' ids in
+/// `<prefix>:jobs:unfinished` and `<prefix>:jobs:tenant:<owner>:unfinished` (sets), each
+/// owner's creates per UTC day in `<prefix>:quota:<owner>:day:<n>`, and the pub/sub channel
 /// `<prefix>:events`.
 #[derive(Clone)]
 pub struct JobStore {
@@ -148,80 +150,118 @@ impl JobStore {
         self.keys.history(id)
     }
 
-    /// Stores a new job atomically, refusing an id that exists. The job is added to the
-    /// `jobs:all` index (and to its owner's `jobs:tenant:<owner>`, and, unless terminal, to
-    /// `jobs:active`, expected at once by Redis's clock) FIRST, so a stored job is never
-    /// missing from them; an index entry whose create then failed is removed lazily
-    /// ([`JobStore::list`], [`JobStore::prune_index`]).
+    /// Stores a new job atomically, refusing an id that exists: its record, history, index
+    /// entries (`jobs:all`, its owner's `jobs:tenant:<owner>`, and unless terminal
+    /// `jobs:active`, expected at once by Redis's clock, and the unfinished sets) and its
+    /// per-state count, in one script. No limit is checked ([`Self::create_within`] does).
     pub async fn create(&self, record: &JobRecord) -> Result<(), StoreError> {
-        let id = &record.id;
-        let terminal = record.state.is_terminal();
-        let fields = codec::encode(record)?;
-        let skip = record
-            .history
-            .len()
-            .saturating_sub(self.history_cap as usize);
-        let history = record.history[skip..]
-            .iter()
-            .map(encode_transition)
-            .collect::<Result<Vec<_>, _>>()?;
-        let event = self.event_json(id, record.state, record.updated_at)?;
+        let outcome = self
+            .create_within(std::slice::from_ref(record), &CreateQuota::default())
+            .await?;
+        outcome.into_iter().next().unwrap_or(Ok(()))
+    }
 
-        let mut index = redis::pipe();
-        index
-            .cmd("ZADD")
-            .arg(self.keys.all())
-            .arg("NX")
-            .arg(record.created_at)
-            .arg(id.to_string())
-            .ignore();
-        if let Some(owner) = &record.owner {
-            index
-                .cmd("ZADD")
-                .arg(self.keys.tenant_all(owner))
-                .arg("NX")
-                .arg(record.created_at)
-                .arg(id.to_string())
-                .ignore()
-                .sadd(self.keys.tenants(), owner)
-                .ignore();
+    /// Stores new jobs of one owner (or all without one) like [`Self::create`], checking
+    /// `quota` in the same atomic step (one script, one round trip for them all): a job over a
+    /// limit gets [`StoreError::QuotaExceeded`] and nothing of it is written; one whose id
+    /// exists gets [`StoreError::AlreadyExists`]. The others are created, in order, so a
+    /// batch takes as many as fit. The owner's daily count counts every job created, a
+    /// terminal one (reused) included; terminal jobs never count as unfinished.
+    pub async fn create_within(
+        &self,
+        records: &[JobRecord],
+        quota: &CreateQuota,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let Some(first) = records.first() else {
+            return Ok(Vec::new());
+        };
+        let owner = first.owner.as_deref();
+        if records.iter().any(|r| r.owner.as_deref() != owner) {
+            return Err(StoreError::invalid(
+                "records",
+                "jobs created together must have one owner",
+            ));
         }
-        if !terminal {
-            // A pipeline cannot EVALSHA with a fallback; the script is a few lines.
-            index
-                .cmd("EVAL")
-                .arg(include_str!("lua/touch_active.lua"))
-                .arg(1)
-                .arg(self.keys.active())
-                .arg(id.to_string())
-                .arg(0)
-                .arg("NX")
-                .ignore();
-        }
-        let mut conn = self.conn.clone();
-        index.query_async::<()>(&mut conn).await?;
-
+        let owner_key = owner.unwrap_or("-");
         let mut call = self.scripts.create.prepare_invoke();
-        call.key(self.keys.job(id))
-            .key(self.keys.history(id))
-            .arg(if terminal { "1" } else { "0" })
+        call.key(self.keys.all())
+            .key(self.keys.active())
+            .key(self.keys.unfinished())
+            .key(self.keys.tenants())
+            .key(self.keys.tenant_all(owner_key))
+            .key(self.keys.tenant_unfinished(owner_key))
+            .key(self.keys.tenant_day_prefix(owner_key))
+            .key(self.keys.states())
+            .arg(owner.unwrap_or(""))
             .arg(self.ttl_ms())
             .arg(self.keys.events())
-            .arg(event)
-            .arg(fields.len());
-        for (name, value) in &fields {
-            call.arg(*name).arg(value);
+            .arg(CreateQuota::arg(quota.unfinished))
+            .arg(CreateQuota::arg(quota.per_day))
+            .arg(CreateQuota::arg(quota.backlog))
+            .arg(records.len());
+        for record in records {
+            let id = &record.id;
+            let fields = codec::encode(record)?;
+            let skip = record
+                .history
+                .len()
+                .saturating_sub(self.history_cap as usize);
+            let history = record.history[skip..]
+                .iter()
+                .map(encode_transition)
+                .collect::<Result<Vec<_>, _>>()?;
+            call.key(self.keys.job(id))
+                .key(self.keys.history(id))
+                .arg(if record.state.is_terminal() { "1" } else { "0" })
+                .arg(record.created_at)
+                .arg(id.to_string())
+                .arg(self.event_json(id, record.state, record.updated_at)?)
+                .arg(fields.len());
+            for (name, value) in &fields {
+                call.arg(*name).arg(value);
+            }
+            call.arg(history.len());
+            for entry in &history {
+                call.arg(entry);
+            }
         }
-        for entry in &history {
-            call.arg(entry);
+        let mut conn = self.conn.clone();
+        let reply: Vec<i64> = call.invoke_async(&mut conn).await?;
+        let to_midnight = reply
+            .get(1)
+            .copied()
+            .and_then(|s| u64::try_from(s).ok())
+            .unwrap_or(0);
+        if reply.len() != records.len() + 2 {
+            return Err(StoreError::corrupt(
+                &self.keys.all(),
+                "create",
+                "short script reply",
+            ));
         }
-        let created: i64 = call.invoke_async(&mut conn).await?;
-        if created == 1 {
-            self.count_transition(None, record.state).await;
-            Ok(())
-        } else {
-            Err(StoreError::AlreadyExists(*id))
-        }
+        Ok(records
+            .iter()
+            .zip(&reply[2..])
+            .map(|(record, &code)| match code {
+                1 => Ok(()),
+                0 => Err(StoreError::AlreadyExists(record.id)),
+                _ => Err(quota.refusal(code, to_midnight).map_or_else(
+                    || StoreError::corrupt(&self.keys.all(), "create", "unknown reply code"),
+                    StoreError::QuotaExceeded,
+                )),
+            })
+            .collect())
+    }
+
+    /// How many jobs are unfinished now: every owner's together, or `tenant`'s (for operators,
+    /// metrics and tests; the quotas count the same sets).
+    pub async fn unfinished_count(&self, tenant: Option<&str>) -> Result<u64, StoreError> {
+        let key = match tenant {
+            None => self.keys.unfinished(),
+            Some(tenant) => self.keys.tenant_unfinished(tenant),
+        };
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("SCARD").arg(key).query_async(&mut conn).await?)
     }
 
     /// Redis's clock, Unix ms (one `TIME`): the clock every due time and staleness cutoff is
@@ -371,6 +411,7 @@ impl JobStore {
         let mut call = self.scripts.transition.prepare_invoke();
         call.key(self.keys.job(id))
             .key(self.keys.history(id))
+            .key(self.keys.unfinished())
             .arg(expected.join(" "))
             .arg(to.map_or("", JobState::as_str))
             .arg("")
@@ -381,6 +422,7 @@ impl JobStore {
             .arg(self.history_cap)
             .arg(self.keys.events())
             .arg(event)
+            .arg(self.keys.tenant_prefix())
             .arg(sets.len());
         for (name, value) in &sets {
             call.arg(*name).arg(value);

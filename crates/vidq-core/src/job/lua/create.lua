@@ -1,20 +1,89 @@
--- Creates one job: its hash and its history list. Refuses an existing id.
--- KEYS[1] job hash, KEYS[2] job history list (same hash tag)
--- ARGV[1] "1" when the record is already terminal, ARGV[2] finished TTL in ms,
--- ARGV[3] events channel, ARGV[4] event JSON, ARGV[5] number of field/value pairs N,
--- ARGV[6 .. 5+2N] field/value pairs, then the history entries (oldest first).
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return 0
+-- Creates jobs of one owner (or of none) in one atomic step: for each job its hash, its
+-- history list, its index entries and its counts, after checking the owner's quotas and the
+-- backlog cap. A job refused by a limit, or whose id exists, is not written at all; the
+-- others are checked in order, so a batch takes what fits.
+-- KEYS[1] jobs:all   KEYS[2] jobs:active   KEYS[3] jobs:unfinished (set)   KEYS[4] jobs:tenants
+-- KEYS[5] jobs:tenant:<owner>   KEYS[6] jobs:tenant:<owner>:unfinished (set)
+-- KEYS[7] quota:<owner>:day: (the day's counter is this key plus the UTC day number, by
+--         Redis's clock)   KEYS[8] jobs:states (hash)
+-- then per job i (from 1): KEYS[7 + 2i] its hash, KEYS[8 + 2i] its history list.
+-- ARGV[1] the owner, or ""   ARGV[2] finished TTL in ms   ARGV[3] events channel
+-- ARGV[4] most unfinished jobs of the owner, ARGV[5] most jobs the owner creates per UTC day,
+-- ARGV[6] most unfinished jobs in all (0: no limit)   ARGV[7] number of jobs M
+-- then per job: "1" when terminal, created_at, id, event JSON, field/value pair count N,
+-- the N pairs, history entry count H, the H entries (oldest first).
+-- Returns {now ms, seconds to the next UTC midnight, code per job}: 1 created, 0 the id
+-- exists, -1 over the owner's unfinished quota, -2 over its daily quota, -3 over the
+-- backlog cap.
+local t = redis.call('TIME')
+local secs = tonumber(t[1])
+local now = secs * 1000 + math.floor(tonumber(t[2]) / 1000)
+local day = math.floor(secs / 86400)
+local to_midnight = (day + 1) * 86400 - secs
+local owner = ARGV[1]
+local max_open, max_day, max_backlog = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local day_key = KEYS[7] .. day
+local open = 0
+local today = 0
+if owner ~= '' then
+  open = redis.call('SCARD', KEYS[6])
+  today = tonumber(redis.call('GET', day_key) or '0')
 end
-local n = tonumber(ARGV[5])
-redis.call('HSET', KEYS[1], unpack(ARGV, 6, 5 + 2 * n))
-redis.call('DEL', KEYS[2])
-if #ARGV > 5 + 2 * n then
-  redis.call('RPUSH', KEYS[2], unpack(ARGV, 6 + 2 * n, #ARGV))
+local backlog = redis.call('SCARD', KEYS[3])
+
+local codes = {}
+local a = 8
+for i = 1, tonumber(ARGV[7]) do
+  local terminal = ARGV[a] == '1'
+  local created_at, id, event = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local n = tonumber(ARGV[a + 4])
+  local fields_at = a + 5
+  local h = tonumber(ARGV[fields_at + 2 * n])
+  local history_at = fields_at + 2 * n + 1
+  a = history_at + h
+  local job, history = KEYS[7 + 2 * i], KEYS[8 + 2 * i]
+  local code = 1
+  if redis.call('EXISTS', job) == 1 then
+    code = 0
+  elseif owner ~= '' and not terminal and max_open > 0 and open >= max_open then
+    code = -1
+  elseif owner ~= '' and max_day > 0 and today >= max_day then
+    code = -2
+  elseif not terminal and max_backlog > 0 and backlog >= max_backlog then
+    code = -3
+  end
+  if code == 1 then
+    redis.call('HSET', job, unpack(ARGV, fields_at, fields_at + 2 * n - 1))
+    redis.call('DEL', history)
+    if h > 0 then
+      redis.call('RPUSH', history, unpack(ARGV, history_at, history_at + h - 1))
+    end
+    redis.call('ZADD', KEYS[1], 'NX', created_at, id)
+    if owner ~= '' then
+      redis.call('ZADD', KEYS[5], 'NX', created_at, id)
+      redis.call('SADD', KEYS[4], owner)
+      today = redis.call('INCR', day_key)
+      redis.call('EXPIRE', day_key, 2 * 86400)
+    end
+    if terminal then
+      redis.call('PEXPIRE', job, ARGV[2])
+      redis.call('PEXPIRE', history, ARGV[2])
+      redis.call('PUBLISH', ARGV[3], event)
+    else
+      redis.call('ZADD', KEYS[2], 'NX', now, id)
+      redis.call('SADD', KEYS[3], id)
+      backlog = backlog + 1
+      if owner ~= '' then
+        redis.call('SADD', KEYS[6], id)
+        open = open + 1
+      end
+    end
+    redis.call('HINCRBY', KEYS[8], redis.call('HGET', job, 'state'), 1)
+  end
+  codes[i] = code
 end
-if ARGV[1] == '1' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
-  redis.call('PUBLISH', ARGV[3], ARGV[4])
+local reply = {now, to_midnight}
+for i = 1, #codes do
+  reply[i + 2] = codes[i]
 end
-return 1
+return reply

@@ -1,12 +1,16 @@
 -- Compare-and-set on one job: applies a patch and, unless ARGV[2] is empty, moves the job to
 -- a new state. Nothing is written unless the job is in one of the expected states.
--- KEYS[1] job hash, KEYS[2] job history list (same hash tag)
+-- KEYS[1] job hash, KEYS[2] job history list (same hash tag), KEYS[3] jobs:unfinished (set)
 -- ARGV[1] expected states, space separated   ARGV[2] new state, or "" for a patch only
 -- ARGV[3] now (unix ms), or "" for Redis's clock   ARGV[4] history note as JSON (a string or null)
 -- ARGV[5] attempts increment                 ARGV[6] "1" when the new state is terminal
 -- ARGV[7] finished TTL in ms                 ARGV[8] history cap
 -- ARGV[9] events channel                     ARGV[10] event JSON, its "at_ms":0 set to now
--- ARGV[11] number of field/value pairs N, ARGV[12 .. 11+2N] pairs, then fields to delete.
+-- ARGV[11] `<prefix>:jobs:tenant:`: the owner's set of unfinished jobs is this plus the
+--          job's owner plus `:unfinished` (the owner is read here, in the same atomic step)
+-- ARGV[12] number of field/value pairs N, ARGV[13 .. 12+2N] pairs, then fields to delete.
+-- A move to a terminal state takes the job out of the unfinished sets (the quotas and the
+-- backlog cap count them); a move to an unfinished state puts it (back) in.
 -- Returns {1, previous state, now} when applied, {0, current state, ''} when skipped,
 -- {-1, '', ''} when the job does not exist.
 local current = redis.call('HGET', KEYS[1], 'state')
@@ -29,12 +33,12 @@ if not expected then
   return {0, current, ''}
 end
 
-local n = tonumber(ARGV[11])
+local n = tonumber(ARGV[12])
 if n > 0 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 12, 11 + 2 * n))
+  redis.call('HSET', KEYS[1], unpack(ARGV, 13, 12 + 2 * n))
 end
-if #ARGV > 11 + 2 * n then
-  redis.call('HDEL', KEYS[1], unpack(ARGV, 12 + 2 * n, #ARGV))
+if #ARGV > 12 + 2 * n then
+  redis.call('HDEL', KEYS[1], unpack(ARGV, 13 + 2 * n, #ARGV))
 end
 local increment = tonumber(ARGV[5])
 if increment > 0 then
@@ -49,15 +53,29 @@ if to ~= '' then
     .. ',"note":' .. ARGV[4] .. '}'
   redis.call('RPUSH', KEYS[2], entry)
   redis.call('LTRIM', KEYS[2], -tonumber(ARGV[8]), -1)
+  local who = redis.call('HMGET', KEYS[1], 'id', 'owner')
+  local open_key = who[2] and (ARGV[11] .. who[2] .. ':unfinished')
   if ARGV[6] == '1' then
     redis.call('PEXPIRE', KEYS[1], ARGV[7])
     redis.call('PEXPIRE', KEYS[2], ARGV[7])
     local event = string.gsub(ARGV[10], '"at_ms":0', '"at_ms":' .. now, 1)
     redis.call('PUBLISH', ARGV[9], event)
+    if who[1] then
+      redis.call('SREM', KEYS[3], who[1])
+      if open_key then
+        redis.call('SREM', open_key, who[1])
+      end
+    end
   else
     -- Unfinished again (an operator's retry of a failed job): the keys live on.
     redis.call('PERSIST', KEYS[1])
     redis.call('PERSIST', KEYS[2])
+    if who[1] then
+      redis.call('SADD', KEYS[3], who[1])
+      if open_key then
+        redis.call('SADD', open_key, who[1])
+      end
+    end
   end
 end
 return {1, current, now}
