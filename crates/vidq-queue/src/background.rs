@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::leases::{HeldLeases, LossCause};
+use crate::leases::{Again, HeldLeases, LossCause};
 use crate::store::Store;
 
 /// Set by the wake-up listener when work became due; read by the worker's `poll_next`.
@@ -43,7 +43,7 @@ impl WakeSignal {
 pub(crate) struct AckMsg {
     pub(crate) id: String,
     pub(crate) token: String,
-    pub(crate) again: Option<Duration>,
+    pub(crate) again: Option<Again>,
     pub(crate) reply: oneshot::Sender<Option<bool>>,
 }
 
@@ -131,7 +131,7 @@ async fn ack_batcher(
         if n == 0 {
             return;
         }
-        let items: Vec<(&str, &str, Option<Duration>)> = batch
+        let items: Vec<(&str, &str, Option<Again>)> = batch
             .iter()
             .map(|m| (m.id.as_str(), m.token.as_str(), m.again))
             .collect();

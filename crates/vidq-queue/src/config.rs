@@ -1,8 +1,10 @@
 //! Per-queue settings: lease, batching, retry policy, dead-task retention.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::error::QueueError;
+use crate::fair::escape_group;
 
 /// Largest claim / ack / renewal batch a single script handles.
 pub(crate) const MAX_BATCH: usize = 1000;
@@ -32,6 +34,17 @@ pub struct QueueConfig {
     pub dead_ttl: Duration,
     /// Longest an idle worker sleeps before it looks again even without a wake-up. Default 5 s.
     pub idle_poll: Duration,
+    /// Serve groups of tasks in turn (see [`QueueConfig::with_fair_share`]). Default none:
+    /// one due-time order.
+    pub fair: Option<FairShare>,
+}
+
+/// A fair queue's weights: a group of weight 2 gets twice the tasks of a group of weight 1
+/// while both have work due. Groups not named weigh 1.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FairShare {
+    /// Group name -> weight (1..=10000).
+    pub weights: BTreeMap<String, u32>,
 }
 
 impl QueueConfig {
@@ -50,6 +63,7 @@ impl QueueConfig {
             retry: RetryPolicy::default(),
             dead_ttl: Duration::from_secs(7 * 24 * 3600),
             idle_poll: Duration::from_secs(5),
+            fair: None,
         }
     }
 
@@ -65,6 +79,16 @@ impl QueueConfig {
     pub fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self.renew_every = lease / 3;
+        self
+    }
+
+    /// Make this a fair queue: tasks pushed with a [`Place`](crate::Place) wait in their
+    /// group, and each claim takes from the group with due work that has had the least so far
+    /// (by weight), highest priority first within it. Tasks pushed without one share a
+    /// group of their own.
+    #[must_use]
+    pub fn with_fair_share(mut self, weights: BTreeMap<String, u32>) -> Self {
+        self.fair = Some(FairShare { weights });
         self
     }
 
@@ -102,6 +126,21 @@ impl QueueConfig {
         }
         if self.idle_poll.is_zero() {
             return bad("idle_poll must be non-zero");
+        }
+        if let Some(fair) = &self.fair {
+            if fair.weights.len() > MAX_BATCH {
+                return bad("fair share: at most 1000 weights");
+            }
+            for (group, weight) in &fair.weights {
+                if escape_group(group).is_err() {
+                    return bad("fair share: group names must be 1 to 128 bytes");
+                }
+                if !(1..=10_000).contains(weight) {
+                    return Err(QueueError::Config(format!(
+                        "fair share: the weight of {group:?} must be within 1..=10000"
+                    )));
+                }
+            }
         }
         Ok(())
     }

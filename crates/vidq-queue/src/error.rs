@@ -21,6 +21,9 @@ pub enum QueueError {
     /// A task id is unusable (empty, or longer than 512 bytes).
     #[error("invalid task id {0:?}: it must be 1 to 512 bytes")]
     InvalidId(String),
+    /// A group name is unusable (empty, or longer than 128 bytes).
+    #[error("invalid group {0:?}: it must be 1 to 128 bytes")]
+    InvalidGroup(String),
     /// A push with a fresh random id found a task under that id (a collision): refused,
     /// nothing overwritten.
     #[error("task id {0} is taken: nothing was overwritten")]

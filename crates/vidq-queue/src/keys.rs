@@ -17,6 +17,18 @@ pub(crate) struct Keys {
     pub(crate) why: String,
     /// Pub/sub channel announcing immediately-due work.
     pub(crate) wake: String,
+    /// Fair queues: ZSET id -> due time (ms) of every task waiting in a group.
+    pub(crate) ready: String,
+    /// Fair queues: HASH id -> "<band> <seq> <group>[ <start tag>]".
+    pub(crate) gm: String,
+    /// Fair queues: ZSET group -> virtual start time of its next task (groups with work).
+    pub(crate) groups: String,
+    /// Fair queues: HASH group -> finish tag of an idle group; `%V` -> the virtual time.
+    pub(crate) vt: String,
+    /// Fair queues: STRING, until when (ms) no claim takes anything.
+    pub(crate) hold: String,
+    /// Fair queues: prefix of each group's ZSET id -> rank (priority, then push order).
+    pub(crate) group_prefix: String,
 }
 
 impl Keys {
@@ -30,6 +42,12 @@ impl Keys {
             dead: k("dead"),
             why: k("why"),
             wake: k("wake"),
+            ready: k("ready"),
+            gm: k("gm"),
+            groups: k("groups"),
+            vt: k("vt"),
+            hold: k("hold"),
+            group_prefix: k("g:"),
         }
     }
 }
@@ -41,7 +59,20 @@ mod tests {
     #[test]
     fn keys_share_the_queue_hash_tag() {
         let k = Keys::new("p", "submit");
-        for key in [&k.due, &k.lease, &k.data, &k.dlv, &k.dead, &k.why] {
+        for key in [
+            &k.due,
+            &k.lease,
+            &k.data,
+            &k.dlv,
+            &k.dead,
+            &k.why,
+            &k.ready,
+            &k.gm,
+            &k.groups,
+            &k.vt,
+            &k.hold,
+            &k.group_prefix,
+        ] {
             assert!(key.starts_with("p:{submit}:"), "{key}");
         }
     }

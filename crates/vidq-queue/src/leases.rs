@@ -84,17 +84,35 @@ impl Lease {
 /// # let _ = poll;
 /// ```
 #[derive(Debug, Clone, Default)]
-pub struct Reschedule(Arc<Mutex<Option<Duration>>>);
+pub struct Reschedule(Arc<Mutex<Option<Again>>>);
+
+/// How a successful run asked to run again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Again {
+    /// The same task, due after the delay.
+    After(Duration),
+    /// The same task, due at once in its place, with the whole (fair) queue held that long.
+    Hold(Duration),
+}
 
 impl Reschedule {
     /// Run this task again `delay` from now (millisecond precision) once the handler returns
     /// `Ok`. A second call replaces the first.
     pub fn after(&self, delay: Duration) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(delay);
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Again::After(delay));
     }
 
-    /// The delay asked for, if any (and clears it).
-    pub(crate) fn take(&self) -> Option<Duration> {
+    /// On a fair queue: "nothing in this queue can go now" (a resource every task needs is
+    /// busy). Once the handler returns `Ok`, the task goes back to its place — its group's
+    /// turn and its order within the group kept, as if it had not been claimed — and no
+    /// claim takes any task of the queue for `delay` (the hold ends early for nobody; a later
+    /// hold may extend it). On any other queue it is [`Reschedule::after`].
+    pub fn hold_queue(&self, delay: Duration) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Again::Hold(delay));
+    }
+
+    /// What was asked for, if anything (and clears it).
+    pub(crate) fn take(&self) -> Option<Again> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 }

@@ -16,7 +16,7 @@ use tower::{Layer, Service};
 
 use crate::background::AckMsg;
 use crate::error::{QueueError, TaskError};
-use crate::leases::{Delivery, HeldLeases, Lease, Reschedule};
+use crate::leases::{Again, Delivery, HeldLeases, Lease, Reschedule};
 use crate::store::{Finish, Store};
 
 /// Longest reason kept in the dead set.
@@ -128,7 +128,7 @@ impl Drop for DropGuard<'_> {
 enum Outcome<'a> {
     /// Success: finished, or to run again after `again`.
     Done {
-        again: Option<Duration>,
+        again: Option<Again>,
     },
     Failed(&'a BoxDynError),
 }
@@ -208,7 +208,7 @@ async fn settle(layer: &AckLayer, d: &Delivery, outcome: Outcome<'_>) {
     }
 }
 
-async fn ack(layer: &AckLayer, d: &Delivery, again: Option<Duration>) -> Result<bool, QueueError> {
+async fn ack(layer: &AckLayer, d: &Delivery, again: Option<Again>) -> Result<bool, QueueError> {
     let (tx, rx) = oneshot::channel();
     let msg = AckMsg {
         id: d.id.clone(),

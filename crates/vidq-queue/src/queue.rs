@@ -12,7 +12,8 @@ use serde::de::DeserializeOwned;
 use crate::backend::WorkerState;
 use crate::config::{MAX_BATCH, QueueConfig};
 use crate::error::QueueError;
-use crate::leases::{Delivery, HeldLeases, WorkerLeases};
+use crate::fair::Place;
+use crate::leases::{Again, Delivery, HeldLeases, WorkerLeases};
 use crate::sink::SinkState;
 use crate::store::{PushState, Store};
 
@@ -272,7 +273,32 @@ impl<T> RedisQueue<T> {
     ) -> Result<bool, QueueError> {
         let flags = self
             .store
-            .ack(&[(delivery.id.as_str(), delivery.token.as_str(), Some(after))])
+            .ack(&[(
+                delivery.id.as_str(),
+                delivery.token.as_str(),
+                Some(Again::After(after)),
+            )])
+            .await?;
+        Ok(flags.first().copied().unwrap_or(false))
+    }
+}
+
+impl<T> RedisQueue<T> {
+    /// Settle a delivery claimed with [`RedisQueue::claim`] like
+    /// [`Reschedule::hold_queue`](crate::Reschedule::hold_queue): back in its place, and the
+    /// (fair) queue held for `after`. `false` when the delivery no longer holds its lease.
+    pub async fn hold_queue(
+        &self,
+        delivery: &Delivery,
+        after: Duration,
+    ) -> Result<bool, QueueError> {
+        let flags = self
+            .store
+            .ack(&[(
+                delivery.id.as_str(),
+                delivery.token.as_str(),
+                Some(Again::Hold(after)),
+            )])
             .await?;
         Ok(flags.first().copied().unwrap_or(false))
     }
@@ -305,6 +331,32 @@ impl<T: Serialize> RedisQueue<T> {
         self.push_one(id, payload, delay, true).await
     }
 
+    /// [`RedisQueue::enqueue_unique`] into `place` (its group and priority) of a fair queue
+    /// (see [`QueueConfig::with_fair_share`]). A task of that id that exists keeps its place.
+    pub async fn enqueue_unique_in(
+        &self,
+        id: &str,
+        payload: &T,
+        delay: Duration,
+        place: Place<'_>,
+    ) -> Result<Pushed, QueueError> {
+        self.push_placed(id, payload, delay, Some(place), false)
+            .await
+    }
+
+    /// [`RedisQueue::enqueue_or_revive`] into `place` (its group and priority) of a fair
+    /// queue. A task of that id that exists (or is revived) keeps its place.
+    pub async fn enqueue_or_revive_in(
+        &self,
+        id: &str,
+        payload: &T,
+        delay: Duration,
+        place: Place<'_>,
+    ) -> Result<Pushed, QueueError> {
+        self.push_placed(id, payload, delay, Some(place), true)
+            .await
+    }
+
     async fn push_one(
         &self,
         id: &str,
@@ -312,11 +364,26 @@ impl<T: Serialize> RedisQueue<T> {
         delay: Duration,
         revive: bool,
     ) -> Result<Pushed, QueueError> {
+        self.push_placed(id, payload, delay, None, revive).await
+    }
+
+    async fn push_placed(
+        &self,
+        id: &str,
+        payload: &T,
+        delay: Duration,
+        place: Option<Place<'_>>,
+        revive: bool,
+    ) -> Result<Pushed, QueueError> {
         if id.is_empty() || id.len() > MAX_ID {
             return Err(QueueError::InvalidId(id.to_owned()));
         }
+        let place = place.map(|p| p.encode()).transpose()?;
         let item = (id.to_owned(), delay, encode(payload)?);
-        let got = self.store.push(&[item], revive).await?;
+        let got = self
+            .store
+            .push_placed(&[item], place.as_ref().map(std::slice::from_ref), revive)
+            .await?;
         got.first()
             .copied()
             .map(Pushed::from)

@@ -12,6 +12,7 @@ const COMMON: &str = include_str!("lua/common.lua");
 pub(crate) struct Scripts {
     pub(crate) push: Script,
     pub(crate) claim: Script,
+    pub(crate) claim_fair: Script,
     pub(crate) ack: Script,
     pub(crate) finish: Script,
     pub(crate) release: Script,
@@ -31,6 +32,7 @@ impl Scripts {
         Self {
             push: script(include_str!("lua/push.lua")),
             claim: script(include_str!("lua/claim.lua")),
+            claim_fair: script(include_str!("lua/claim_fair.lua")),
             ack: script(include_str!("lua/ack.lua")),
             finish: script(include_str!("lua/finish.lua")),
             release: script(include_str!("lua/release.lua")),

@@ -8,7 +8,9 @@ use redis::aio::ConnectionManager;
 
 use crate::config::{MAX_BATCH, QueueConfig};
 use crate::error::QueueError;
+use crate::fair::escape_group;
 use crate::keys::Keys;
+use crate::leases::Again;
 use crate::scripts::Scripts;
 
 pub(crate) fn ms(d: Duration) -> u64 {
@@ -68,6 +70,8 @@ pub(crate) struct Store {
     pub(crate) config: QueueConfig,
     scripts: Scripts,
     round_trips: AtomicU64,
+    /// A fair queue's weights, group names escaped.
+    fair_weights: Vec<(String, u32)>,
 }
 
 impl std::fmt::Debug for Store {
@@ -81,6 +85,12 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     pub(crate) fn new(client: redis::Client, conn: ConnectionManager, config: QueueConfig) -> Self {
+        let fair_weights = config
+            .fair
+            .iter()
+            .flat_map(|f| f.weights.iter())
+            .filter_map(|(g, w)| Some((escape_group(g).ok()?, *w)))
+            .collect();
         Self {
             client,
             conn,
@@ -88,6 +98,7 @@ impl Store {
             config,
             scripts: Scripts::new(),
             round_trips: AtomicU64::new(0),
+            fair_weights,
         }
     }
 
@@ -108,18 +119,40 @@ impl Store {
         items: &[(String, Duration, Vec<u8>)],
         revive: bool,
     ) -> Result<Vec<PushState>, QueueError> {
+        self.push_placed(items, None, revive).await
+    }
+
+    /// [`Store::push`], each task with its place in a fair queue (encoded, see
+    /// `Place::encode`) when `places` is given (one per item).
+    pub(crate) async fn push_placed(
+        &self,
+        items: &[(String, Duration, Vec<u8>)],
+        places: Option<&[String]>,
+        revive: bool,
+    ) -> Result<Vec<PushState>, QueueError> {
         let mut out = Vec::with_capacity(items.len());
-        for chunk in items.chunks(MAX_BATCH) {
+        for (n, chunk) in items.chunks(MAX_BATCH).enumerate() {
             let k = &self.keys;
             let mut inv = self.scripts.push.key(&k.data);
             inv.key(&k.due)
                 .key(&k.lease)
                 .key(&k.dead)
                 .key(&k.why)
-                .key(&k.dlv);
-            inv.arg(&k.wake).arg(if revive { "1" } else { "0" });
-            for (id, delay, payload) in chunk {
+                .key(&k.dlv)
+                .key(&k.ready)
+                .key(&k.gm)
+                .key(&k.vt);
+            inv.arg(&k.wake)
+                .arg(if revive { "1" } else { "0" })
+                .arg(if places.is_some() { "1" } else { "0" });
+            for (i, (id, delay, payload)) in chunk.iter().enumerate() {
                 inv.arg(id).arg(ms(*delay)).arg(payload.as_slice());
+                if let Some(places) = places {
+                    let place = places
+                        .get(n * MAX_BATCH + i)
+                        .ok_or_else(|| protocol("a task without its place"))?;
+                    inv.arg(place);
+                }
             }
             let states: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
             for s in states {
@@ -139,11 +172,13 @@ impl Store {
     pub(crate) async fn claim(&self, max: usize) -> Result<ClaimReply, QueueError> {
         let c = &self.config;
         let k = &self.keys;
-        let reply: Vec<Vec<u8>> = self
-            .scripts
-            .claim
-            .key(&k.due)
-            .key(&k.lease)
+        let script = if c.fair.is_some() {
+            &self.scripts.claim_fair
+        } else {
+            &self.scripts.claim
+        };
+        let mut inv = script.key(&k.due);
+        inv.key(&k.lease)
             .key(&k.data)
             .key(&k.dlv)
             .key(&k.dead)
@@ -152,9 +187,20 @@ impl Store {
             .arg(ms(c.lease))
             .arg(c.max_deliveries)
             .arg(ms(c.dead_ttl))
-            .arg(TRIM_LIMIT)
-            .invoke_async(&mut self.conn())
-            .await?;
+            .arg(TRIM_LIMIT);
+        if c.fair.is_some() {
+            inv.key(&k.ready)
+                .key(&k.gm)
+                .key(&k.groups)
+                .key(&k.vt)
+                .key(&k.hold)
+                .arg(&k.group_prefix)
+                .arg(MAX_BATCH);
+            for (group, weight) in &self.fair_weights {
+                inv.arg(group).arg(*weight);
+            }
+        }
+        let reply: Vec<Vec<u8>> = inv.invoke_async(&mut self.conn()).await?;
         let mut it = reply.into_iter();
         let next = it.next().and_then(|n| parse_u64(&n));
         let now = it
@@ -184,17 +230,21 @@ impl Store {
     /// `true` where the delivery still held its lease.
     pub(crate) async fn ack(
         &self,
-        items: &[(&str, &str, Option<Duration>)],
+        items: &[(&str, &str, Option<Again>)],
     ) -> Result<Vec<bool>, QueueError> {
         let mut out = Vec::with_capacity(items.len());
         for chunk in items.chunks(MAX_BATCH) {
             let k = &self.keys;
             let mut inv = self.scripts.ack.key(&k.lease);
             inv.key(&k.data).key(&k.dlv).key(&k.due).arg(&k.wake);
+            if self.config.fair.is_some() {
+                inv.key(&k.gm).key(&k.hold).key(&k.vt).key(&k.ready);
+            }
             for (id, token, again) in chunk {
                 inv.arg(*id).arg(*token);
                 match again {
-                    Some(delay) => inv.arg(ms(*delay)),
+                    Some(Again::After(delay)) => inv.arg(ms(*delay)),
+                    Some(Again::Hold(delay)) => inv.arg(format!("h{}", ms(*delay))),
                     None => inv.arg(""),
                 };
             }
@@ -274,19 +324,18 @@ impl Store {
     /// time); dead tasks past their retention are trimmed on the way.
     pub(crate) async fn depth(&self) -> Result<[u64; 4], QueueError> {
         let k = &self.keys;
-        let got: Vec<u64> = self
-            .scripts
-            .depth
-            .key(&k.due)
-            .key(&k.lease)
+        let mut inv = self.scripts.depth.key(&k.due);
+        inv.key(&k.lease)
             .key(&k.dead)
             .key(&k.why)
             .key(&k.data)
             .key(&k.dlv)
             .arg(ms(self.config.dead_ttl))
-            .arg(TRIM_LIMIT)
-            .invoke_async(&mut self.conn())
-            .await?;
+            .arg(TRIM_LIMIT);
+        if self.config.fair.is_some() {
+            inv.key(&k.ready).key(&k.gm);
+        }
+        let got: Vec<u64> = inv.invoke_async(&mut self.conn()).await?;
         match got[..] {
             [due, later, leased, dead] => Ok([due, later, leased, dead]),
             _ => Err(protocol("depth")),
@@ -350,13 +399,12 @@ impl Store {
 
     pub(crate) async fn dead_purge(&self, limit: usize) -> Result<u64, QueueError> {
         let k = &self.keys;
-        Ok(self
-            .scripts
-            .dead_purge
-            .key(&k.dead)
-            .key(&k.why)
-            .key(&k.data)
-            .key(&k.dlv)
+        let mut inv = self.scripts.dead_purge.key(&k.dead);
+        inv.key(&k.why).key(&k.data).key(&k.dlv);
+        if self.config.fair.is_some() {
+            inv.key(&k.gm);
+        }
+        Ok(inv
             .arg(limit.clamp(1, MAX_BATCH))
             .invoke_async(&mut self.conn())
             .await?)

@@ -1,13 +1,16 @@
 -- Settle a batch of successful deliveries: each is done (removed for good) or rescheduled
 -- (the same task, payload kept, due again after a delay, a new round: failures and crashes
 -- counted from 0). Applied only where the task is leased under the given token.
--- KEYS: lease, data, dlv, due. ARGV: wake channel, then per task: id, token, delay ms
--- ('' = done). Returns 1/0 per task.
+-- On a fair queue (KEYS gm and hold given) a delay 'h<ms>' holds the queue: the task is due
+-- again at once (claim gives it back its place), and no claim takes anything for <ms>.
+-- KEYS: lease, data, dlv, due, [gm, hold, vt, ready]. ARGV: wake channel, then per task: id, token,
+-- delay ms ('' = done). Returns 1/0 per task.
 local ids = {}
 for i = 2, #ARGV, 3 do ids[#ids + 1] = ARGV[i] end
 local ms = redis.call('HMGET', KEYS[3], unpack(ids))
 local sc = redis.call('ZMSCORE', KEYS[1], unpack(ids))
 local done, moved, again, hs, res = {}, {}, {}, {}, {}
+local hold = 0
 for i = 1, #ids do
   local id = ids[i]
   local tok = meta(ms[i])
@@ -18,7 +21,14 @@ for i = 1, #ids do
       done[#done + 1] = id
     else
       moved[#moved + 1] = id
-      again[#again + 1] = now + tonumber(delay); again[#again + 1] = id
+      local held = string.match(delay, '^h(%d+)$')
+      if held and KEYS[6] then
+        hold = math.max(hold, tonumber(held))
+        again[#again + 1] = now
+      else
+        again[#again + 1] = now + tonumber(held or delay)
+      end
+      again[#again + 1] = id
       hs[#hs + 1] = id; hs[#hs + 1] = tok .. ' 0 0'
     end
   else
@@ -29,6 +39,19 @@ if #done > 0 then
   redis.call('ZREM', KEYS[1], unpack(done))
   redis.call('HDEL', KEYS[2], unpack(done))
   redis.call('HDEL', KEYS[3], unpack(done))
+  if KEYS[5] then
+    redis.call('HDEL', KEYS[5], unpack(done))
+    if redis.call('ZCARD', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[4]) == 0
+      and redis.call('ZCARD', KEYS[8]) == 0 then
+      redis.call('DEL', KEYS[7]) -- the last task done: the fair order starts afresh
+    end
+  end
+end
+if hold > 0 then
+  local till = now + hold
+  if tonumber(redis.call('GET', KEYS[6]) or '0') < till then
+    redis.call('SET', KEYS[6], string.format('%.0f', till), 'PX', hold)
+  end
 end
 if #moved > 0 then
   redis.call('ZREM', KEYS[1], unpack(moved))

@@ -17,12 +17,13 @@ local function deliveries(tok)
   if not tok then return 0 end
   return tonumber(string.match(tok, '^(%d+)')) or 0
 end
-local function trim_dead(dead, why, data, dlv, cutoff, limit)
+local function trim_dead(dead, why, data, dlv, cutoff, limit, gm)
   local old = redis.call('ZRANGEBYSCORE', dead, '-inf', cutoff, 'LIMIT', 0, limit)
   if #old > 0 then
     redis.call('ZREM', dead, unpack(old))
     redis.call('HDEL', why, unpack(old))
     redis.call('HDEL', data, unpack(old))
     redis.call('HDEL', dlv, unpack(old))
+    if gm then redis.call('HDEL', gm, unpack(old)) end
   end
 end
