@@ -23,6 +23,7 @@ pub use job::{
     UnknownJobState, ValidationError, unix_ms_now,
 };
 pub use job::{CreateQuota, QuotaExceeded, QuotaKind};
+pub use job::Priority;
 pub use settings::{SettingsError, load_settings};
 pub use tasks::{JobTask, TASK_VERSION, TaskKind};
 pub use telemetry::{LogFormat, LogSettings, TelemetryError};

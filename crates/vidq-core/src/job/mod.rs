@@ -27,10 +27,11 @@ pub use patch::Patch;
 pub use quota::{CreateQuota, QuotaExceeded, QuotaKind};
 pub use record::{JobEvent, JobRecord, Output, SignedUrl, Transition, unix_ms_now};
 pub use request::{
-    NAMED_UPSTREAM_ARGS, Resolution, TransformRequest, TransformRequestInput, ValidationError,
+    NAMED_UPSTREAM_ARGS, Priority, Resolution, TransformRequest, TransformRequestInput,
+    ValidationError,
 };
 pub use state::{JobState, UnknownJobState};
-pub use uploads::{RecordedPart, TransferRecord, TransferUpload};
 pub use store::{
     DEFAULT_FINISHED_TTL, DEFAULT_HISTORY_CAP, DEFAULT_PREFIX, JobStore, Transitioned,
 };
+pub use uploads::{RecordedPart, TransferRecord, TransferUpload};

@@ -21,7 +21,7 @@ pub const NAMED_UPSTREAM_ARGS: [&str; 6] = [
     "prompt",
 ];
 
-pub(super) const FIELDS: [&str; 10] = [
+pub(super) const FIELDS: [&str; 11] = [
     "reference_video_url",
     "model",
     "duration",
@@ -32,6 +32,7 @@ pub(super) const FIELDS: [&str; 10] = [
     "callback_url",
     "metadata",
     "reuse",
+    "priority",
 ];
 const MAX_URL_CHARS: usize = 2048;
 const MAX_PROMPT_CHARS: usize = 500;
@@ -104,6 +105,49 @@ impl FromStr for Resolution {
     }
 }
 
+/// Order of a tenant's jobs waiting for submission: every `high` job goes before any
+/// `normal` one, every `normal` before any `low` (among one tenant's jobs only: tenants share
+/// submissions fairly whatever their priorities).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// First.
+    High,
+    /// The default.
+    #[default]
+    Normal,
+    /// Last.
+    Low,
+}
+
+impl Priority {
+    /// `high`, `normal` or `low`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+}
+
+impl FromStr for Priority {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "high" => Ok(Priority::High),
+            "normal" => Ok(Priority::Normal),
+            "low" => Ok(Priority::Low),
+            _ => Err(ValidationError::new(
+                "priority",
+                "must be `high`, `normal` or `low`",
+            )),
+        }
+    }
+}
+
 /// The unvalidated fields of a request, as a Rust caller fills them in; every field is
 /// optional here and [`TransformRequest::try_from`] checks them and fills in the defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -129,6 +173,8 @@ pub struct TransformRequestInput {
     pub metadata: Option<BTreeMap<String, String>>,
     /// Whether an identical earlier result may be reused; default true.
     pub reuse: Option<bool>,
+    /// `high`, `normal` (the default) or `low`: order among the tenant's waiting jobs.
+    pub priority: Option<String>,
 }
 
 /// A validated video-to-video request. It can only be built through validation
@@ -151,6 +197,12 @@ pub struct TransformRequest {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     metadata: BTreeMap<String, String>,
     reuse: bool,
+    #[serde(skip_serializing_if = "is_normal")]
+    priority: Priority,
+}
+
+fn is_normal(p: &Priority) -> bool {
+    *p == Priority::Normal
 }
 
 impl TransformRequest {
@@ -219,6 +271,11 @@ impl TransformRequest {
     #[must_use]
     pub fn reuse(&self) -> bool {
         self.reuse
+    }
+    /// Order among the tenant's jobs waiting for submission.
+    #[must_use]
+    pub fn priority(&self) -> Priority {
+        self.priority
     }
 
     /// Checks `callback_url` as the workers will before they send (scheme, IP literals and
@@ -343,6 +400,12 @@ impl TryFrom<TransformRequestInput> for TransformRequest {
             callback_url,
             metadata,
             reuse: input.reuse.unwrap_or(true),
+            priority: input
+                .priority
+                .as_deref()
+                .map(str::parse)
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 }

@@ -59,6 +59,7 @@ impl TryFrom<Value> for TransformRequest {
             callback_url: string("callback_url")?,
             metadata,
             reuse,
+            priority: string("priority")?,
         })
     }
 }
