@@ -24,6 +24,7 @@ pub use job::{
 };
 pub use job::{CreateQuota, QuotaExceeded, QuotaKind};
 pub use job::Priority;
+pub use job::{RecordedPart, TransferRecord, TransferUpload};
 pub use settings::{SettingsError, load_settings};
 pub use tasks::{JobTask, TASK_VERSION, TaskKind};
 pub use telemetry::{LogFormat, LogSettings, TelemetryError};

@@ -60,6 +60,16 @@ pub enum Error {
     /// The input stream failed.
     #[error("source stream failed: {0}")]
     Source(BoxError),
+    /// The upload's [`crate::Journal`] says its caller no longer owns it (another process
+    /// took it over): it stopped, leaving the multipart upload to the new owner.
+    #[error("the upload was taken over by another owner")]
+    Superseded,
+    /// The upload's [`crate::Journal`] could not record or check its progress.
+    #[error("recording the upload's progress failed: {0}")]
+    Journal(BoxError),
+    /// A [`crate::Checkpoint`] to resume from is damaged.
+    #[error("cannot resume the upload: {0}")]
+    BadCheckpoint(String),
     /// Any other failure of an S3 call: network, timeout or service error.
     #[error("S3 {op} failed: {message}")]
     S3 {
@@ -80,7 +90,7 @@ impl Error {
     /// invalid settings.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Source(_) => true,
+            Error::Source(_) | Error::Journal(_) => true,
             Error::S3 { status, code, .. } => {
                 let retryable_code = matches!(
                     code.as_deref(),
@@ -92,7 +102,9 @@ impl Error {
             | Error::BucketMissing { .. }
             | Error::AccessDenied { .. }
             | Error::LengthMismatch { .. }
-            | Error::TooManyParts { .. } => false,
+            | Error::TooManyParts { .. }
+            | Error::Superseded
+            | Error::BadCheckpoint(_) => false,
         }
     }
 

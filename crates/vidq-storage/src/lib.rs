@@ -2,12 +2,14 @@
 
 mod buffer;
 mod error;
+mod resume;
 mod settings;
 mod source;
 mod storage;
 mod upload;
 
 pub use error::{BoxError, Error, Result};
+pub use resume::{Checkpoint, Journal, StoredPart};
 pub use settings::StorageSettings;
 pub use storage::{ObjectInfo, Storage};
 pub use upload::Uploaded;

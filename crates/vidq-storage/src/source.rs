@@ -2,13 +2,15 @@
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use sha2::{Digest, Sha256};
+use sha2_state::{Digest, Sha256};
 
 use crate::buffer::PartBuf;
 use crate::error::{BoxError, Error, Result};
 
 /// Pulls chunks from the source, keeps the unread rest of the last chunk, and checks the
-/// announced length as bytes arrive (so an over-long source is stopped early).
+/// announced length as bytes arrive (so an over-long source is stopped early). Bytes are
+/// hashed as they go into a part, so after each [`Reader::fill`] the hasher stands exactly
+/// at the part's end (what a resumed upload starts from).
 pub(crate) struct Reader<S> {
     stream: S,
     pending: Bytes,
@@ -24,14 +26,25 @@ where
     E: Into<BoxError>,
 {
     pub(crate) fn new(stream: S, expected: Option<u64>) -> Self {
+        Self::resuming(stream, expected, Sha256::new(), 0)
+    }
+
+    /// A reader of the rest of a body whose first `offset` bytes went through `hasher`
+    /// already; `expected` is the whole body's length.
+    pub(crate) fn resuming(stream: S, expected: Option<u64>, hasher: Sha256, offset: u64) -> Self {
         Self {
             stream,
             pending: Bytes::new(),
             finished: false,
-            hasher: Sha256::new(),
-            received: 0,
+            hasher,
+            received: offset,
             expected,
         }
+    }
+
+    /// The hasher's state after every byte handed out so far (a part's end, after `fill`).
+    pub(crate) fn hash_state(&self) -> String {
+        crate::resume::save_state(&self.hasher)
     }
 
     /// Fills `part` until it is full or the source ends.
@@ -41,7 +54,9 @@ where
                 return Ok(());
             }
             let take = part.room().min(self.pending.len());
-            part.extend(&self.pending.split_to(take));
+            let piece = self.pending.split_to(take);
+            self.hasher.update(&piece);
+            part.extend(&piece);
         }
         Ok(())
     }
@@ -86,7 +101,6 @@ where
                             got: self.received,
                         });
                     }
-                    self.hasher.update(&chunk);
                     self.pending = chunk;
                 }
             }

@@ -13,11 +13,12 @@ use tracing::Instrument as _;
 
 use crate::buffer::{Part, PartBuf};
 use crate::error::{BoxError, Error, Result};
+use crate::resume::{Checkpoint, Journal, StoredPart, load_state};
 use crate::source::Reader;
 use crate::storage::{SHA256_META, Storage};
 
 /// S3 allows at most this many parts per upload.
-const MAX_PARTS: i32 = 10_000;
+const MAX_PARTS: u32 = 10_000;
 
 /// A stored object, as recorded in the job's output.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,47 +59,122 @@ impl Storage {
         S: Stream<Item = std::result::Result<Bytes, E>>,
         E: Into<BoxError>,
     {
-        self.upload_stream_reporting(key, content_type, stream, expected_len, None)
+        self.upload(key, content_type, stream, expected_len, None, None)
             .await
     }
 
-    /// [`Storage::upload_stream`], telling `started` the multipart upload's id as soon as it
-    /// exists (nothing is sent for a single-part body), so a caller can record it and abort
-    /// it after a crash: an upload left open by a killed process is billed until aborted, and
-    /// not every S3-compatible server lists open uploads.
-    pub async fn upload_stream_reporting<S, E>(
+    /// [`Storage::upload_stream`] that can be resumed after a crash: `journal` hears of the
+    /// multipart upload's id as soon as it exists and of each part once the store confirmed
+    /// it (with the sha256 state at the part's end), and is asked before completing.
+    ///
+    /// With `resume` (checked first with [`Storage::check_checkpoint`]), the upload goes on
+    /// from the part after the checkpoint's last: `stream` is the rest of the body from
+    /// [`Checkpoint::offset`], `expected_len` the whole body's length, and the sha256 returned
+    /// is still that of the whole body. On failure nothing is aborted: the caller decides
+    /// between resuming and [`Storage::abort_upload`] (the journal holds the id). A body
+    /// shorter than one part, without `resume`, goes up in a single PutObject and the journal
+    /// hears nothing.
+    pub async fn upload_resumable<S, E>(
         &self,
         key: &str,
         content_type: &str,
         stream: S,
         expected_len: Option<u64>,
-        started: Option<tokio::sync::oneshot::Sender<String>>,
+        resume: Option<Checkpoint>,
+        journal: Arc<dyn Journal>,
+    ) -> Result<Uploaded>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>>,
+        E: Into<BoxError>,
+    {
+        self.upload(key, content_type, stream, expected_len, resume, Some(journal))
+            .await
+    }
+
+    async fn upload<S, E>(
+        &self,
+        key: &str,
+        content_type: &str,
+        stream: S,
+        expected_len: Option<u64>,
+        resume: Option<Checkpoint>,
+        journal: Option<Arc<dyn Journal>>,
     ) -> Result<Uploaded>
     where
         S: Stream<Item = std::result::Result<Bytes, E>>,
         E: Into<BoxError>,
     {
         let stream = std::pin::pin!(stream);
-        let mut reader = Reader::new(stream, expected_len);
-        let mut first = PartBuf::new(&self.gauge, self.part_size);
-        reader.fill(&mut first).await?;
-        if reader.at_end().await? {
-            let (bytes, sha256) = reader.finish()?;
-            return self
-                .put_whole(key, content_type, first.freeze(), bytes, sha256)
-                .await;
-        }
-
-        let upload_id = self.create_multipart(key, content_type).await?;
-        if let Some(started) = started {
-            let _ = started.send(upload_id.clone());
-        }
+        let (mut reader, resumed) = match resume.filter(|cp| !cp.parts.is_empty()) {
+            Some(cp) => {
+                let last = cp.parts.last().map(|p| p.sha256_state.as_str());
+                let hasher = load_state(last.unwrap_or_default())?;
+                let offset = cp.offset();
+                (
+                    Reader::resuming(stream, expected_len, hasher, offset),
+                    Some(cp),
+                )
+            }
+            None => (Reader::new(stream, expected_len), None),
+        };
+        let (upload_id, stored, first) = match resumed {
+            Some(cp) => {
+                tracing::info!(
+                    key,
+                    parts = cp.parts.len(),
+                    offset = cp.offset(),
+                    "resuming a multipart upload"
+                );
+                (cp.upload_id, cp.parts, None)
+            }
+            None => {
+                let mut first = PartBuf::new(&self.gauge, self.part_size);
+                reader.fill(&mut first).await?;
+                let state = reader.hash_state();
+                if reader.at_end().await? {
+                    let (bytes, sha256) = reader.finish()?;
+                    return self
+                        .put_whole(key, content_type, first.freeze(), bytes, sha256)
+                        .await;
+                }
+                let upload_id = self.create_multipart(key, content_type).await?;
+                if let Some(journal) = &journal {
+                    let recorded = journal.started(&upload_id).await;
+                    if !matches!(recorded, Ok(true)) {
+                        self.abort(key, &upload_id).await;
+                        return Err(match recorded {
+                            Err(err) => Error::Journal(err),
+                            _ => Error::Superseded,
+                        });
+                    }
+                }
+                (upload_id, Vec::new(), Some((first.freeze(), state)))
+            }
+        };
         let outcome = async {
-            let parts = self
-                .send_parts(key, &upload_id, first.freeze(), &mut reader)
+            let next = u32::try_from(stored.len() + 1).unwrap_or(u32::MAX);
+            let sent = self
+                .send_parts(key, &upload_id, first, next, &mut reader, journal.clone())
                 .await?;
             let (bytes, sha256) = reader.finish()?;
+            let mut parts: Vec<CompletedPart> = stored
+                .iter()
+                .map(|p| {
+                    CompletedPart::builder()
+                        .part_number(i32::try_from(p.number).unwrap_or(i32::MAX))
+                        .set_e_tag(p.etag.clone())
+                        .build()
+                })
+                .collect();
+            parts.extend(sent);
             let count = parts.len();
+            if let Some(journal) = &journal {
+                match journal.may_complete().await {
+                    Ok(true) => {}
+                    Ok(false) => return Err(Error::Superseded),
+                    Err(err) => return Err(Error::Journal(err)),
+                }
+            }
             self.complete(key, &upload_id, parts).await?;
             Ok((bytes, sha256, count))
         }
@@ -106,7 +182,10 @@ impl Storage {
         let (bytes, sha256, count) = match outcome {
             Ok(done) => done,
             Err(err) => {
-                self.abort(key, &upload_id).await;
+                // With a journal the caller owns the upload: it resumes or aborts it.
+                if journal.is_none() {
+                    self.abort(key, &upload_id).await;
+                }
                 return Err(err);
             }
         };
@@ -184,9 +263,10 @@ impl Storage {
         })
     }
 
-    /// Uploads `first` and the rest of the source, reading the next part while earlier
-    /// ones are on the wire. At most `parts_in_flight` uploads plus one part being filled
-    /// exist at any time.
+    /// Uploads `first` (when given) and the rest of the source as parts `number`, `number +
+    /// 1`, ..., reading the next part while earlier ones are on the wire. At most
+    /// `parts_in_flight` uploads plus one part being filled exist at any time. Each part the
+    /// store confirms is told to `journal` with the sha256 state at its end.
     ///
     /// Each part goes up in a task of its own, so signing and sending it run on another core
     /// while this one hashes and copies the next part. The tasks belong to a [`JoinSet`]: if
@@ -195,8 +275,10 @@ impl Storage {
         &self,
         key: &str,
         upload_id: &str,
-        first: Part,
+        first: Option<(Part, String)>,
+        mut number: u32,
         reader: &mut Reader<S>,
+        journal: Option<Arc<dyn Journal>>,
     ) -> Result<Vec<CompletedPart>>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
@@ -205,16 +287,41 @@ impl Storage {
         let key: Arc<str> = key.into();
         let upload_id: Arc<str> = upload_id.into();
         let mut in_flight = JoinSet::new();
-        let spawn = |in_flight: &mut JoinSet<_>, number: i32, part: Part| {
+        let spawn = |in_flight: &mut JoinSet<_>, number: u32, part: Part, state: String| {
             let (storage, key, upload_id) = (self.clone(), key.clone(), upload_id.clone());
+            let journal = journal.clone();
             in_flight.spawn(
-                async move { storage.upload_part(&key, &upload_id, number, part).await }
-                    .in_current_span(),
+                async move {
+                    let bytes = part.bytes.len() as u64;
+                    let done = storage.upload_part(&key, &upload_id, number, part).await?;
+                    if let Some(journal) = journal {
+                        let stored = StoredPart {
+                            number,
+                            bytes,
+                            etag: done.e_tag().map(str::to_owned),
+                            sha256_state: state,
+                        };
+                        match journal.stored(&upload_id, &stored).await {
+                            Ok(true) => {}
+                            Ok(false) => return Err(Error::Superseded),
+                            Err(err) => tracing::warn!(
+                                part = number,
+                                error = %err,
+                                "could not record a stored part; a resumed upload sends it again"
+                            ),
+                        }
+                    }
+                    Ok(done)
+                }
+                .in_current_span(),
             );
         };
         let mut done = Vec::new();
-        let mut number = 1;
-        spawn(&mut in_flight, number, first);
+        if let Some((first, state)) = first {
+            spawn(&mut in_flight, number, first, state);
+        } else {
+            number -= 1;
+        }
         loop {
             let mut next = PartBuf::new(&self.gauge, self.part_size);
             {
@@ -232,6 +339,7 @@ impl Storage {
             if next.len() == 0 {
                 break;
             }
+            let state = reader.hash_state();
             let is_last = next.room() > 0;
             while in_flight.len() >= self.parts_in_flight {
                 if let Some(uploaded) = in_flight.join_next().await {
@@ -244,7 +352,7 @@ impl Storage {
                     part_size: self.part_size as u64,
                 });
             }
-            spawn(&mut in_flight, number, next.freeze());
+            spawn(&mut in_flight, number, next.freeze(), state);
             if is_last {
                 break;
             }
@@ -260,9 +368,10 @@ impl Storage {
         &self,
         key: &str,
         upload_id: &str,
-        number: i32,
+        number: u32,
         part: Part,
     ) -> Result<CompletedPart> {
+        let number = i32::try_from(number).unwrap_or(i32::MAX);
         let request = self
             .client
             .upload_part()

@@ -1,12 +1,27 @@
 //! `transfer`: streams the finished video from upstream's signed URL into storage, with
 //! bounded memory, under a key fixed per job (a retry overwrites, never duplicates).
+//!
+//! A transfer that dies resumes: the multipart upload's id and each part the store confirmed
+//! are recorded beside the job (fenced by the delivery, so a worker that lost its lease records
+//! nothing and completes nothing), and the next delivery checks them against the parts the
+//! store lists, asks upstream for the rest with a `Range` request and goes on from the next
+//! part. The sha256 stays that of the whole object: each recorded part carries the hasher's
+//! state at its end. A body whose length or validator changed starts again from zero.
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use apalis::prelude::{Attempt, Data};
 use futures::TryStreamExt;
+use futures::future::BoxFuture;
 use reqwest::StatusCode;
+use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
 use tracing::instrument;
-use vidq_core::{JobId, JobState, JobTask, Output, Patch, SignedUrl, TaskKind, Transitioned};
-use vidq_storage::Error as StorageError;
+use vidq_core::{
+    JobId, JobState, JobStore, JobTask, Output, Patch, RecordedPart, SignedUrl, TaskKind,
+    TransferRecord, TransferUpload, Transitioned,
+};
+use vidq_queue::{Delivery, Lease};
+use vidq_storage::{Checkpoint, Error as StorageError, Journal, StoredPart};
 
 use super::{TaskResult, TaskTimer, retry, transient};
 use crate::pipeline::Pipeline;
@@ -18,6 +33,8 @@ pub(crate) async fn transfer(
     task: JobTask,
     pipeline: Data<Pipeline>,
     attempt: Attempt,
+    delivery: Data<Delivery>,
+    lease: Data<Lease>,
 ) -> TaskResult {
     let _timer = TaskTimer::start(TaskKind::Transfer);
     let id = task.job;
@@ -32,24 +49,79 @@ pub(crate) async fn transfer(
     // Some S3-compatible servers create a missing bucket on the first PutObject; a job must
     // not quietly write somewhere nobody configured, so the bucket is checked first.
     if let Err(err) = pipeline.storage().check_bucket().await {
-        return storage_failed(&pipeline, &id, err, last).await;
+        return storage_failed(&pipeline, &id, err, last, None).await;
     }
-    let response = match open(&pipeline, &id, job.result_url, job.img_uuid.as_deref()).await {
-        Ok(response) => response,
-        Err(reason) if last => {
-            pipeline
-                .fail(&id, JobState::Transferring, &reason)
-                .await
-                .map_err(transient)?;
-            return Ok(());
-        }
-        Err(reason) => return Err(retry(None, reason)),
-    };
-    let expected_len = response.content_length();
     let storage = pipeline.storage();
+    let key = storage.object_key(&id.to_string());
+    let token = delivery.token.clone();
+    let record = pipeline
+        .store()
+        .take_transfer(&id, &token)
+        .await
+        .map_err(transient)?;
+    let journal = Arc::new(TransferJournal {
+        store: pipeline.store().clone(),
+        id,
+        token,
+        key: key.clone(),
+        lease: (*lease).clone(),
+        upload_id: Mutex::new(None),
+        body: Mutex::new((0, None)),
+    });
+    let resume = resumable(&pipeline, &journal, record).await;
+    if resume.is_none() {
+        // Starting from zero: first abort what an earlier transfer left open (a worker killed
+        // mid-upload leaves its parts billed until they are aborted).
+        abort_listed(&pipeline, &key).await;
+    }
+    let range = resume.as_ref().map(|r| (r.checkpoint.offset(), r.validator.clone()));
+    let mut response = match open(&pipeline, &id, job.result_url, job.img_uuid.as_deref(), range)
+        .await
+    {
+        Ok(response) => response,
+        Err(reason) => {
+            if last {
+                journal.drop_upload(&pipeline).await;
+                pipeline
+                    .fail(&id, JobState::Transferring, &reason)
+                    .await
+                    .map_err(transient)?;
+                return Ok(());
+            }
+            return Err(retry(None, reason));
+        }
+    };
+    let mut resume = resume;
+    if let Some(r) = &resume
+        && !continues(&response, r)
+    {
+        tracing::info!(
+            status = %response.status(),
+            "the result's bytes changed since the stored parts (length or validator), or upstream ignored the range: starting again from zero"
+        );
+        journal.drop_upload(&pipeline).await;
+        resume = None;
+        if response.status() != StatusCode::OK {
+            let url = pipeline
+                .store()
+                .get(&id)
+                .await
+                .map_err(transient)?
+                .and_then(|j| j.result_url);
+            response = match open(&pipeline, &id, url, job.img_uuid.as_deref(), None).await {
+                Ok(response) => response,
+                Err(reason) => return Err(retry(None, reason)),
+            };
+        }
+    }
+    let offset = resume.as_ref().map_or(0, |r| r.checkpoint.offset());
+    let total = total_length(&response, offset);
+    *journal.body.lock().unwrap_or_else(PoisonError::into_inner) =
+        (total.unwrap_or(0), validator(&response));
     let max = storage.max_bytes();
-    if let Some(reason) = unverifiable(&response, max) {
+    if let Some(reason) = unverifiable(&response, total, max) {
         if last {
+            journal.drop_upload(&pipeline).await;
             pipeline
                 .fail(&id, JobState::Transferring, &reason)
                 .await
@@ -58,7 +130,7 @@ pub(crate) async fn transfer(
         }
         return Err(retry(None, reason));
     }
-    let mut seen = 0u64;
+    let mut seen = offset;
     let body = response
         .bytes_stream()
         .map_err(BoxError::from)
@@ -73,44 +145,28 @@ pub(crate) async fn transfer(
                 Ok(chunk)
             })
         });
-    let key = storage.object_key(&id.to_string());
-    // A transfer that starts again first aborts what an earlier one left open (a worker killed
-    // mid-upload leaves its parts billed until they are aborted).
-    abort_left_open(&pipeline, &id, &key).await;
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<String>();
-    let remember = async {
-        if let Ok(upload_id) = started_rx.await
-            && let Err(err) = pipeline.store().remember_upload(&id, &upload_id).await
-        {
-            tracing::debug!(error = %err, "could not remember the open upload");
-        }
-    };
-    let upload = async {
-        let (outcome, ()) = tokio::join!(
-            storage.upload_stream_reporting(
-                &key,
-                CONTENT_TYPE,
-                body,
-                expected_len,
-                Some(started_tx)
-            ),
-            remember
-        );
-        outcome
-    };
+    // A transfer of an older release remembered its upload elsewhere.
+    abort_legacy(&pipeline, &id, &key).await;
+    let upload = storage.upload_resumable(
+        &key,
+        CONTENT_TYPE,
+        body,
+        total,
+        resume.map(|r| r.checkpoint),
+        journal.clone(),
+    );
     let outcome = tokio::select! {
         outcome = upload => outcome,
         state = left_transferring(&pipeline, &id) => {
             // Canceled (or ended elsewhere) mid-transfer: the upload is dropped here.
-            return stopped(&pipeline, &id, &key, state).await;
+            return stopped(&pipeline, &journal, state).await;
         }
     };
-    // Completed, or aborted by the upload itself on failure: nothing is open any more.
-    if let Err(err) = pipeline.store().forget_upload(&id).await {
-        tracing::debug!(error = %err, "could not forget the finished upload");
-    }
     match outcome {
         Ok(uploaded) => {
+            if let Err(err) = pipeline.store().end_transfer(&id, &journal.token).await {
+                tracing::debug!(error = %err, "could not forget the finished upload");
+            }
             let output = Output {
                 bucket: uploaded.bucket,
                 key: uploaded.key,
@@ -135,11 +191,232 @@ pub(crate) async fn transfer(
                     pipeline.finished(&id).await;
                     Ok(())
                 }
-                Transitioned::Skipped { current } => stopped(&pipeline, &id, &key, current).await,
+                Transitioned::Skipped { current } => stopped(&pipeline, &journal, current).await,
             }
         }
-        Err(err) => storage_failed(&pipeline, &id, err, last).await,
+        Err(StorageError::Superseded) => {
+            tracing::info!("another delivery took the transfer over; this one stops");
+            Ok(())
+        }
+        Err(err) => storage_failed(&pipeline, &id, err, last, Some(&journal)).await,
     }
+}
+
+/// An upload to resume: the parts the store holds as recorded, and the upstream body they came
+/// from.
+struct Resume {
+    checkpoint: Checkpoint,
+    length: u64,
+    validator: Option<String>,
+}
+
+/// What of `record` can be resumed: an upload of this key whose leading recorded parts the
+/// store holds. One that cannot is aborted (and its record reset).
+async fn resumable(
+    pipeline: &Pipeline,
+    journal: &TransferJournal,
+    record: TransferRecord,
+) -> Option<Resume> {
+    let upload = record.upload?;
+    journal.set_upload(Some(upload.upload_id.clone()));
+    let parts = record
+        .parts
+        .into_iter()
+        .map(|p| StoredPart {
+            number: p.number,
+            bytes: p.bytes,
+            etag: p.etag,
+            sha256_state: p.sha256_state,
+        })
+        .collect();
+    let checkpoint = Checkpoint::from_recorded(upload.upload_id.clone(), parts);
+    let usable = if upload.key != journal.key || upload.length == 0 {
+        None
+    } else {
+        match pipeline
+            .storage()
+            .check_checkpoint(&journal.key, &checkpoint)
+            .await
+        {
+            Ok(usable) => usable,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not list the stored parts; starting again");
+                None
+            }
+        }
+    };
+    let Some(checkpoint) = usable else {
+        journal.drop_upload(pipeline).await;
+        return None;
+    };
+    tracing::info!(
+        parts = checkpoint.parts.len(),
+        offset = checkpoint.offset(),
+        "resuming the transfer after its stored parts"
+    );
+    Some(Resume {
+        checkpoint,
+        length: upload.length,
+        validator: upload.validator,
+    })
+}
+
+/// The multipart upload's progress, recorded beside the job and fenced by the delivery.
+struct TransferJournal {
+    store: JobStore,
+    id: JobId,
+    token: String,
+    key: String,
+    lease: Lease,
+    /// The multipart upload this delivery resumes or opened.
+    upload_id: Mutex<Option<String>>,
+    /// The upstream body's whole length (0 unknown) and validator.
+    body: Mutex<(u64, Option<String>)>,
+}
+
+impl TransferJournal {
+    fn set_upload(&self, upload_id: Option<String>) {
+        *self.upload_id.lock().unwrap_or_else(PoisonError::into_inner) = upload_id;
+    }
+
+    fn upload(&self) -> Option<String> {
+        self.upload_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Aborts the upload this delivery holds, if it still owns the transfer, and forgets it.
+    async fn drop_upload(&self, pipeline: &Pipeline) {
+        let Some(upload_id) = self.upload() else {
+            return;
+        };
+        match self.store.owns_transfer(&self.id, &self.token).await {
+            Ok(true) => {}
+            Ok(false) => return, // another delivery's now
+            Err(err) => {
+                tracing::debug!(error = %err, "could not read the transfer's owner");
+                return;
+            }
+        }
+        match pipeline.storage().abort_upload(&self.key, &upload_id).await {
+            Ok(()) => tracing::info!(key = %self.key, "aborted the transfer's multipart upload"),
+            Err(err) => tracing::warn!(error = %err, "could not abort the multipart upload"),
+        }
+        if let Err(err) = self.store.end_transfer(&self.id, &self.token).await {
+            tracing::debug!(error = %err, "could not forget the aborted upload");
+        }
+        self.set_upload(None);
+    }
+}
+
+impl Journal for TransferJournal {
+    fn started<'a>(&'a self, upload_id: &'a str) -> BoxFuture<'a, Result<bool, BoxError>> {
+        Box::pin(async move {
+            let (length, validator) = self
+                .body
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let upload = TransferUpload {
+                upload_id: upload_id.to_owned(),
+                key: self.key.clone(),
+                length,
+                validator,
+            };
+            let owned = self
+                .store
+                .begin_transfer_upload(&self.id, &self.token, &upload)
+                .await?;
+            if owned {
+                self.set_upload(Some(upload_id.to_owned()));
+            }
+            Ok(owned && !self.lease.is_lost())
+        })
+    }
+
+    fn stored<'a>(
+        &'a self,
+        upload_id: &'a str,
+        part: &'a StoredPart,
+    ) -> BoxFuture<'a, Result<bool, BoxError>> {
+        Box::pin(async move {
+            if self.lease.is_lost() {
+                return Ok(false);
+            }
+            let part = RecordedPart {
+                number: part.number,
+                bytes: part.bytes,
+                etag: part.etag.clone(),
+                sha256_state: part.sha256_state.clone(),
+            };
+            Ok(self
+                .store
+                .record_part(&self.id, &self.token, upload_id, &part)
+                .await?)
+        })
+    }
+
+    fn may_complete(&self) -> BoxFuture<'_, Result<bool, BoxError>> {
+        Box::pin(async move {
+            if self.lease.is_lost() {
+                return Ok(false);
+            }
+            Ok(self.store.owns_transfer(&self.id, &self.token).await?)
+        })
+    }
+}
+
+/// Whether `response` (to a ranged request) is the rest of the body the stored parts came
+/// from: a 206 from the checkpoint's offset, of the same whole length and validator.
+fn continues(response: &reqwest::Response, resume: &Resume) -> bool {
+    if response.status() != StatusCode::PARTIAL_CONTENT {
+        return false;
+    }
+    let Some((start, total)) = response
+        .headers()
+        .get(CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_content_range)
+    else {
+        return false;
+    };
+    start == resume.checkpoint.offset()
+        && total == resume.length
+        && validator(response) == resume.validator
+}
+
+/// `bytes <start>-<end>/<total>` → (start, total).
+fn parse_content_range(value: &str) -> Option<(u64, u64)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (start, _) = range.split_once('-')?;
+    Some((start.trim().parse().ok()?, total.trim().parse().ok()?))
+}
+
+/// What tells one version of the upstream body from another: its `ETag`, else its
+/// `Last-Modified`.
+fn validator(response: &reqwest::Response) -> Option<String> {
+    let headers = response.headers();
+    headers
+        .get(ETAG)
+        .or_else(|| headers.get(LAST_MODIFIED))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The whole body's length: the total of a 206's `Content-Range`, else `Content-Length`.
+fn total_length(response: &reqwest::Response, offset: u64) -> Option<u64> {
+    if response.status() == StatusCode::PARTIAL_CONTENT {
+        return response
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_content_range)
+            .map(|(_, total)| total)
+            .or_else(|| response.content_length().map(|n| n + offset));
+    }
+    response.content_length()
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -147,8 +424,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Why a result body cannot be stored as a verified whole, if so: announced above
 /// `storage.max_bytes`, or without any length (HTTP/1 with neither `Content-Length` nor chunked
 /// encoding, where a connection cut short looks like the end of the video).
-fn unverifiable(response: &reqwest::Response, max: u64) -> Option<String> {
-    if let Some(len) = response.content_length()
+fn unverifiable(response: &reqwest::Response, total: Option<u64>, max: u64) -> Option<String> {
+    if let Some(len) = total
         && len > max
     {
         return Some(format!(
@@ -183,12 +460,11 @@ async fn left_transferring(pipeline: &Pipeline, id: &JobId) -> JobState {
     }
 }
 
-/// Aborts the multipart uploads an earlier transfer of the job left open: the one it
-/// remembered beside the job (works on any S3 server), and any the store lists for the key.
-async fn abort_left_open(pipeline: &Pipeline, id: &JobId, key: &str) {
-    let storage = pipeline.storage();
+/// Aborts the multipart upload a transfer of an earlier release remembered for the job
+/// (works on any S3 server).
+async fn abort_legacy(pipeline: &Pipeline, id: &JobId, key: &str) {
     match pipeline.store().open_upload(id).await {
-        Ok(Some(upload_id)) => match storage.abort_upload(key, &upload_id).await {
+        Ok(Some(upload_id)) => match pipeline.storage().abort_upload(key, &upload_id).await {
             Ok(()) => {
                 tracing::info!(key, "aborted the upload an earlier transfer left open");
                 if let Err(err) = pipeline.store().forget_upload(id).await {
@@ -200,7 +476,11 @@ async fn abort_left_open(pipeline: &Pipeline, id: &JobId, key: &str) {
         Ok(None) => {}
         Err(err) => tracing::debug!(error = %err, "could not read the open upload"),
     }
-    match storage.abort_incomplete_uploads(key).await {
+}
+
+/// Aborts every incomplete upload the store lists for `key` (stores that list them).
+async fn abort_listed(pipeline: &Pipeline, key: &str) {
+    match pipeline.storage().abort_incomplete_uploads(key).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
             uploads = n,
@@ -213,8 +493,10 @@ async fn abort_left_open(pipeline: &Pipeline, id: &JobId, key: &str) {
 
 /// The job left `transferring` while its video was being stored. A canceled job keeps no
 /// object and no open upload; a job another delivery finished keeps the object it points to.
-async fn stopped(pipeline: &Pipeline, id: &JobId, key: &str, state: JobState) -> TaskResult {
-    abort_left_open(pipeline, id, key).await;
+async fn stopped(pipeline: &Pipeline, journal: &TransferJournal, state: JobState) -> TaskResult {
+    journal.drop_upload(pipeline).await;
+    abort_legacy(pipeline, &journal.id, &journal.key).await;
+    abort_listed(pipeline, &journal.key).await;
     if state == JobState::Succeeded {
         tracing::info!("the job was finished by another delivery");
         return Ok(());
@@ -222,22 +504,39 @@ async fn stopped(pipeline: &Pipeline, id: &JobId, key: &str, state: JobState) ->
     tracing::info!(job.state = %state, "job ended during its transfer; removing what it wrote");
     pipeline
         .storage()
-        .delete(key)
+        .delete(&journal.key)
         .await
         .map_err(|e| transient(anyhow::anyhow!("removing the object of an ended job: {e}")))
 }
 
 /// One decision for every storage failure: try again, or fail the job with the reason.
+/// The upload (`journal`'s) stays open for the retry to resume after a failure worth
+/// resuming (a broken download, a store's hiccup); it is aborted otherwise.
 async fn storage_failed(
     pipeline: &Pipeline,
     id: &JobId,
     err: StorageError,
     last: bool,
+    journal: Option<&TransferJournal>,
 ) -> TaskResult {
     let reason = format!("storing the video failed: {err}");
     // A short or broken download surfaces as a length mismatch or a source error: both are
-    // worth another try. A missing bucket or refused credentials are not.
-    let retryable = err.is_retryable() || matches!(err, StorageError::LengthMismatch { .. });
+    // worth another try. A missing bucket or refused credentials are not. A damaged record
+    // of the upload, or a body of another length, starts again from zero.
+    let restart = matches!(
+        err,
+        StorageError::LengthMismatch { .. } | StorageError::BadCheckpoint(_)
+    ) || matches!(
+        &err,
+        StorageError::S3 { op: "CompleteMultipartUpload", code, .. }
+            if matches!(code.as_deref(), Some("InvalidPart" | "InvalidPartOrder" | "NoSuchUpload" | "EntityTooSmall"))
+    );
+    let retryable = err.is_retryable() || restart;
+    if let Some(journal) = journal
+        && (restart || !retryable || last)
+    {
+        journal.drop_upload(pipeline).await;
+    }
     if !retryable || last {
         let ended = pipeline
             .fail(id, JobState::Transferring, &reason)
@@ -259,25 +558,38 @@ async fn storage_failed(
 /// Starts the download. A URL past its lifetime (401/403/404/410) is replaced by a freshly signed one
 /// from `jobs/detail` before giving up. The error is a reason fit for the job record: it never
 /// holds the signed URL.
+///
+/// With `range` (an offset and the validator recorded with it), asks for the body from that
+/// offset (`Range`, and `If-Range` when there is a validator): the answer is a 206 with the
+/// rest, or a 200 or 416 when upstream will not resume it.
 async fn open(
     pipeline: &Pipeline,
     id: &JobId,
     stored: Option<SignedUrl>,
     img_uuid: Option<&str>,
+    range: Option<(u64, Option<String>)>,
 ) -> Result<reqwest::Response, String> {
     let mut url = match stored {
         Some(url) => url,
         None => fresh_url(pipeline, id, img_uuid).await?,
     };
     for refreshed in [false, true] {
-        let response = pipeline
-            .download()
-            .get(url.expose())
+        let mut request = pipeline.download().get(url.expose());
+        if let Some((offset, validator)) = &range {
+            request = request.header(RANGE, format!("bytes={offset}-"));
+            if let Some(validator) = validator {
+                request = request.header(IF_RANGE, validator);
+            }
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| format!("downloading the result failed: {}", e.without_url()))?;
         match response.status() {
             StatusCode::OK => return Ok(response),
+            StatusCode::PARTIAL_CONTENT | StatusCode::RANGE_NOT_SATISFIABLE if range.is_some() => {
+                return Ok(response);
+            }
             StatusCode::UNAUTHORIZED
             | StatusCode::FORBIDDEN
             | StatusCode::NOT_FOUND
