@@ -8,7 +8,7 @@ use vidq_core::{
     IdempotencyOutcome, JobId, JobRecord, JobState, JobStore, JobTask, Patch, StoreError, TaskKind,
     TransformRequest, Transitioned,
 };
-use vidq_queue::{DeadTask, Depth, Pushed, QueueConfig, QueueError, RedisQueue};
+use vidq_queue::{DeadTask, Depth, Place, Pushed, QueueConfig, QueueError, RedisQueue};
 
 use crate::ProducerSettings;
 use crate::reuse;
@@ -383,10 +383,24 @@ impl Producer {
             .await
     }
 
+    /// Queues the job's `submit` step, due now, in its owner's group of the fair order of
+    /// submissions, at the job's priority (like [`Self::push_step`] otherwise).
+    async fn push_submit(&self, job: &JobRecord) -> Result<Pushed, QueueError> {
+        let kind = TaskKind::Submit;
+        self.queue(kind)
+            .enqueue_or_revive_in(
+                &kind.task_id(&job.id),
+                &JobTask::new(job.id),
+                Duration::ZERO,
+                submit_place(job),
+            )
+            .await
+    }
+
     async fn store_and_push(&self, record: &JobRecord) -> Result<(), ProducerError> {
         let id = record.id;
         self.store.create(record).await?;
-        if let Err(err) = self.push_step(TaskKind::Submit, &id).await {
+        if let Err(err) = self.push_submit(record).await {
             tracing::warn!(job.id = %id, error = %err, "job stored, but its first task could not be pushed; the reconciler will enqueue it");
         }
         Ok(())
@@ -426,7 +440,11 @@ impl Producer {
             .await?
         {
             Transitioned::Applied { .. } => {
-                self.push_step(kind, id).await?;
+                if kind == TaskKind::Submit {
+                    self.push_submit(&job).await?;
+                } else {
+                    self.push_step(kind, id).await?;
+                }
                 Ok(to)
             }
             Transitioned::Skipped { current } => Err(ProducerError::NotRetryable(*id, current)),
@@ -529,4 +547,15 @@ fn request_hash(request: &TransformRequest) -> Result<String, ProducerError> {
         reason: e.to_string(),
     })?;
     Ok(hex::encode(Sha256::digest(json)))
+}
+
+/// Where a job's `submit` task waits in the fair order: its owner's group (`~` for jobs with
+/// no owner: no tenant name has one, as the worker's reconciler also pushes), at its priority.
+fn submit_place(job: &JobRecord) -> Place<'_> {
+    let priority = match job.request.priority() {
+        vidq_core::Priority::High => vidq_queue::Priority::High,
+        vidq_core::Priority::Normal => vidq_queue::Priority::Normal,
+        vidq_core::Priority::Low => vidq_queue::Priority::Low,
+    };
+    Place::new(job.owner.as_deref().unwrap_or("~"), priority)
 }

@@ -66,6 +66,12 @@ pub async fn run(
                 jitter: 0.2,
             });
         config.max_deliveries = settings.queues.max_deliveries;
+        if kind == TaskKind::Submit {
+            // Submissions go to the tenants with jobs waiting in turn; one claim per task, so
+            // each replica takes the next one in the fair order only when it can run it.
+            config = config.with_fair_share(settings.fair_share.weights.clone());
+            config.claim_batch = 1;
+        }
         RedisQueue::<JobTask>::from_parts(redis_client.clone(), conn.clone(), config)
     };
     let queues = Queues {

@@ -42,6 +42,17 @@ pub struct LimitSettings {
     pub credits_poll: Duration,
 }
 
+/// `[fair_share]`: submissions go to the tenants with jobs waiting in turn, a tenant of weight
+/// 2 getting two for another's one; `weights = { "tenant-a" = 2 }`, 1 for a tenant not named.
+/// Jobs without an owner share one group (weight 1).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FairShareSettings {
+    /// Tenant name -> weight (1..=10000).
+    #[serde(default)]
+    pub weights: std::collections::BTreeMap<String, u32>,
+}
+
 /// Whether an upstream call may go now.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Admission {

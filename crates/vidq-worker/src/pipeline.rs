@@ -4,9 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use vidq_core::{JobId, JobState, JobStore, JobTask, Patch, TaskKind, Transitioned};
+use vidq_core::{
+    JobId, JobRecord, JobState, JobStore, JobTask, Patch, Priority, TaskKind, Transitioned,
+};
 use vidq_goenhance::Client;
-use vidq_queue::{Pushed, RedisQueue, Reschedule};
+use vidq_queue::{Place, Pushed, RedisQueue, Reschedule};
 use vidq_storage::Storage;
 
 use crate::limits::Limits;
@@ -157,6 +159,47 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Puts the current `submit` task back in its place in the fair order (its tenant's turn
+    /// and its place among the tenant's jobs kept) and holds the whole submit queue for
+    /// `delay`: a limit every submission shares (rate, concurrent-job cap, daily budget) said
+    /// "not yet", so no other submission could go either. Records when it is expected.
+    pub(crate) async fn hold_submissions(
+        &self,
+        job: &JobId,
+        delay: Duration,
+        again: &Reschedule,
+    ) -> anyhow::Result<()> {
+        self.inner.store.touch_active(job, delay).await?;
+        again.hold_queue(delay);
+        Ok(())
+    }
+
+    /// [`Pipeline::schedule`] for a job whose record is at hand: a `submit` task goes into its
+    /// tenant's group with the job's priority.
+    pub(crate) async fn schedule_job(
+        &self,
+        kind: TaskKind,
+        job: &JobRecord,
+        delay: Duration,
+    ) -> anyhow::Result<Pushed> {
+        if kind != TaskKind::Submit {
+            return self.schedule(kind, &job.id, delay).await;
+        }
+        self.inner.store.touch_active(&job.id, delay).await?;
+        let pushed = self
+            .inner
+            .queues
+            .submit
+            .enqueue_or_revive_in(
+                &kind.task_id(&job.id),
+                &JobTask::new(job.id),
+                delay,
+                submit_place(job),
+            )
+            .await?;
+        Ok(pushed)
+    }
+
     /// Enqueues the job's next task of `kind` to run after `delay`, and records when it is
     /// expected so the reconciler can notice if it never runs.
     pub(crate) async fn schedule(
@@ -252,6 +295,19 @@ impl Pipeline {
             tracing::warn!(error = %err, "job ended, but dropping it from the active index failed");
         }
     }
+}
+
+/// Group of jobs that have no owner in the fair order of submissions (no tenant name has `~`).
+pub(crate) const OWNERLESS_GROUP: &str = "~";
+
+/// Where a job's `submit` task waits: its owner's group, at its priority.
+pub(crate) fn submit_place(job: &JobRecord) -> Place<'_> {
+    let priority = match job.request.priority() {
+        Priority::High => vidq_queue::Priority::High,
+        Priority::Normal => vidq_queue::Priority::Normal,
+        Priority::Low => vidq_queue::Priority::Low,
+    };
+    Place::new(job.owner.as_deref().unwrap_or(OWNERLESS_GROUP), priority)
 }
 
 pub(crate) fn millis(d: Duration) -> u64 {

@@ -135,7 +135,7 @@ pub(crate) async fn round(
         };
         // The push is a no-op when the step's task is queued or running (a backlog, a slow
         // step): only a task that was really missing (or dead) counts as a repair.
-        match pipeline.schedule(kind, &id, Duration::ZERO).await? {
+        match pipeline.schedule_job(kind, &job, Duration::ZERO).await? {
             Pushed::Exists(_) => {
                 tracing::debug!(job.id = %id, task.kind = %kind, "late, but its task is queued");
             }

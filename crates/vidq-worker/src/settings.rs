@@ -41,6 +41,9 @@ pub struct WorkerSettings {
     pub webhooks: WebhookSettings,
     /// Limits shared by all replicas.
     pub limits: LimitSettings,
+    /// How submissions are shared across tenants.
+    #[serde(default)]
+    pub fair_share: crate::limits::FairShareSettings,
 }
 
 /// `[redis]`.

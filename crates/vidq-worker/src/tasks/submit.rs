@@ -53,14 +53,19 @@ pub(crate) async fn submit(
             .await
             .map_err(transient)?
     {
-        // Not now: the job waits in the queue as a task due when it may go.
+        // Not now, and no other submission either (every limit here is shared): the task goes
+        // back to its place in the fair order and the submit queue takes nothing until then,
+        // so waiting jobs are not claimed in a loop and the next to go is the fairest.
         tracing::debug!(
             wait_ms = after.as_millis() as u64,
             reason,
             "submission deferred"
         );
         metrics::counter!("vidq_limit_deferrals_total", "reason" => reason).increment(1);
-        return pipeline.again(&id, after, &again).await.map_err(transient);
+        return pipeline
+            .hold_submissions(&id, after, &again)
+            .await
+            .map_err(transient);
     }
     let found_submitting = match job.state {
         JobState::Queued => {
