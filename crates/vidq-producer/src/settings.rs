@@ -27,6 +27,10 @@ pub struct ProducerSettings {
     /// Where videos are stored, for presigned download links; optional for the CLI.
     #[serde(default)]
     pub storage: Option<StorageSettings>,
+    /// The workers' `[webhooks]` `allow_http_hosts` / `allow_private` (the rest of the section
+    /// is ignored here): `POST /v1/jobs` refuses a `callback_url` they would refuse.
+    #[serde(default)]
+    pub webhooks: vidq_core::CallbackPolicy,
 }
 
 /// `[api]`: the HTTP API of `vidq serve`.
@@ -55,9 +59,15 @@ pub struct ApiSettings {
     /// Longest an event stream stays open.
     #[serde(with = "humantime_serde")]
     pub events_max: Duration,
-    /// Who may call the API.
-    #[serde(default)]
+    /// Who may call the API: a list in a file (`[[api.tokens]]`), or indexed in the
+    /// environment (`VIDQ__API__TOKENS__0__NAME`, `..._0__SHA256`, `..._0__SCOPES=read,write`),
+    /// which then replaces the file's list.
+    #[serde(default, deserialize_with = "tokens_list_or_indexed")]
     pub tokens: Vec<ApiToken>,
+    /// A TOML file of more tokens (`[[tokens]]` entries like `[[api.tokens]]`), read at start
+    /// and again on SIGHUP, when every source of tokens is read again.
+    #[serde(default)]
+    pub tokens_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ApiSettings {
@@ -72,22 +82,130 @@ impl Default for ApiSettings {
             idempotency_ttl: Duration::from_secs(24 * 3600),
             events_max: Duration::from_secs(15 * 60),
             tokens: Vec::new(),
+            tokens_file: None,
         }
     }
 }
 
-/// One caller of the API. `Debug` never shows the token.
-#[derive(Debug, Clone, Deserialize)]
+/// One caller of the API: its name, scopes, and either the token itself or (better: the
+/// settings then hold nothing a caller could present) its SHA-256 digest. `Debug` never shows
+/// the token or the digest.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiToken {
     /// Who this is, for logs and metrics, and the tenant owning the jobs it creates: a token
     /// sees only its tenant's jobs (several tokens may share a name, e.g. while rotating).
     /// 1 to 64 ASCII letters, digits, `-`, `_` or `.`.
     pub name: String,
-    /// The bearer token itself.
+    /// The bearer token itself (at least 16 characters); empty when `sha256` is given.
+    #[serde(default = "no_token")]
     pub token: SecretString,
-    /// What it may do.
+    /// Lowercase or uppercase hex SHA-256 of the token (`printf %s "$TOKEN" | sha256sum`),
+    /// instead of `token`.
+    #[serde(default)]
+    pub sha256: Option<SecretString>,
+    /// What it may do (a list, or comma-separated in the environment).
+    #[serde(deserialize_with = "scopes_list_or_comma_separated")]
     pub scopes: Vec<Scope>,
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiToken {
+    /// The SHA-256 digest callers' tokens are compared against: `sha256` decoded, or the
+    /// digest of `token`. `None` if neither is usable (validation reports which).
+    #[must_use]
+    pub fn digest(&self) -> Option<[u8; 32]> {
+        use secrecy::ExposeSecret as _;
+        use sha2::Digest as _;
+        match &self.sha256 {
+            Some(hex_digest) => {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(hex_digest.expose_secret().trim(), &mut out).ok()?;
+                Some(out)
+            }
+            None => {
+                let token = self.token.expose_secret();
+                (!token.is_empty()).then(|| sha2::Sha256::digest(token.as_bytes()).into())
+            }
+        }
+    }
+}
+
+fn no_token() -> SecretString {
+    SecretString::from(String::new())
+}
+
+/// `[[api.tokens]]` from a file, or `VIDQ__API__TOKENS__<i>__...` (the `config` crate makes
+/// the environment's indices a table keyed "0", "1", ...: taken in numeric order).
+fn tokens_list_or_indexed<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Vec<ApiToken>, D::Error> {
+    struct Tokens;
+    impl<'de> serde::de::Visitor<'de> for Tokens {
+        type Value = Vec<ApiToken>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of tokens, or tokens indexed 0, 1, ...")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(token) = seq.next_element()? {
+                out.push(token);
+            }
+            Ok(out)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut indexed = std::collections::BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let index: usize = key.parse().map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "api.tokens: `{key}` is not an index (0, 1, ...)"
+                    ))
+                })?;
+                indexed.insert(index, map.next_value::<ApiToken>()?);
+            }
+            Ok(indexed.into_values().collect())
+        }
+    }
+    de.deserialize_any(Tokens)
+}
+
+fn scopes_list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Vec<Scope>, D::Error> {
+    vidq_core::list_or_comma_separated(de)?
+        .iter()
+        .map(|scope| match scope.to_ascii_lowercase().as_str() {
+            "read" => Ok(Scope::Read),
+            "write" => Ok(Scope::Write),
+            "admin" => Ok(Scope::Admin),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown scope `{}`: read, write or admin",
+                other.chars().take(16).collect::<String>()
+            ))),
+        })
+        .collect()
+}
+
+/// A `api.tokens_file`: `[[tokens]]` entries.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensFile {
+    #[serde(default)]
+    tokens: Vec<ApiToken>,
 }
 
 /// What a token may do.
@@ -143,6 +261,7 @@ impl Default for ProducerSettings {
             },
             api: ApiSettings::default(),
             storage: None,
+            webhooks: vidq_core::CallbackPolicy::default(),
         })
     }
 }
@@ -156,12 +275,39 @@ impl ProducerSettings {
                 "jobs.deadline: must be at least 1s".into(),
             ));
         }
-        settings.api.validate()?;
+        let mut settings = settings;
+        settings.api.tokens = settings.api.load_tokens()?;
         Ok(settings)
     }
 }
 
 impl ApiSettings {
+    /// Every token: `tokens` followed by those of `tokens_file`, all checked. The error names
+    /// the token (by its name) and what is wrong, never the token or its digest.
+    pub fn load_tokens(&self) -> Result<Vec<ApiToken>, SettingsError> {
+        let mut tokens = self.tokens.clone();
+        if let Some(path) = &self.tokens_file {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| SettingsError::File {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
+            let file: TokensFile = load_settings(&text, None, std::iter::empty()).map_err(|e| {
+                SettingsError::File {
+                    path: shown,
+                    reason: e.to_string(),
+                }
+            })?;
+            tokens.extend(file.tokens);
+        }
+        let all = Self {
+            tokens,
+            ..self.clone()
+        };
+        all.validate()?;
+        Ok(all.tokens)
+    }
+
     fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |what: &str| Err(SettingsError::Invalid(format!("api.{what}")));
         if self.body_limit < 1024 {
@@ -185,11 +331,33 @@ impl ApiSettings {
                     token.name.chars().take(64).collect::<String>()
                 ));
             }
-            if token.token.expose_secret().len() < 16 {
-                return invalid(&format!(
-                    "tokens: the token of `{}` must be at least 16 characters",
-                    token.name
-                ));
+            let plain = !token.token.expose_secret().is_empty();
+            match (&token.sha256, plain) {
+                (Some(_), true) => {
+                    return invalid(&format!(
+                        "tokens: `{}` has both `token` and `sha256`: give one",
+                        token.name
+                    ));
+                }
+                (Some(_), false) if token.digest().is_none() => {
+                    return invalid(&format!(
+                        "tokens: the sha256 of `{}` must be 64 hex digits",
+                        token.name
+                    ));
+                }
+                (None, false) => {
+                    return invalid(&format!(
+                        "tokens: `{}` needs `token` or `sha256`",
+                        token.name
+                    ));
+                }
+                (None, true) if token.token.expose_secret().len() < 16 => {
+                    return invalid(&format!(
+                        "tokens: the token of `{}` must be at least 16 characters",
+                        token.name
+                    ));
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -233,6 +401,141 @@ mod tests {
         let s: ProducerSettings = load_settings(DEFAULTS, Some(&path), std::iter::empty()).unwrap();
         assert_eq!(s.api.tokens[0].scopes, [Scope::Read, Scope::Write]);
         assert!(!format!("{s:?}").contains("0123456789abcdef-secret"));
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn loaded(file: Option<&Path>, vars: &[(&str, &str)]) -> Result<ApiSettings, SettingsError> {
+        let s: ProducerSettings = load_settings(DEFAULTS, file, env(vars))?;
+        let tokens = s.api.load_tokens()?;
+        Ok(ApiSettings { tokens, ..s.api })
+    }
+
+    // printf %s 0123456789abcdef-digest | sha256sum
+    const DIGEST: &str = "ab997a86a338923ffe0eef99d62cc3aec59eb72303f1ad5837b45972e8571e54";
+
+    #[test]
+    fn tokens_as_digests_from_the_environment_and_a_file() {
+        use sha2::Digest as _;
+        let digest = hex::encode(sha2::Sha256::digest(b"0123456789abcdef-digest"));
+        let api = loaded(
+            None,
+            &[
+                ("VIDQ__API__TOKENS__0__NAME", "backend"),
+                ("VIDQ__API__TOKENS__0__SHA256", &digest),
+                ("VIDQ__API__TOKENS__0__SCOPES", "read,write"),
+                ("VIDQ__API__TOKENS__1__NAME", "ops"),
+                ("VIDQ__API__TOKENS__1__TOKEN", "0123456789abcdef-plain"),
+                ("VIDQ__API__TOKENS__1__SCOPES", "admin"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(api.tokens.len(), 2);
+        assert_eq!(api.tokens[0].name, "backend");
+        assert_eq!(api.tokens[0].scopes, [Scope::Read, Scope::Write]);
+        assert_eq!(
+            api.tokens[0].digest(),
+            Some(sha2::Sha256::digest(b"0123456789abcdef-digest").into())
+        );
+        assert_eq!(api.tokens[1].scopes, [Scope::Admin]);
+        let shown = format!("{api:?}");
+        assert!(
+            !shown.contains(&digest) && !shown.contains("plain"),
+            "{shown}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens.toml");
+        std::fs::write(
+            &tokens,
+            format!("[[tokens]]\nname = \"file\"\nsha256 = \"{DIGEST}\"\nscopes = [\"read\"]\n"),
+        )
+        .unwrap();
+        let api = loaded(
+            None,
+            &[("VIDQ__API__TOKENS_FILE", tokens.to_str().unwrap())],
+        )
+        .unwrap();
+        assert_eq!(api.tokens.len(), 1);
+        assert_eq!(api.tokens[0].name, "file");
+    }
+
+    #[test]
+    fn a_bad_token_is_named_without_its_secret() {
+        for (vars, wanted) in [
+            (
+                vec![
+                    ("VIDQ__API__TOKENS__0__NAME", "backend"),
+                    ("VIDQ__API__TOKENS__0__SHA256", "abc123-not-a-digest"),
+                    ("VIDQ__API__TOKENS__0__SCOPES", "read"),
+                ],
+                "the sha256 of `backend` must be 64 hex digits",
+            ),
+            (
+                vec![
+                    ("VIDQ__API__TOKENS__0__NAME", "backend"),
+                    ("VIDQ__API__TOKENS__0__SHA256", DIGEST),
+                    ("VIDQ__API__TOKENS__0__TOKEN", "0123456789abcdef-both"),
+                    ("VIDQ__API__TOKENS__0__SCOPES", "read"),
+                ],
+                "`backend` has both `token` and `sha256`",
+            ),
+            (
+                vec![
+                    ("VIDQ__API__TOKENS__0__NAME", "backend"),
+                    ("VIDQ__API__TOKENS__0__SCOPES", "read"),
+                ],
+                "`backend` needs `token` or `sha256`",
+            ),
+            (
+                vec![
+                    ("VIDQ__API__TOKENS__0__NAME", "backend"),
+                    ("VIDQ__API__TOKENS__0__TOKEN", "0123456789abcdef-scope"),
+                    ("VIDQ__API__TOKENS__0__SCOPES", "read,sudo"),
+                ],
+                "unknown scope `sudo`",
+            ),
+        ] {
+            let err = loaded(None, &vars).unwrap_err().to_string();
+            assert!(err.contains(wanted), "{err}");
+            for secret in ["abc123", DIGEST, "0123456789abcdef"] {
+                assert!(!err.contains(secret), "{err}");
+            }
+        }
+        let err = loaded(
+            None,
+            &[("VIDQ__API__TOKENS_FILE", "/nonexistent/tokens.toml")],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/tokens.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_callback_policy_is_the_workers_webhooks_section() {
+        let s: ProducerSettings = load_settings(
+            DEFAULTS,
+            None,
+            env(&[
+                ("VIDQ__WEBHOOKS__ALLOW_HTTP_HOSTS", "127.0.0.1"),
+                ("VIDQ__WEBHOOKS__ALLOW_PRIVATE", "true"),
+                ("VIDQ__WEBHOOKS__SECRET", "ignored-here"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.webhooks.allow_http_hosts, ["127.0.0.1"]);
+        assert!(s.webhooks.allow_private);
+        assert_eq!(
+            ProducerSettings::default().webhooks,
+            vidq_core::CallbackPolicy::default()
+        );
     }
 
     #[test]

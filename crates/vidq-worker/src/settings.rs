@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use std::collections::BTreeMap;
+
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use vidq_core::{LogSettings, SettingsError, load_settings};
 use vidq_goenhance::ClientSettings;
@@ -155,6 +157,44 @@ pub struct WebhookSettings {
     pub allow_http_hosts: Vec<String>,
     /// Allow loopback, private, link-local and reserved addresses (tests and development).
     pub allow_private: bool,
+    /// Per-tenant secrets (`[webhooks.tenants.<tenant>] secrets = ["new", "old"]`): a job
+    /// whose owner is listed is signed with each of its secrets (every signature is sent, so a
+    /// receiver holding either secret of a rotation verifies) and never with `secret`, which
+    /// stays the key of every other job.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantWebhooks>,
+}
+
+/// `[webhooks.tenants.<tenant>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantWebhooks {
+    /// One to four secrets, the current one first (a list, or comma-separated in the
+    /// environment: `VIDQ__WEBHOOKS__TENANTS__ACME__SECRETS=new,old`).
+    #[serde(deserialize_with = "secrets_list")]
+    pub secrets: Vec<SecretString>,
+}
+
+impl WebhookSettings {
+    /// The secrets that sign the webhooks of a job owned by `owner`, the signing one first:
+    /// the tenant's own, else `secret`. Empty: nothing may be sent.
+    pub fn secrets_for(&self, owner: Option<&str>) -> Vec<&SecretString> {
+        match owner.and_then(|o| self.tenants.get(o)) {
+            Some(tenant) => tenant.secrets.iter().collect(),
+            None => self
+                .secret
+                .iter()
+                .filter(|s| !s.expose_secret().is_empty())
+                .collect(),
+        }
+    }
+}
+
+fn secrets_list<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<SecretString>, D::Error> {
+    Ok(list_or_comma_separated(de)?
+        .into_iter()
+        .map(SecretString::from)
+        .collect())
 }
 
 fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
@@ -230,6 +270,15 @@ impl WorkerSettings {
         if self.webhooks.timeout < Duration::from_millis(100) {
             return invalid("webhooks.timeout", "must be at least 100ms");
         }
+        for (tenant, hooks) in &self.webhooks.tenants {
+            let name = format!("webhooks.tenants.{tenant}.secrets");
+            if !(1..=4).contains(&hooks.secrets.len()) {
+                return invalid(&name, "must hold 1 to 4 secrets, the signing one first");
+            }
+            if hooks.secrets.iter().any(|s| s.expose_secret().len() < 16) {
+                return invalid(&name, "each secret must be at least 16 characters");
+            }
+        }
         if self.reconciler.batch == 0 {
             return invalid("reconciler.batch", "must be at least 1");
         }
@@ -283,6 +332,64 @@ mod tests {
         let s = WorkerSettings::load_from(None, env).unwrap();
         assert_eq!(s.webhooks.allow_http_hosts, ["127.0.0.1", "hooks.internal"]);
         assert!(!format!("{s:?}").contains("whsec-9f2"));
+    }
+
+    #[test]
+    fn tenant_webhook_secrets_from_a_file_or_the_environment() {
+        let path = std::env::temp_dir().join(format!(
+            "vidq-worker-tenant-secrets-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(
+            &path,
+            r#"
+            [webhooks]
+            secret = "global-secret-0123456789"
+            [webhooks.tenants.team-a]
+            secrets = ["team-a-new-0123456789", "team-a-old-0123456789"]
+            "#,
+        )
+        .unwrap();
+        let s = WorkerSettings::load_from(Some(&path), vars(&REQUIRED)).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let shown = |owner| -> Vec<String> {
+            s.webhooks
+                .secrets_for(owner)
+                .iter()
+                .map(|s| s.expose_secret().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            shown(Some("team-a")),
+            ["team-a-new-0123456789", "team-a-old-0123456789"]
+        );
+        assert_eq!(shown(Some("team-b")), ["global-secret-0123456789"]);
+        assert_eq!(shown(None), ["global-secret-0123456789"]);
+        assert!(!format!("{s:?}").contains("team-a-old"));
+
+        let mut env = vars(&REQUIRED);
+        env.push((
+            "VIDQ__WEBHOOKS__TENANTS__ACME__SECRETS".into(),
+            "acme-new-0123456789,acme-old-0123456789".into(),
+        ));
+        let s = WorkerSettings::load_from(None, env).unwrap();
+        assert_eq!(s.webhooks.secrets_for(Some("acme")).len(), 2);
+        assert!(
+            s.webhooks.secrets_for(Some("other")).is_empty(),
+            "no global secret"
+        );
+
+        let mut env = vars(&REQUIRED);
+        env.push((
+            "VIDQ__WEBHOOKS__TENANTS__ACME__SECRETS".into(),
+            "short".into(),
+        ));
+        let err = WorkerSettings::load_from(None, env).unwrap_err();
+        assert!(
+            err.to_string().contains("webhooks.tenants.acme.secrets"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("short"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,8 @@
-//! Bearer tokens from the settings, compared in constant time, each with its scopes. A
-//! token's name is its tenant: the caller sees only that tenant's jobs, unless it is admin.
+//! Bearer tokens from the settings, kept as SHA-256 digests and compared in constant time,
+//! each with its scopes. A token's name is its tenant: the caller sees only that tenant's
+//! jobs, unless it is admin. The set can be replaced while serving (`vidq serve` on SIGHUP).
+
+use std::sync::{Arc, RwLock};
 
 use axum::http::{HeaderMap, header};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -11,7 +14,7 @@ use crate::{ApiToken, Scope};
 
 /// The tokens allowed to call the API. `Debug` shows names only.
 pub(crate) struct Tokens {
-    entries: Vec<Entry>,
+    entries: RwLock<Arc<Vec<Entry>>>,
 }
 
 struct Entry {
@@ -23,8 +26,9 @@ struct Entry {
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let entries = self.snapshot();
         f.debug_list()
-            .entries(self.entries.iter().map(|e| &e.name))
+            .entries(entries.iter().map(|e| &e.name))
             .finish()
     }
 }
@@ -56,14 +60,32 @@ impl Caller {
 impl Tokens {
     pub(crate) fn new(tokens: &[ApiToken]) -> Self {
         Self {
-            entries: tokens
-                .iter()
-                .map(|t| Entry {
-                    name: t.name.clone(),
-                    digest: digest(t.token.expose_secret()),
-                    scopes: t.scopes.clone(),
-                })
-                .collect(),
+            entries: RwLock::new(Arc::new(entries(tokens))),
+        }
+    }
+
+    /// Replaces the whole set: requests already past authorization go on; the next ones see
+    /// the new set. Returns how many tokens it holds.
+    pub(crate) fn replace(&self, tokens: &[ApiToken]) -> usize {
+        let fresh = Arc::new(entries(tokens));
+        let count = fresh.len();
+        match self.entries.write() {
+            Ok(mut guard) => *guard = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        count
+    }
+
+    /// How many tokens there are.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.snapshot().len()
+    }
+
+    fn snapshot(&self) -> Arc<Vec<Entry>> {
+        match self.entries.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
@@ -73,9 +95,10 @@ impl Tokens {
         let presented =
             bearer(headers).ok_or_else(|| ApiError::unauthorized("a bearer token is required"))?;
         let presented = digest(presented.expose_secret());
+        let entries = self.snapshot();
         // Compare against every token, without stopping early, so timing reveals nothing.
         let mut found = None;
-        for (index, entry) in self.entries.iter().enumerate() {
+        for (index, entry) in entries.iter().enumerate() {
             if bool::from(entry.digest.ct_eq(&presented)) {
                 found = Some((index, entry));
             }
@@ -97,6 +120,21 @@ impl Tokens {
     }
 }
 
+/// Tokens whose digest cannot be read were refused when the settings were loaded; any left
+/// here are skipped.
+fn entries(tokens: &[ApiToken]) -> Vec<Entry> {
+    tokens
+        .iter()
+        .filter_map(|t| {
+            Some(Entry {
+                name: t.name.clone(),
+                digest: t.digest()?,
+                scopes: t.scopes.clone(),
+            })
+        })
+        .collect()
+}
+
 fn bearer(headers: &HeaderMap) -> Option<SecretString> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
@@ -114,11 +152,16 @@ mod tests {
             ApiToken {
                 name: "reader".into(),
                 token: SecretString::from("reader-token-0123456789"),
+                sha256: None,
                 scopes: vec![Scope::Read],
             },
             ApiToken {
                 name: "ops".into(),
-                token: SecretString::from("admin-token-0123456789"),
+                token: SecretString::from(String::new()),
+                // printf %s admin-token-0123456789 | sha256sum
+                sha256: Some(SecretString::from(hex::encode(digest(
+                    "admin-token-0123456789",
+                )))),
                 scopes: vec![Scope::Admin],
             },
         ])
@@ -163,5 +206,32 @@ mod tests {
         let missing = t.authorize(&HeaderMap::new(), Scope::Read).unwrap_err();
         assert_eq!(missing.status(), 401);
         assert!(!format!("{t:?}").contains("reader-token"));
+    }
+
+    #[test]
+    fn a_digest_matches_its_token_and_the_set_can_be_replaced() {
+        let t = tokens();
+        let admin = t
+            .authorize(&headers("Bearer admin-token-0123456789"), Scope::Read)
+            .unwrap();
+        assert_eq!(admin.tenant, "ops");
+        assert_eq!(
+            t.replace(&[ApiToken {
+                name: "new".into(),
+                token: SecretString::from("new-token-0123456789"),
+                sha256: None,
+                scopes: vec![Scope::Read],
+            }]),
+            1
+        );
+        assert_eq!(t.len(), 1);
+        let gone = t
+            .authorize(&headers("Bearer admin-token-0123456789"), Scope::Read)
+            .unwrap_err();
+        assert_eq!(gone.status(), 401);
+        let new = t
+            .authorize(&headers("Bearer new-token-0123456789"), Scope::Read)
+            .unwrap();
+        assert_eq!(new.tenant, "new");
     }
 }

@@ -84,6 +84,7 @@ pub(crate) async fn create(
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid_json(format!("the body is not valid JSON: {e}")))?;
     let request = TransformRequest::try_from(value)?;
+    state.check_callback(&request)?;
     let body_hash = hex::encode(Sha256::digest(
         serde_json::to_vec(&request).map_err(|e| ApiError::internal(&e))?,
     ));

@@ -53,6 +53,8 @@ struct AppState {
     epoch: EpochStatus,
     /// Cancelled when the server stops, so open event streams end.
     shutdown: tokio_util::sync::CancellationToken,
+    /// What a `callback_url` must pass at enqueue (the workers' `[webhooks]` policy).
+    callback_policy: std::sync::RwLock<vidq_core::CallbackPolicy>,
 }
 
 impl AppState {
@@ -66,6 +68,15 @@ impl AppState {
             )
             .map_err(ApiError::rate_limited)?;
         Ok(caller)
+    }
+
+    /// Refuses a `callback_url` the workers would refuse to call (422 naming it).
+    fn check_callback(&self, request: &vidq_core::TransformRequest) -> Result<(), ApiError> {
+        let policy = match self.callback_policy.read() {
+            Ok(policy) => policy.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        Ok(request.check_callback(&policy)?)
     }
 
     /// The job `id` if `caller` may see it: another tenant's job is 404 like a missing one.
@@ -117,6 +128,7 @@ impl Api {
                 metrics: metrics::ApiMetrics::new(),
                 epoch: EpochStatus::default(),
                 shutdown: tokio_util::sync::CancellationToken::new(),
+                callback_policy: std::sync::RwLock::default(),
             }),
             epoch_watch: None,
         }
@@ -132,6 +144,25 @@ impl Api {
                 .with_counter(self.state.metrics.epoch_changes()),
         );
         self
+    }
+
+    /// Checks each new job's `callback_url` against `policy` (by default https to public
+    /// addresses only), as the workers will before sending its webhook.
+    #[must_use]
+    pub fn with_callback_policy(self, policy: vidq_core::CallbackPolicy) -> Self {
+        match self.state.callback_policy.write() {
+            Ok(mut current) => *current = policy,
+            Err(poisoned) => *poisoned.into_inner() = policy,
+        }
+        self
+    }
+
+    /// Replaces the bearer tokens while serving (requests in flight and open connections go
+    /// on); returns how many there are now. `tokens` should come from
+    /// [`ApiSettings::load_tokens`](crate::ApiSettings::load_tokens) or
+    /// [`ProducerSettings::load`](crate::ProducerSettings::load), which check them.
+    pub fn replace_tokens(&self, tokens: &[crate::ApiToken]) -> usize {
+        self.state.tokens.replace(tokens)
     }
 
     /// Every route, with request metrics.

@@ -85,7 +85,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         Command::Wait(args) => wait::run(&producer, args).await,
         Command::Dead(cmd) => dead::run(&producer, cmd).await,
         Command::Usage => usage::run(&producer, &settings).await,
-        Command::Serve(args) => serve::run(producer, &settings, args).await,
+        Command::Serve(args) => serve::run(producer, &settings, cli.config.as_deref(), args).await,
     };
     result.unwrap_or_else(fail)
 }

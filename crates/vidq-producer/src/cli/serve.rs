@@ -1,5 +1,6 @@
 //! `vidq serve`: the HTTP API.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(
     producer: Producer,
     settings: &ProducerSettings,
+    config: Option<&Path>,
     args: Args,
 ) -> anyhow::Result<ExitCode> {
     if settings.api.tokens.is_empty() {
@@ -43,12 +45,83 @@ pub(crate) async fn run(
     tracing::info!(%addr, "serving the vidq API");
     println!("listening on http://{addr}");
     let epoch = epoch_watch(settings).await?;
-    Api::new(producer, &settings.api, storage)
+    let api = Api::new(producer, &settings.api, storage)
         .with_epoch_watch(epoch)
-        .serve(listener, shutdown_signal())
-        .await
-        .context("serving")?;
-    Ok(ExitCode::SUCCESS)
+        .with_callback_policy(settings.webhooks.clone());
+    let reloader = api.clone();
+    let serving = api.serve(listener, shutdown_signal());
+    tokio::pin!(serving);
+    let mut reloads = Reloads::new(config.map(Path::to_path_buf));
+    loop {
+        tokio::select! {
+            served = &mut serving => {
+                served.context("serving")?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            () = reloads.next() => reloads.reload(&reloader),
+        }
+    }
+}
+
+/// SIGHUP: every source of tokens (`--config`, `VIDQ__API__TOKENS__…`, `api.tokens_file`) is
+/// read again and replaces the token set; open connections stay. A set that does not load is
+/// logged and the previous one kept.
+struct Reloads {
+    config: Option<PathBuf>,
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Reloads {
+    fn new(config: Option<PathBuf>) -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let hangup = signal(SignalKind::hangup())
+                .inspect_err(|error| {
+                    tracing::warn!(%error, "cannot watch SIGHUP; tokens are read at start only");
+                })
+                .ok();
+            Self { config, hangup }
+        }
+        #[cfg(not(unix))]
+        Self { config }
+    }
+
+    /// The next SIGHUP (never, where there is none).
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(hangup) = &mut self.hangup
+            && hangup.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
+
+    fn reload(&self, api: &Api) {
+        match ProducerSettings::load(self.config.as_deref()) {
+            Ok(settings) => {
+                let count = api.replace_tokens(&settings.api.tokens);
+                let names: std::collections::BTreeSet<&str> = settings
+                    .api
+                    .tokens
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect();
+                tracing::info!(tokens = count, names = ?names, "SIGHUP: API tokens reloaded");
+            }
+            Err(error) => {
+                // Only the first line: a TOML error quotes the offending line, which may hold a token.
+                let error = error.to_string();
+                let error = error.lines().next().unwrap_or_default();
+                tracing::error!(
+                    error,
+                    "SIGHUP: API tokens not reloaded; the previous ones stay"
+                );
+            }
+        }
+    }
 }
 
 /// The watch of Redis's epoch marker, on a connection of its own (so a slow API request

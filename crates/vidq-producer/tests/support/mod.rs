@@ -52,6 +52,7 @@ pub fn settings() -> ProducerSettings {
     let token = |name: &str, token: &str, scopes: Vec<Scope>| ApiToken {
         name: name.into(),
         token: SecretString::from(token.to_owned()),
+        sha256: None,
         scopes,
     };
     s.api.tokens = vec![

@@ -20,7 +20,11 @@ use super::{TaskResult, retry, transient};
 use crate::pipeline::{Pipeline, millis};
 use crate::settings::WebhookSettings;
 use crate::webhook::{
-    EVENT_ID_HEADER, Event, Refused, SIGNATURE_HEADER, Target, UrlPolicy, signature,
+    EVENT_ID_HEADER, Event, SIGNATURE_HEADER, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP,
+    signature, standard_signature,
+};
+use vidq_core::{
+    CallbackPolicy as UrlPolicy, CallbackRefused as Refused, CallbackTarget as Target,
 };
 
 const USER_AGENT: &str = concat!("vidq/", env!("CARGO_PKG_VERSION"));
@@ -28,7 +32,7 @@ const USER_AGENT: &str = concat!("vidq/", env!("CARGO_PKG_VERSION"));
 /// Why one delivery attempt did not succeed.
 #[derive(Debug)]
 enum Failure {
-    /// `webhooks.secret` is not set: nothing is sent unsigned.
+    /// No secret for the job's tenant and `webhooks.secret` not set: nothing is sent unsigned.
     Unsigned,
     /// The URL or the addresses its host resolves to are not allowed.
     Refused(Refused),
@@ -62,7 +66,7 @@ pub(crate) async fn notify(
     let hooks = pipeline.webhooks();
     let event = Event::of(&job);
     let host = url.host_str().unwrap_or_default();
-    let (outcome, result) = match deliver(hooks, url, &event).await {
+    let (outcome, result) = match deliver(hooks, url, job.owner.as_deref(), &event).await {
         Ok(status) => {
             tracing::info!(webhook.host = host, http.status = status.as_u16(), job.state = %job.state, "webhook delivered");
             ("delivered", Ok(()))
@@ -87,7 +91,7 @@ pub(crate) async fn notify(
         }
         Err(Failure::Unsigned) => not_retried(
             "unsigned",
-            "webhooks.secret is not set: no webhook is sent unsigned".to_owned(),
+            "no secret for the job's tenant (webhooks.tenants) and webhooks.secret is not set: no webhook is sent unsigned".to_owned(),
             host,
         ),
         Err(Failure::Refused(refused)) => not_retried("refused", refused.to_string(), host),
@@ -115,12 +119,17 @@ fn permanent(reason: String) -> apalis_core::error::BoxDynError {
 async fn deliver(
     hooks: &WebhookSettings,
     url: &Url,
+    owner: Option<&str>,
     event: &Event<'_>,
 ) -> Result<StatusCode, Failure> {
-    let secret = match &hooks.secret {
-        Some(secret) if !secret.expose_secret().is_empty() => secret,
-        _ => return Err(Failure::Unsigned),
-    };
+    let secrets: Vec<&str> = hooks
+        .secrets_for(owner)
+        .into_iter()
+        .map(ExposeSecret::expose_secret)
+        .collect();
+    if secrets.is_empty() {
+        return Err(Failure::Unsigned);
+    }
     let policy = UrlPolicy {
         allow_http_hosts: hooks.allow_http_hosts.clone(),
         allow_private: hooks.allow_private,
@@ -143,14 +152,18 @@ async fn deliver(
     let body = serde_json::to_vec(event)
         .map_err(|e| Failure::Rejected(format!("encoding the event: {e}")))?;
     let t = unix_ms_now() / 1000;
+    let id = event.event_id();
     let response = client
         .post(url.clone())
         .header(CONTENT_TYPE, "application/json")
+        .header(WEBHOOK_ID, &id)
+        .header(WEBHOOK_TIMESTAMP, t)
         .header(
-            SIGNATURE_HEADER,
-            signature(secret.expose_secret().as_bytes(), t, &body),
+            WEBHOOK_SIGNATURE,
+            standard_signature(&secrets, &id, t, &body),
         )
-        .header(EVENT_ID_HEADER, event.event_id())
+        .header(SIGNATURE_HEADER, signature(&secrets, t, &body))
+        .header(EVENT_ID_HEADER, id)
         .body(body)
         .send()
         .await
