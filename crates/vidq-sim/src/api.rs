@@ -47,8 +47,8 @@ pub(crate) async fn generate(State(sim): State<Arc<Sim>>, body: Bytes) -> Respon
     {
         let mut account = sim.account();
         let limit = sim.config.queue_limit as usize;
+        account.running.retain(|end| *end > now);
         if limit > 0 {
-            account.running.retain(|end| *end > now);
             if account.running.len() >= limit {
                 drop(account);
                 bump(&sim.counters.queue_limited);
@@ -71,9 +71,11 @@ pub(crate) async fn generate(State(sim): State<Arc<Sim>>, body: Bytes) -> Respon
             return envelope::error(StatusCode::OK, code::NO_CREDITS, msg);
         }
         account.credits -= cost;
-        if limit > 0 {
-            account.running.push(now + processing);
-        }
+        account.running.push(now + processing);
+        sim.counters.peak_running.fetch_max(
+            account.running.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
     if failed {
         bump(&sim.counters.jobs_failed);

@@ -262,6 +262,7 @@ impl Sim {
                         reference_video_url: job.reference_video_url.clone(),
                         model: job.model,
                         downloads: job.downloads,
+                        submitted_unix_ms: job.submitted_unix_ms,
                     },
                 );
             }

@@ -25,6 +25,10 @@ pub struct Stats {
     pub modellist_requests: u64,
     /// Credit balance now.
     pub credits: i64,
+    /// Most accepted jobs running (submitted, processing time not yet over) at once since the
+    /// start: with a `queue_limit`, never above it.
+    #[serde(default)]
+    pub peak_running: u64,
     /// Every accepted job, by `img_uuid`.
     pub jobs: BTreeMap<String, JobStats>,
     /// Requests refused by the simulated service's own rules.
@@ -54,6 +58,9 @@ pub struct JobStats {
     /// Result-URL `GET`s of this job answered with 2xx (a part of `Stats::downloads`).
     #[serde(default)]
     pub downloads: u64,
+    /// When it was accepted (Unix ms, the simulator's clock).
+    #[serde(default)]
+    pub submitted_unix_ms: u64,
 }
 
 /// Requests the simulated service refused, by reason.
@@ -113,6 +120,7 @@ pub(crate) struct Counters {
     pub(crate) malformed: AtomicU64,
     pub(crate) unknown_status: AtomicU64,
     pub(crate) jobs_failed: AtomicU64,
+    pub(crate) peak_running: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -128,6 +136,7 @@ impl Counters {
         stats.bytes_served = get(&self.bytes_served);
         stats.token_requests = get(&self.token_requests);
         stats.modellist_requests = get(&self.modellist_requests);
+        stats.peak_running = get(&self.peak_running);
         stats.rejected = Rejections {
             unauthorized: get(&self.unauthorized),
             invalid_args: get(&self.invalid_args),

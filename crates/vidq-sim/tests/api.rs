@@ -227,6 +227,10 @@ async fn queue_limit_refuses_with_code_429_until_a_job_finishes() {
     assert_eq!(stats.rejected.queue_limited, 1);
     assert_eq!(stats.submissions["https://x/3.mp4"], 1);
     assert_eq!(stats.credits, 1_000_000 - 30);
+    // Two ran at once at most: the peak a client's cap is checked against.
+    assert_eq!(stats.peak_running, 2);
+    let accepted = &stats.jobs[&first];
+    assert!(accepted.submitted_unix_ms > 0, "{accepted:?}");
 }
 
 #[tokio::test]
