@@ -48,17 +48,15 @@ pub(crate) async fn generate(State(sim): State<Arc<Sim>>, body: Bytes) -> Respon
         let mut account = sim.account();
         let limit = sim.config.queue_limit as usize;
         account.running.retain(|end| *end > now);
-        if limit > 0 {
-            if account.running.len() >= limit {
-                drop(account);
-                bump(&sim.counters.queue_limited);
-                let msg = vary(&[
-                    "queue limit reached",
-                    "Queue limit reached, please try again later",
-                    "too many concurrent tasks",
-                ]);
-                return envelope::error(StatusCode::OK, code::LIMITED, msg);
-            }
+        if limit > 0 && account.running.len() >= limit {
+            drop(account);
+            bump(&sim.counters.queue_limited);
+            let msg = vary(&[
+                "queue limit reached",
+                "Queue limit reached, please try again later",
+                "too many concurrent tasks",
+            ]);
+            return envelope::error(StatusCode::OK, code::LIMITED, msg);
         }
         if account.credits - cost < 0 {
             drop(account);
