@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod api;
+mod limits;
 mod producer;
 mod reuse;
 mod settings;
@@ -9,4 +10,5 @@ pub use api::{Api, openapi};
 pub use producer::{
     CancelOutcome, EnqueueOptions, EnqueueOutcome, Enqueued, Producer, ProducerError,
 };
+pub use limits::{QuotaSettings, ServerLimits, TenantQuota};
 pub use settings::{ApiSettings, ApiToken, DEFAULTS, ProducerSettings, Scope};

@@ -5,8 +5,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest as _, Sha256};
 use vidq_core::{
-    IdempotencyOutcome, JobId, JobRecord, JobState, JobStore, JobTask, Patch, StoreError, TaskKind,
-    TransformRequest, Transitioned,
+    CreateQuota, IdempotencyOutcome, JobId, JobRecord, JobState, JobStore, JobTask, Patch,
+    StoreError, TaskKind, TransformRequest, Transitioned,
 };
 use vidq_queue::{DeadTask, Depth, Place, Pushed, QueueConfig, QueueError, RedisQueue};
 
@@ -58,6 +58,10 @@ pub struct EnqueueOptions {
     /// video, copied into a new job of this owner's; another owner's job in flight is never
     /// followed (default false: reuse stays within the owner).
     pub reuse_across_owners: bool,
+    /// Limits checked in the create's own atomic step (the owner's quotas, the backlog cap):
+    /// a job over one is not written, and the error is [`StoreError::QuotaExceeded`].
+    /// Followed and replayed jobs are not creates and pass.
+    pub quota: CreateQuota,
 }
 
 /// What [`Producer::enqueue_with`] did.
@@ -140,6 +144,11 @@ impl Producer {
             ],
             deadline: settings.jobs.deadline,
         })
+    }
+
+    /// The Redis connection underneath (shared with the store and the queues).
+    pub(crate) fn redis(&self) -> &ConnectionManager {
+        &self.conn
     }
 
     /// The job store underneath (for listing and watching jobs).
@@ -242,9 +251,16 @@ impl Producer {
                 outcome: EnqueueOutcome::Followed,
             }),
             Plan::Reuse(job, source) => {
-                if let Err(err) = self.store.create(&job).await {
+                let created = self
+                    .store
+                    .create_within(std::slice::from_ref(&job), &options.quota)
+                    .await
+                    .map_err(ProducerError::from)
+                    .and_then(first_outcome);
+                if let Err(err) = created {
+                    withdraw(&job).await;
                     unclaim(&job).await;
-                    return Err(err.into());
+                    return Err(err);
                 }
                 if job.request.callback_url().is_some()
                     && let Err(err) = self.push_step(TaskKind::Notify, &job.id).await
@@ -257,7 +273,11 @@ impl Producer {
                 })
             }
             Plan::Create(job) => {
-                if let Err(err) = self.store_and_push(&job).await {
+                let created = self
+                    .create_and_push(std::slice::from_ref(&job), &options.quota)
+                    .await
+                    .and_then(first_outcome);
+                if let Err(err) = created {
                     withdraw(&job).await;
                     unclaim(&job).await;
                     return Err(err);
@@ -406,6 +426,60 @@ impl Producer {
         Ok(())
     }
 
+    /// Stores a new `queued` job for each of `requests` (of `options.owner`, within
+    /// `options.quota`) in ONE Redis script call, then queues each created job's `submit`
+    /// step through the same push as [`Self::enqueue`] (the pushes go out together on the
+    /// multiplexed connection). The quota is checked job by job in order, in that one atomic
+    /// step: the jobs that fit are created, the rest get [`StoreError::QuotaExceeded`] and
+    /// nothing of them is written. A batch neither takes an idempotency key nor reuses
+    /// identical work (`options.idempotency_key` and `options.reuse_within` are ignored).
+    pub async fn enqueue_batch(
+        &self,
+        requests: Vec<TransformRequest>,
+        options: &EnqueueOptions,
+    ) -> Result<Vec<Result<JobRecord, ProducerError>>, ProducerError> {
+        let owner = options.owner.as_deref();
+        if owner.is_some_and(|o| !crate::settings::valid_tenant_name(o)) {
+            return Err(StoreError::InvalidArgument {
+                name: "owner",
+                reason: "must be 1 to 64 ASCII letters, digits, `-`, `_` or `.`".into(),
+            }
+            .into());
+        }
+        let jobs: Vec<JobRecord> = requests
+            .into_iter()
+            .map(|request| self.new_record(request, owner))
+            .collect();
+        let outcomes = self.create_and_push(&jobs, &options.quota).await?;
+        Ok(jobs
+            .into_iter()
+            .zip(outcomes)
+            .map(|(job, outcome)| outcome.map(|()| job).map_err(ProducerError::from))
+            .collect())
+    }
+
+    /// Stores `jobs` (one owner's) within `quota` in one script call, then queues the submit
+    /// step of each one created. A push that fails is left to the reconciler, as in
+    /// [`Self::enqueue`]: the job is durable once stored.
+    async fn create_and_push(
+        &self,
+        jobs: &[JobRecord],
+        quota: &CreateQuota,
+    ) -> Result<Vec<Result<(), StoreError>>, ProducerError> {
+        let outcomes = self.store.create_within(jobs, quota).await?;
+        let pushes = jobs
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| outcome.is_ok())
+            .map(|(job, _)| async move {
+                if let Err(err) = self.push_step(TaskKind::Submit, &job.id).await {
+                    tracing::warn!(job.id = %job.id, error = %err, "job stored, but its first task could not be pushed; the reconciler will enqueue it");
+                }
+            });
+        futures::future::join_all(pushes).await;
+        Ok(outcomes)
+    }
+
     /// The job's record, or `None` when there is no such job.
     pub async fn status(&self, id: &JobId) -> Result<Option<JobRecord>, ProducerError> {
         Ok(self.store.get(id).await?)
@@ -537,6 +611,15 @@ impl Producer {
             TaskKind::Notify => &self.queues[3],
         }
     }
+}
+
+/// The outcome of a one-job create.
+fn first_outcome(outcomes: Vec<Result<(), StoreError>>) -> Result<(), ProducerError> {
+    outcomes
+        .into_iter()
+        .next()
+        .unwrap_or(Ok(()))
+        .map_err(ProducerError::from)
 }
 
 /// Lowercase hex sha256 of the validated request's JSON (defaults filled in, keys in a fixed

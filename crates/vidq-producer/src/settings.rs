@@ -12,8 +12,10 @@ use vidq_storage::StorageSettings;
 /// Built-in defaults.
 pub const DEFAULTS: &str = include_str!("../defaults.toml");
 
-/// What the producer needs: where Redis is, and the deadline given to new jobs.
+/// What the producer needs: where Redis is, and the deadline given to new jobs. An unknown
+/// key anywhere is refused at start, naming it.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProducerSettings {
     /// Logging.
     pub log: LogSettings,
@@ -53,6 +55,12 @@ pub struct ApiSettings {
     /// into a new job of the caller's; another tenant's job in flight is never handed over.
     #[serde(default)]
     pub reuse_across_tenants: bool,
+    /// `[api.quotas]`: per-tenant quotas and the backlog cap.
+    #[serde(default)]
+    pub quotas: crate::QuotaSettings,
+    /// `[api.limits]`: request timeout, requests at once, batch size.
+    #[serde(default)]
+    pub limits: crate::ServerLimits,
     /// How long an `Idempotency-Key` keeps pointing at its job.
     #[serde(with = "humantime_serde")]
     pub idempotency_ttl: Duration,
@@ -79,6 +87,8 @@ impl Default for ApiSettings {
             rate_burst: 40,
             reuse_ttl: Duration::from_secs(24 * 3600),
             reuse_across_tenants: false,
+            quotas: crate::QuotaSettings::default(),
+            limits: crate::ServerLimits::default(),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             events_max: Duration::from_secs(15 * 60),
             tokens: Vec::new(),
@@ -223,6 +233,7 @@ pub enum Scope {
 
 /// `[redis]`.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RedisSettings {
     /// `redis://` or `rediss://` URL.
     pub url: String,
@@ -240,6 +251,7 @@ fn default_epoch_unready_for() -> Duration {
 
 /// `[jobs]`.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JobSettings {
     /// A job not finished this long after it was enqueued ends `expired`.
     #[serde(with = "humantime_serde")]
@@ -275,6 +287,8 @@ impl ProducerSettings {
                 "jobs.deadline: must be at least 1s".into(),
             ));
         }
+        settings.api.quotas.validate()?;
+        settings.api.limits.validate()?;
         let mut settings = settings;
         settings.api.tokens = settings.api.load_tokens()?;
         Ok(settings)

@@ -70,10 +70,10 @@ impl Keys {
         format!("{}:jobs:tenant:{tenant}:unfinished", self.prefix)
     }
 
-    /// `<prefix>:quota:<tenant>:day:`: followed by the UTC day number (days since the Unix
-    /// epoch, by Redis's clock), the count of jobs the tenant created that day.
-    pub(super) fn tenant_day_prefix(&self, tenant: &str) -> String {
-        format!("{}:quota:{tenant}:day:", self.prefix)
+    /// `<prefix>:jobs:tenant:<tenant>:today`: hash of the UTC day number (days since the
+    /// Unix epoch, by Redis's clock) and the jobs the tenant created that day.
+    pub(super) fn tenant_today(&self, tenant: &str) -> String {
+        format!("{}:jobs:tenant:{tenant}:today", self.prefix)
     }
 
     /// `<prefix>:jobs:states`: hash state → jobs in it now (unfinished states) or jobs that

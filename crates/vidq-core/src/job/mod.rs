@@ -31,7 +31,6 @@ pub use request::{
     ValidationError,
 };
 pub use state::{JobState, UnknownJobState};
-pub use uploads::{RecordedPart, TransferRecord, TransferUpload};
 pub use store::{
     DEFAULT_FINISHED_TTL, DEFAULT_HISTORY_CAP, DEFAULT_PREFIX, JobStore, Transitioned,
 };

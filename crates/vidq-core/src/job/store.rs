@@ -44,7 +44,7 @@ pub enum Transitioned {
 /// owners in the set `<prefix>:jobs:tenants`), `<prefix>:idem:{<key>}` and
 /// `<prefix>:idem:<tenant>:{<key>}` (idempotency keys), the unfinished jobs' ids in
 /// `<prefix>:jobs:unfinished` and `<prefix>:jobs:tenant:<owner>:unfinished` (sets), each
-/// owner's creates per UTC day in `<prefix>:quota:<owner>:day:<n>`, and the pub/sub channel
+/// owner's creates per UTC day in `<prefix>:jobs:tenant:<owner>:today`, and the pub/sub channel
 /// `<prefix>:events`.
 #[derive(Clone)]
 pub struct JobStore {
@@ -190,7 +190,7 @@ impl JobStore {
             .key(self.keys.tenants())
             .key(self.keys.tenant_all(owner_key))
             .key(self.keys.tenant_unfinished(owner_key))
-            .key(self.keys.tenant_day_prefix(owner_key))
+            .key(self.keys.tenant_today(owner_key))
             .key(self.keys.states())
             .arg(owner.unwrap_or(""))
             .arg(self.ttl_ms())

@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
-use vidq_core::{StoreError, ValidationError};
+use vidq_core::{QuotaExceeded, QuotaKind, StoreError, ValidationError};
 
 use crate::ProducerError;
 
@@ -22,7 +22,7 @@ pub(crate) struct ErrorDetail {
     /// Machine-readable: `unauthorized`, `forbidden`, `rate_limited`, `not_found`,
     /// `invalid_json`, `invalid_field`, `unknown_field`, `payload_too_large`,
     /// `unsupported_media_type`, `idempotency_conflict`, `conflict`, `not_ready`,
-    /// `unavailable`, `internal`.
+    /// `unavailable`, `quota_exceeded`, `backlog_full`, `overloaded`, `timeout`, `internal`.
     pub(crate) code: &'static str,
     /// The request field at fault, when there is one (`model`, `body`, `Idempotency-Key`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,6 +30,15 @@ pub(crate) struct ErrorDetail {
     pub(crate) field: Option<String>,
     /// For a human.
     pub(crate) message: String,
+    /// The quota that refused a create (`quota_exceeded`, `backlog_full`):
+    /// `unfinished_jobs`, `daily_submissions` or `backlog`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub(crate) quota: Option<&'static str>,
+    /// That quota's value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub(crate) limit: Option<u64>,
 }
 
 /// An error response.
@@ -48,6 +57,8 @@ impl ApiError {
                 code,
                 field: None,
                 message: message.into(),
+                quota: None,
+                limit: None,
             },
             retry_after: None,
         }
@@ -102,6 +113,25 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).field(field)
     }
 
+    pub(crate) fn unknown_field(field: impl Into<String>) -> Self {
+        let field = field.into();
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_field",
+            format!("unknown field `{field}`"),
+        )
+        .field(field)
+    }
+
+    /// This error as the `index`th job's of a batch: its field becomes `jobs[<index>].<field>`.
+    pub(crate) fn at_item(mut self, index: usize) -> Self {
+        self.detail.field = Some(match self.detail.field.take() {
+            Some(field) if field != "body" => format!("jobs[{index}].{field}"),
+            _ => format!("jobs[{index}]"),
+        });
+        self
+    }
+
     pub(crate) fn too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -122,6 +152,47 @@ impl ApiError {
 
     pub(crate) fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// A create refused by a quota (429) or the backlog cap (503), with `Retry-After`: the
+    /// quota's own, or `fallback` for those that free up as jobs end.
+    pub(crate) fn quota(exceeded: &QuotaExceeded, fallback: Duration) -> Self {
+        let (status, code) = match exceeded.kind {
+            QuotaKind::Backlog => (StatusCode::SERVICE_UNAVAILABLE, "backlog_full"),
+            QuotaKind::Unfinished | QuotaKind::PerDay => {
+                (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded")
+            }
+        };
+        let mut err = Self::new(status, code, format!("{exceeded}; retry later"));
+        err.detail.quota = Some(exceeded.kind.as_str());
+        err.detail.limit = Some(exceeded.limit);
+        err.retry_after = Some(exceeded.retry_after.unwrap_or(fallback));
+        err
+    }
+
+    /// More requests at once than this replica serves (`api.limits.max_concurrent`).
+    pub(crate) fn overloaded() -> Self {
+        let mut err = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many requests in progress; retry shortly",
+        );
+        err.retry_after = Some(Duration::from_secs(1));
+        err
+    }
+
+    /// The request took longer than `api.limits.request_timeout`.
+    pub(crate) fn timed_out(limit: Duration) -> Self {
+        let mut err = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than {}; retry later",
+                humantime::format_duration(limit)
+            ),
+        );
+        err.retry_after = Some(Duration::from_secs(1));
+        err
     }
 
     pub(crate) fn unavailable(message: impl Into<String>) -> Self {
@@ -173,6 +244,9 @@ impl From<ProducerError> for ApiError {
             )
             .field("Idempotency-Key"),
             ProducerError::IdempotencyPending => Self::conflict("conflict", err.to_string()),
+            ProducerError::Store(StoreError::QuotaExceeded(exceeded)) => {
+                Self::quota(&exceeded, DEFAULT_QUOTA_RETRY_AFTER)
+            }
             ProducerError::Redis(_)
             | ProducerError::Store(StoreError::Redis(_))
             | ProducerError::Queue(_) => Self::unavailable_after_log(&err),
@@ -181,7 +255,15 @@ impl From<ProducerError> for ApiError {
     }
 }
 
+/// `Retry-After` of a quota refusal when no setting says otherwise.
+const DEFAULT_QUOTA_RETRY_AFTER: Duration = Duration::from_secs(30);
+
 impl ApiError {
+    /// This error as one batch item's: its status and detail (no headers).
+    pub(crate) fn into_parts(self) -> (StatusCode, ErrorDetail, Option<Duration>) {
+        (self.status, self.detail, self.retry_after)
+    }
+
     fn unavailable_after_log(err: &ProducerError) -> Self {
         tracing::error!(error = %err, "redis unavailable");
         Self::unavailable("the job store is unavailable; retry later")

@@ -54,8 +54,8 @@ pub(crate) struct IdempotencyHeader {
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid or unknown field, or idempotency key reused with another body", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody, headers(("Retry-After" = u64))),
-        (status = 503, description = "Redis unavailable", body = ErrorBody),
+        (status = 429, description = "Rate limited, or over a tenant quota (`quota_exceeded`, naming it in `quota`)", body = ErrorBody, headers(("Retry-After" = u64))),
+        (status = 503, description = "Redis unavailable, the backlog cap reached (`backlog_full`), overloaded or timed out", body = ErrorBody, headers(("Retry-After" = u64))),
     ),
     security(("bearer" = []))
 )]
@@ -65,16 +65,7 @@ pub(crate) async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     let caller = state.authorize(&headers, Scope::Write)?;
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| {
-            let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json"
-                || (mime.starts_with("application/") && mime.ends_with("+json"))
-        });
-    if !is_json {
+    if !is_json(&headers) {
         return Err(ApiError::unsupported_media_type());
     }
     let idempotency_key = idempotency_key(&headers)?;
@@ -84,17 +75,24 @@ pub(crate) async fn create(
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid_json(format!("the body is not valid JSON: {e}")))?;
     let request = TransformRequest::try_from(value)?;
+    check_bounds(&request)?;
     state.check_callback(&request)?;
     let body_hash = hex::encode(Sha256::digest(
         serde_json::to_vec(&request).map_err(|e| ApiError::internal(&e))?,
     ));
-    let enqueued = state
+    let enqueued = match state
         .producer
         .enqueue_with(
             request,
             state.enqueue_options(&caller, idempotency_key, body_hash),
         )
-        .await?;
+        .await
+    {
+        Err(crate::ProducerError::Store(vidq_core::StoreError::QuotaExceeded(exceeded))) => {
+            return Err(ApiError::quota(&exceeded, state.quotas.retry_after));
+        }
+        enqueued => enqueued?,
+    };
     let mut response = (StatusCode::ACCEPTED, Json(JobView::from(&enqueued.job))).into_response();
     let headers = response.headers_mut();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/jobs/{}", enqueued.job.id)) {
@@ -120,6 +118,44 @@ pub(crate) async fn create(
         }
     }
     Ok(response)
+}
+
+/// Whether the body is declared JSON (`application/json` or `application/*+json`).
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+}
+
+/// Most entries of `extra`.
+pub(crate) const MAX_EXTRA_ENTRIES: usize = 32;
+/// Most bytes of `extra` as JSON.
+pub(crate) const MAX_EXTRA_BYTES: usize = 8192;
+
+/// Bounds on what a job stores beyond its named arguments: `extra` at most 32 entries and
+/// 8 KiB of JSON (`metadata`'s bounds, 32 entries of 64/512 characters, are the request's).
+pub(crate) fn check_bounds(request: &TransformRequest) -> Result<(), ApiError> {
+    let extra = request.extra();
+    if extra.len() > MAX_EXTRA_ENTRIES {
+        return Err(ApiError::invalid_field(
+            "extra",
+            format!("extra: must have at most {MAX_EXTRA_ENTRIES} entries"),
+        ));
+    }
+    let bytes = serde_json::to_vec(extra).map_or(usize::MAX, |json| json.len());
+    if bytes > MAX_EXTRA_BYTES {
+        return Err(ApiError::invalid_field(
+            "extra",
+            format!("extra: must be at most {MAX_EXTRA_BYTES} bytes of JSON"),
+        ));
+    }
+    Ok(())
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {

@@ -82,7 +82,12 @@ pub(crate) async fn count_requests(
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    // Bounded labels: unknown methods in one bucket, unmatched paths in another.
+    let method = match request.method().as_str() {
+        known @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => known,
+        _ => "other",
+    }
+    .to_owned();
     let response = next.run(request).await;
     state.metrics.count(
         "vidq_api_requests_total",

@@ -1,8 +1,10 @@
 //! The HTTP API (`vidq serve`): an axum router over a [`Producer`].
 
 mod auth;
+mod batch;
 mod error;
 mod events;
+mod guard;
 mod jobs;
 mod metrics;
 mod openapi;
@@ -12,11 +14,11 @@ mod schema;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::HeaderMap;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use vidq_core::{EpochStatus, EpochWatch};
 use vidq_storage::Storage;
@@ -43,6 +45,12 @@ struct AppState {
     storage: Option<Storage>,
     tokens: Tokens,
     limiter: RateLimiter,
+    /// Per-tenant quotas and the backlog cap, checked at create.
+    quotas: crate::QuotaSettings,
+    /// Request timeout, requests at once, batch size.
+    limits: crate::ServerLimits,
+    /// Permits of the requests being served (`limits.max_concurrent`).
+    in_flight: Arc<tokio::sync::Semaphore>,
     body_limit: usize,
     reuse_ttl: Duration,
     reuse_across_tenants: bool,
@@ -58,16 +66,9 @@ struct AppState {
 }
 
 impl AppState {
-    /// The caller when its token has `scope` and its rate allows one more request.
+    /// The caller when its token has `scope` (the rate limit is [`guard::rate_limit`]'s).
     fn authorize(&self, headers: &HeaderMap, scope: Scope) -> Result<Caller, ApiError> {
-        let caller = self.tokens.authorize(headers, scope)?;
-        self.limiter
-            .check(
-                &format!("{}#{}", caller.tenant, caller.token),
-                Instant::now(),
-            )
-            .map_err(ApiError::rate_limited)?;
-        Ok(caller)
+        self.tokens.authorize(headers, scope)
     }
 
     /// Refuses a `callback_url` the workers would refuse to call (422 naming it).
@@ -105,6 +106,7 @@ impl AppState {
             reuse_within: Some(self.reuse_ttl),
             owner: Some(caller.tenant.clone()),
             reuse_across_owners: self.reuse_across_tenants,
+            quota: self.quotas.for_tenant(Some(&caller.tenant)),
         }
     }
 }
@@ -114,12 +116,21 @@ impl Api {
     /// `GET /v1/jobs/{id}/video` answers 503).
     #[must_use]
     pub fn new(producer: Producer, settings: &ApiSettings, storage: Option<Storage>) -> Self {
+        let limiter = RateLimiter::new(
+            producer.redis().clone(),
+            producer.store().prefix(),
+            settings.rate_per_second,
+            settings.rate_burst,
+        );
         Self {
             state: Arc::new(AppState {
                 producer,
                 storage,
                 tokens: Tokens::new(&settings.tokens),
-                limiter: RateLimiter::new(settings.rate_per_second, settings.rate_burst),
+                limiter,
+                quotas: settings.quotas.clone(),
+                limits: settings.limits.clone(),
+                in_flight: Arc::new(tokio::sync::Semaphore::new(settings.limits.max_concurrent)),
                 body_limit: settings.body_limit,
                 reuse_ttl: settings.reuse_ttl,
                 reuse_across_tenants: settings.reuse_across_tenants,
@@ -170,6 +181,7 @@ impl Api {
         let state = self.state.clone();
         Router::new()
             .route("/v1/jobs", get(jobs::list).post(jobs::create))
+            .route("/v1/jobs:batch", post(batch::create))
             .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
             .route("/v1/jobs/{id}/video", get(jobs::video))
             .route("/v1/jobs/{id}/events", get(events::stream))
@@ -179,6 +191,14 @@ impl Api {
             .route("/openapi.json", get(ops::openapi_json))
             .fallback(ops::not_found)
             .method_not_allowed_fallback(ops::method_not_allowed)
+            .route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                guard::rate_limit,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                guard::bound,
+            ))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 metrics::count_requests,

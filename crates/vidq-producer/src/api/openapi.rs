@@ -9,7 +9,8 @@ use super::schema::{
     CreateJob, EventView, Health, JobList, JobView, OutputView, RequestView, Resolution, SseFrame,
     State, TransitionView, UpstreamStatus, UpstreamView,
 };
-use super::{events, jobs, ops};
+use super::batch::{BatchItem, BatchRequest, BatchResponse};
+use super::{batch, events, jobs, ops};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -18,12 +19,13 @@ use super::{events, jobs, ops};
         description = "Durable GoEnhanceAI video-to-video jobs: enqueue, follow, cancel, download.",
     ),
     paths(
-        jobs::create, jobs::list, jobs::get, jobs::cancel, jobs::video, events::stream,
+        jobs::create, batch::create, jobs::list, jobs::get, jobs::cancel, jobs::video, events::stream,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi_json,
     ),
     components(schemas(
         CreateJob, JobView, JobList, RequestView, UpstreamView, UpstreamStatus, OutputView,
         TransitionView, EventView, SseFrame, State, Resolution, Health, ErrorBody, ErrorDetail,
+        BatchRequest, BatchResponse, BatchItem,
     )),
     modifiers(&Bearer),
     tags((name = "jobs"), (name = "ops")),

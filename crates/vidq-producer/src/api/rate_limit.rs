@@ -1,18 +1,76 @@
-//! Per-token rate limit: a token bucket per caller, held in this replica's memory.
+//! Per-token rate limit, shared by every API replica: GCRA in one Redis script on Redis's
+//! clock (`<prefix>:api:rate:<token name>:<its place in the settings>`: tokens sharing a name
+//! are limited each on its own), so N replicas admit one token's rate, not N times it. One
+//! script call per request (the one Redis round trip the limit costs).
 //!
-//! In memory rather than in Redis: the limit protects the API replica and Redis from a
-//! runaway caller, costs no Redis round trip per request, and keeps working while Redis is
-//! down (so `/readyz`-style failures are not amplified). With N replicas behind a load
-//! balancer a caller gets at most N times the rate; the upstream's own limits are enforced
-//! globally by the workers.
+//! When Redis does not answer, each replica falls back to a token bucket in its own memory
+//! with the same rate and burst: the API keeps protecting itself (and a request that needs
+//! Redis fails on its own with 503).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Token buckets keyed by caller (one per token).
-#[derive(Debug)]
+use redis::Script;
+use redis::aio::ConnectionManager;
+
+/// The shared limit, with its in-memory fallback.
 pub(crate) struct RateLimiter {
+    conn: ConnectionManager,
+    prefix: String,
+    script: Script,
+    interval_ms: f64,
+    tolerance_ms: f64,
+    local: LocalBuckets,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("interval_ms", &self.interval_ms)
+            .field("tolerance_ms", &self.tolerance_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimiter {
+    /// `per_second` on average and `burst` at once per token name, held under `prefix`.
+    pub(crate) fn new(conn: ConnectionManager, prefix: &str, per_second: f64, burst: u32) -> Self {
+        let interval_ms = 1000.0 / per_second;
+        Self {
+            conn,
+            prefix: prefix.to_owned(),
+            script: Script::new(include_str!("rate.lua")),
+            interval_ms,
+            tolerance_ms: f64::from(burst.max(1) - 1) * interval_ms,
+            local: LocalBuckets::new(per_second, burst),
+        }
+    }
+
+    /// Takes one request from `token`'s allowance, or says how long until one is available.
+    pub(crate) async fn check(&self, token: &str) -> Result<(), Duration> {
+        let mut conn = self.conn.clone();
+        let reply: Result<u64, _> = self
+            .script
+            .key(format!("{}:api:rate:{token}", self.prefix))
+            .arg(self.interval_ms)
+            .arg(self.tolerance_ms)
+            .invoke_async(&mut conn)
+            .await;
+        match reply {
+            Ok(0) => Ok(()),
+            Ok(wait_ms) => Err(Duration::from_millis(wait_ms)),
+            Err(error) => {
+                tracing::warn!(%error, "the shared rate limit is unreachable; limiting in memory");
+                self.local.check(token, Instant::now())
+            }
+        }
+    }
+}
+
+/// Token buckets keyed by caller, in this replica's memory: the fallback.
+#[derive(Debug)]
+struct LocalBuckets {
     per_second: f64,
     burst: f64,
     buckets: Mutex<HashMap<String, Bucket>>,
@@ -24,8 +82,8 @@ struct Bucket {
     at: Instant,
 }
 
-impl RateLimiter {
-    pub(crate) fn new(per_second: f64, burst: u32) -> Self {
+impl LocalBuckets {
+    fn new(per_second: f64, burst: u32) -> Self {
         Self {
             per_second,
             burst: f64::from(burst.max(1)),
@@ -33,8 +91,7 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one request from `caller`'s bucket, or says how long until one is available.
-    pub(crate) fn check(&self, caller: &str, now: Instant) -> Result<(), Duration> {
+    fn check(&self, caller: &str, now: Instant) -> Result<(), Duration> {
         // A poisoned lock only means another request panicked mid-update; the map is still
         // usable (at worst one bucket is slightly off).
         let mut buckets = self
@@ -64,8 +121,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bursts_then_refills_at_the_rate() {
-        let limiter = RateLimiter::new(2.0, 3);
+    fn the_fallback_bursts_then_refills_at_the_rate() {
+        let limiter = LocalBuckets::new(2.0, 3);
         let t0 = Instant::now();
         for _ in 0..3 {
             assert!(limiter.check("a", t0).is_ok());

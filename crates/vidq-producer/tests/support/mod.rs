@@ -143,8 +143,17 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Every Redis key under this test's prefix.
+    /// Every Redis key under this test's prefix but the shared rate limit's
+    /// (`<prefix>:api:rate:<token name>`, written by every authenticated request).
     pub async fn keys(&self) -> Vec<String> {
+        let rate = format!("{}:api:rate:", self.prefix);
+        let mut keys = self.all_keys().await;
+        keys.retain(|k| !k.starts_with(&rate));
+        keys
+    }
+
+    /// Every Redis key under this test's prefix.
+    pub async fn all_keys(&self) -> Vec<String> {
         let mut conn = self.redis.clone();
         let mut keys = Vec::new();
         let mut iter: redis::AsyncIter<String> =

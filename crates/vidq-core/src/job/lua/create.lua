@@ -4,8 +4,8 @@
 -- others are checked in order, so a batch takes what fits.
 -- KEYS[1] jobs:all   KEYS[2] jobs:active   KEYS[3] jobs:unfinished (set)   KEYS[4] jobs:tenants
 -- KEYS[5] jobs:tenant:<owner>   KEYS[6] jobs:tenant:<owner>:unfinished (set)
--- KEYS[7] quota:<owner>:day: (the day's counter is this key plus the UTC day number, by
---         Redis's clock)   KEYS[8] jobs:states (hash)
+-- KEYS[7] jobs:tenant:<owner>:today (hash: day = UTC day number by Redis's clock, created =
+--         jobs created that day; reset when the day changes)   KEYS[8] jobs:states (hash)
 -- then per job i (from 1): KEYS[7 + 2i] its hash, KEYS[8 + 2i] its history list.
 -- ARGV[1] the owner, or ""   ARGV[2] finished TTL in ms   ARGV[3] events channel
 -- ARGV[4] most unfinished jobs of the owner, ARGV[5] most jobs the owner creates per UTC day,
@@ -22,12 +22,13 @@ local day = math.floor(secs / 86400)
 local to_midnight = (day + 1) * 86400 - secs
 local owner = ARGV[1]
 local max_open, max_day, max_backlog = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local day_key = KEYS[7] .. day
 local open = 0
 local today = 0
 if owner ~= '' then
   open = redis.call('SCARD', KEYS[6])
-  today = tonumber(redis.call('GET', day_key) or '0')
+  if redis.call('HGET', KEYS[7], 'day') == tostring(day) then
+    today = tonumber(redis.call('HGET', KEYS[7], 'created') or '0')
+  end
 end
 local backlog = redis.call('SCARD', KEYS[3])
 
@@ -62,8 +63,8 @@ for i = 1, tonumber(ARGV[7]) do
     if owner ~= '' then
       redis.call('ZADD', KEYS[5], 'NX', created_at, id)
       redis.call('SADD', KEYS[4], owner)
-      today = redis.call('INCR', day_key)
-      redis.call('EXPIRE', day_key, 2 * 86400)
+      today = today + 1
+      redis.call('HSET', KEYS[7], 'day', day, 'created', today)
     end
     if terminal then
       redis.call('PEXPIRE', job, ARGV[2])
