@@ -472,7 +472,7 @@ impl Producer {
             .zip(&outcomes)
             .filter(|(_, outcome)| outcome.is_ok())
             .map(|(job, _)| async move {
-                if let Err(err) = self.push_step(TaskKind::Submit, &job.id).await {
+                if let Err(err) = self.push_submit(job).await {
                     tracing::warn!(job.id = %job.id, error = %err, "job stored, but its first task could not be pushed; the reconciler will enqueue it");
                 }
             });
