@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -136,28 +138,66 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
         .into()
 }
 
-/// What a receiver does: parse `t=..,v1=..`, recompute, compare, and refuse stale timestamps.
+/// What a receiver does with the Standard Webhooks headers: recompute the HMAC of
+/// `<webhook-id>.<webhook-timestamp>.<body>` with its secret, accept if any `v1,<base64>` of
+/// `webhook-signature` matches, refuse stale timestamps. Then the same for the older
+/// `Vidq-Signature: t=..,v1=..[,v1=..]`: both must verify.
 fn verify_signature(request: &Received, secret: &str) -> anyhow::Result<()> {
+    verify_standard(request, secret)?;
+    verify_legacy(request, secret)
+}
+
+fn verify_standard(request: &Received, secret: &str) -> anyhow::Result<()> {
+    let header = |name: &str| {
+        request
+            .headers
+            .get(name)
+            .with_context(|| format!("no {name} header"))
+    };
+    let id = header("webhook-id")?;
+    let t: u64 = header("webhook-timestamp")?.parse()?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    anyhow::ensure!(now.abs_diff(t) < 300, "timestamp {t} is {now} ± 5 min");
+    let mut signed = format!("{id}.{t}.").into_bytes();
+    signed.extend_from_slice(&request.body);
+    let expected = BASE64.encode(hmac_sha256(secret.as_bytes(), &signed));
+    let sent = header("webhook-signature")?;
+    let matches = sent
+        .split(' ')
+        .filter_map(|s| s.strip_prefix("v1,"))
+        .any(|s| s == expected);
+    anyhow::ensure!(
+        matches,
+        "no webhook-signature matches: {sent} (wanted v1,{expected})"
+    );
+    Ok(())
+}
+
+fn verify_legacy(request: &Received, secret: &str) -> anyhow::Result<()> {
     let header = request
         .headers
         .get("vidq-signature")
         .context("no Vidq-Signature header")?;
     let mut t = None;
-    let mut v1 = None;
+    let mut v1 = Vec::new();
     for part in header.split(',') {
         match part.split_once('=') {
             Some(("t", value)) => t = Some(value.parse::<u64>()?),
-            Some(("v1", value)) => v1 = Some(value.to_owned()),
+            Some(("v1", value)) => v1.push(value.to_owned()),
             _ => {}
         }
     }
-    let (t, v1) = (t.context("no t=")?, v1.context("no v1=")?);
+    let t = t.context("no t=")?;
+    anyhow::ensure!(!v1.is_empty(), "no v1=");
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     anyhow::ensure!(now.abs_diff(t) < 300, "timestamp {t} is {now} ± 5 min");
     let mut signed = format!("{t}.").into_bytes();
     signed.extend_from_slice(&request.body);
     let expected = hex::encode(hmac_sha256(secret.as_bytes(), &signed));
-    anyhow::ensure!(v1 == expected, "signature mismatch: {v1} != {expected}");
+    anyhow::ensure!(
+        v1.contains(&expected),
+        "signature mismatch: {v1:?} lacks {expected}"
+    );
     Ok(())
 }
 
@@ -189,6 +229,21 @@ async fn fast_sim(extra: &[&str]) -> anyhow::Result<Sim> {
     ];
     args.extend_from_slice(extra);
     Sim::start(&args).await
+}
+
+/// A job of tenant `owner` whose webhook goes to `callback`.
+async fn enqueue_for(env: &TestEnv, owner: &str, callback: &str) -> anyhow::Result<JobId> {
+    let request = TransformRequest::try_from(TransformRequestInput {
+        reference_video_url: Some(format!("https://videos.example/{}/{owner}.mp4", env.prefix)),
+        model: Some(2000),
+        callback_url: Some(callback.to_owned()),
+        ..TransformRequestInput::default()
+    })?;
+    let options = EnqueueOptions {
+        owner: Some(owner.to_owned()),
+        ..EnqueueOptions::default()
+    };
+    Ok(env.producer.enqueue_with(request, options).await?.job.id)
 }
 
 async fn enqueue_with_callback(env: &TestEnv, callback: &str) -> anyhow::Result<JobId> {
@@ -570,6 +625,113 @@ async fn the_webhook_of_a_job_whose_ender_died_is_sent_by_the_reconciler() -> an
         },
     )
     .await?;
+    env.cleanup().await?;
+    Ok(())
+}
+
+const ALPHA_NEW: &str = "alpha-secret-new-5c1f";
+const ALPHA_OLD: &str = "alpha-secret-old-93ab";
+const BETA: &str = "beta-secret-only-7e20";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_verifies_only_its_own_signatures_and_rotation_sends_both() -> anyhow::Result<()>
+{
+    let env = TestEnv::new("webhook-tenants").await?;
+    let sim = fast_sim(&[]).await?;
+    // Alpha's receiver refuses its first delivery, so the event is sent twice.
+    let alpha_receiver = Receiver::start(1).await?;
+    let beta_receiver = Receiver::start(0).await?;
+    let other_receiver = Receiver::start(0).await?;
+    let alpha_secrets = format!("{ALPHA_NEW},{ALPHA_OLD}");
+    let overrides = webhook_env(&[
+        ("VIDQ__WEBHOOKS__TENANTS__ALPHA__SECRETS", &alpha_secrets),
+        ("VIDQ__WEBHOOKS__TENANTS__BETA__SECRETS", BETA),
+    ]);
+    let worker = Worker::start(
+        "webhook-tenants-w",
+        env.worker_env(&sim.base_url, &overrides),
+    )
+    .await?;
+    let alpha = enqueue_for(&env, "alpha", &format!("{}/a", alpha_receiver.base_url)).await?;
+    let beta = enqueue_for(&env, "beta", &format!("{}/b", beta_receiver.base_url)).await?;
+    let other = enqueue_for(&env, "gamma", &format!("{}/g", other_receiver.base_url)).await?;
+    let jobs = [
+        (alpha, String::new()),
+        (beta, String::new()),
+        (other, String::new()),
+    ];
+    wait_all_finished(&env, &jobs, Duration::from_secs(90)).await?;
+    let notify = notify_queue(&env).await?;
+    wait_until("the three webhooks", Duration::from_secs(60), || async {
+        let delivered = [&alpha_receiver, &beta_receiver, &other_receiver]
+            .iter()
+            .all(|r| r.requests().iter().any(|q| q.answered == 200));
+        let depth = notify.depth().await?;
+        let settled = depth.due + depth.scheduled + depth.leased == 0;
+        Ok((delivered && settled).then_some(()))
+    })
+    .await?;
+
+    // Alpha rotates: two signatures on each delivery, either secret verifies, beta's and the
+    // default secret do not; the event id is the same on the retry.
+    let to_alpha = alpha_receiver.requests();
+    assert_eq!(
+        to_alpha.iter().map(|r| r.answered).collect::<Vec<_>>(),
+        [500, 200]
+    );
+    for request in &to_alpha {
+        assert_eq!(
+            request.headers["webhook-id"],
+            format!("{alpha}:succeeded"),
+            "one event id across retries"
+        );
+        assert_eq!(request.headers["webhook-signature"].split(' ').count(), 2);
+        verify_signature(request, ALPHA_NEW)?;
+        verify_signature(request, ALPHA_OLD)?;
+        assert!(verify_standard(request, BETA).is_err());
+        assert!(verify_legacy(request, BETA).is_err());
+        assert!(verify_standard(request, SECRET).is_err());
+        assert!(verify_legacy(request, SECRET).is_err());
+    }
+    // The signing secret comes first.
+    let first = to_alpha[1].headers["webhook-signature"]
+        .split(' ')
+        .next()
+        .context("a signature")?
+        .to_owned();
+    let mut only_new = to_alpha[1].clone();
+    only_new.headers.insert("webhook-signature".into(), first);
+    verify_standard(&only_new, ALPHA_NEW)?;
+    // The id is signed: the same body and signature under another id does not verify.
+    let mut other_id = to_alpha[1].clone();
+    other_id
+        .headers
+        .insert("webhook-id".into(), format!("{beta}:succeeded"));
+    assert!(verify_standard(&other_id, ALPHA_NEW).is_err());
+
+    // Beta: one signature, its own.
+    let to_beta = beta_receiver.requests();
+    assert_eq!(to_beta.len(), 1);
+    assert_eq!(
+        to_beta[0].headers["webhook-signature"].split(' ').count(),
+        1
+    );
+    verify_signature(&to_beta[0], BETA)?;
+    for foreign in [ALPHA_NEW, ALPHA_OLD, SECRET] {
+        assert!(verify_standard(&to_beta[0], foreign).is_err(), "{foreign}");
+        assert!(verify_legacy(&to_beta[0], foreign).is_err(), "{foreign}");
+    }
+    // A tenant without secrets of its own gets the default secret.
+    let to_other = other_receiver.requests();
+    assert_eq!(to_other.len(), 1);
+    verify_signature(&to_other[0], SECRET)?;
+    assert!(verify_standard(&to_other[0], BETA).is_err());
+
+    assert_eq!(notify.depth().await?.dead, 0);
+    let log = worker.log();
+    for secret in [ALPHA_NEW, ALPHA_OLD, BETA, SECRET] {
+        assert!(!log.contains(secret), "a webhook secret reached the log");
+    }
     env.cleanup().await?;
     Ok(())
 }
