@@ -333,7 +333,7 @@ impl Store {
             .arg(ms(self.config.dead_ttl))
             .arg(TRIM_LIMIT);
         if self.config.fair.is_some() {
-            inv.key(&k.ready).key(&k.gm);
+            inv.key(&k.ready).key(&k.gm).key(&k.hold);
         }
         let got: Vec<u64> = inv.invoke_async(&mut self.conn()).await?;
         match got[..] {
