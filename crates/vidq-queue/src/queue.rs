@@ -304,6 +304,15 @@ impl<T> RedisQueue<T> {
     }
 }
 
+impl<T> RedisQueue<T> {
+    /// End the queue's hold (see [`Reschedule::hold_queue`](crate::Reschedule::hold_queue))
+    /// now, because the busy resource freed up, and wake idle workers: the next task in the
+    /// fair order goes at once. `true` if the queue was held.
+    pub async fn end_hold(&self) -> Result<bool, QueueError> {
+        self.store.end_hold().await
+    }
+}
+
 impl<T: Serialize> RedisQueue<T> {
     /// Push one task under the caller's id `id`, due after `delay` (millisecond precision,
     /// by Redis's clock). If a task with this id exists — due, scheduled, leased or dead —

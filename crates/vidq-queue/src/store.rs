@@ -342,6 +342,18 @@ impl Store {
         }
     }
 
+    /// End the queue's hold now; `true` if it was held.
+    pub(crate) async fn end_hold(&self) -> Result<bool, QueueError> {
+        let held: i64 = self
+            .scripts
+            .end_hold
+            .key(&self.keys.hold)
+            .arg(&self.keys.wake)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(held == 1)
+    }
+
     /// Number of dead tasks now.
     pub(crate) async fn dead_count(&self) -> Result<u64, QueueError> {
         Ok(redis::cmd("ZCARD")

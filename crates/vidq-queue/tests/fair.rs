@@ -134,6 +134,18 @@ async fn a_held_queue_claims_nothing_and_the_held_task_keeps_its_turn_and_place(
     // Nothing can be claimed before the hold ends: all of it counts as scheduled.
     let held = q.depth().await.unwrap();
     assert_eq!((held.due, held.scheduled), (0, 51));
+    // A hold ends early when the resource frees up.
+    assert!(q.end_hold().await.unwrap());
+    assert!(!q.end_hold().await.unwrap());
+    assert_eq!(q.depth().await.unwrap().due, 51);
+    assert!(
+        q.hold_queue(
+            &q.claim(1).await.unwrap().pop().unwrap().0,
+            Duration::from_millis(400)
+        )
+        .await
+        .unwrap()
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let mut again: Vec<(Delivery, Payload)> = Vec::new();
     while again.is_empty() {

@@ -154,6 +154,11 @@ impl Limits {
             .await
     }
 
+    /// Whether a cap on jobs processing at once is set.
+    pub(crate) fn caps_processing(&self) -> bool {
+        self.settings.max_processing > 0
+    }
+
     /// The job no longer holds one of the upstream's concurrent job slots.
     pub(crate) async fn release(&self, job: &JobId) -> redis::RedisResult<()> {
         if self.settings.max_processing == 0 {

@@ -252,6 +252,13 @@ impl Pipeline {
         if let Err(err) = self.inner.limits.release(job).await {
             tracing::warn!(error = %err, "could not release the job's upstream slot");
         }
+        // A submission held back by the cap may go now: the next in the fair order goes at
+        // once rather than when the hold would have ended.
+        if self.inner.limits.caps_processing()
+            && let Err(err) = self.inner.queues.submit.end_hold().await
+        {
+            tracing::debug!(error = %err, "could not end the submit queue's hold");
+        }
     }
 }
 
