@@ -87,8 +87,15 @@ impl Storage {
         S: Stream<Item = std::result::Result<Bytes, E>>,
         E: Into<BoxError>,
     {
-        self.upload(key, content_type, stream, expected_len, resume, Some(journal))
-            .await
+        self.upload(
+            key,
+            content_type,
+            stream,
+            expected_len,
+            resume,
+            Some(journal),
+        )
+        .await
     }
 
     async fn upload<S, E>(

@@ -61,6 +61,17 @@ static END: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// KEYS[1] record; ARGV[1] token, ARGV[2] keep ms. Forgets the upload and its parts if the
+/// token owns the record, which it keeps owning.
+static RESET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end \
+         redis.call('DEL', KEYS[1]) \
+         redis.call('HSET', KEYS[1], 'owner', ARGV[1]) \
+         redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1",
+    )
+});
+
 /// The multipart upload a transfer opened, as [`JobStore::begin_transfer_upload`] records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransferUpload {
@@ -190,6 +201,19 @@ impl JobStore {
         let n: i64 = END
             .key(self.transfer_key(id))
             .arg(token)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Forgets the upload recorded for job `id`'s transfer (aborted) and its parts, if `token`
+    /// owns the transfer, which it goes on owning; `false` otherwise.
+    pub async fn reset_transfer(&self, id: &JobId, token: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let n: i64 = RESET
+            .key(self.transfer_key(id))
+            .arg(token)
+            .arg(keep_ms())
             .invoke_async(&mut conn)
             .await?;
         Ok(n == 1)

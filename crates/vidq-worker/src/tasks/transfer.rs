@@ -74,14 +74,22 @@ pub(crate) async fn transfer(
         // mid-upload leaves its parts billed until they are aborted).
         abort_listed(&pipeline, &key).await;
     }
-    let range = resume.as_ref().map(|r| (r.checkpoint.offset(), r.validator.clone()));
-    let mut response = match open(&pipeline, &id, job.result_url, job.img_uuid.as_deref(), range)
-        .await
+    let range = resume
+        .as_ref()
+        .map(|r| (r.checkpoint.offset(), r.validator.clone()));
+    let mut response = match open(
+        &pipeline,
+        &id,
+        job.result_url,
+        job.img_uuid.as_deref(),
+        range,
+    )
+    .await
     {
         Ok(response) => response,
         Err(reason) => {
             if last {
-                journal.drop_upload(&pipeline).await;
+                journal.end(&pipeline).await;
                 pipeline
                     .fail(&id, JobState::Transferring, &reason)
                     .await
@@ -121,7 +129,7 @@ pub(crate) async fn transfer(
     let max = storage.max_bytes();
     if let Some(reason) = unverifiable(&response, total, max) {
         if last {
-            journal.drop_upload(&pipeline).await;
+            journal.end(&pipeline).await;
             pipeline
                 .fail(&id, JobState::Transferring, &reason)
                 .await
@@ -276,7 +284,10 @@ struct TransferJournal {
 
 impl TransferJournal {
     fn set_upload(&self, upload_id: Option<String>) {
-        *self.upload_id.lock().unwrap_or_else(PoisonError::into_inner) = upload_id;
+        *self
+            .upload_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = upload_id;
     }
 
     fn upload(&self) -> Option<String> {
@@ -286,7 +297,17 @@ impl TransferJournal {
             .clone()
     }
 
-    /// Aborts the upload this delivery holds, if it still owns the transfer, and forgets it.
+    /// Aborts the upload this delivery holds and forgets the transfer's record: the transfer
+    /// ended for good (failed, canceled).
+    async fn end(&self, pipeline: &Pipeline) {
+        self.drop_upload(pipeline).await;
+        if let Err(err) = self.store.end_transfer(&self.id, &self.token).await {
+            tracing::debug!(error = %err, "could not forget the transfer's record");
+        }
+    }
+
+    /// Aborts the upload this delivery holds, if it still owns the transfer, and forgets it
+    /// (the transfer starts again from zero, still owned by this delivery).
     async fn drop_upload(&self, pipeline: &Pipeline) {
         let Some(upload_id) = self.upload() else {
             return;
@@ -303,7 +324,7 @@ impl TransferJournal {
             Ok(()) => tracing::info!(key = %self.key, "aborted the transfer's multipart upload"),
             Err(err) => tracing::warn!(error = %err, "could not abort the multipart upload"),
         }
-        if let Err(err) = self.store.end_transfer(&self.id, &self.token).await {
+        if let Err(err) = self.store.reset_transfer(&self.id, &self.token).await {
             tracing::debug!(error = %err, "could not forget the aborted upload");
         }
         self.set_upload(None);
@@ -494,7 +515,7 @@ async fn abort_listed(pipeline: &Pipeline, key: &str) {
 /// The job left `transferring` while its video was being stored. A canceled job keeps no
 /// object and no open upload; a job another delivery finished keeps the object it points to.
 async fn stopped(pipeline: &Pipeline, journal: &TransferJournal, state: JobState) -> TaskResult {
-    journal.drop_upload(pipeline).await;
+    journal.end(pipeline).await;
     abort_legacy(pipeline, &journal.id, &journal.key).await;
     abort_listed(pipeline, &journal.key).await;
     if state == JobState::Succeeded {
@@ -532,10 +553,12 @@ async fn storage_failed(
             if matches!(code.as_deref(), Some("InvalidPart" | "InvalidPartOrder" | "NoSuchUpload" | "EntityTooSmall"))
     );
     let retryable = err.is_retryable() || restart;
-    if let Some(journal) = journal
-        && (restart || !retryable || last)
-    {
-        journal.drop_upload(pipeline).await;
+    if let Some(journal) = journal {
+        if !retryable || last {
+            journal.end(pipeline).await;
+        } else if restart {
+            journal.drop_upload(pipeline).await;
+        }
     }
     if !retryable || last {
         let ended = pipeline
