@@ -67,6 +67,9 @@ pub struct ApiSettings {
     /// Longest an event stream stays open.
     #[serde(with = "humantime_serde")]
     pub events_max: Duration,
+    /// Event streams one token may hold open at once (more are 429 `too_many_streams`).
+    #[serde(default = "default_events_per_token")]
+    pub events_per_token: usize,
     /// Who may call the API: a list in a file (`[[api.tokens]]`), or indexed in the
     /// environment (`VIDQ__API__TOKENS__0__NAME`, `..._0__SHA256`, `..._0__SCOPES=read,write`),
     /// which then replaces the file's list.
@@ -91,6 +94,7 @@ impl Default for ApiSettings {
             limits: crate::ServerLimits::default(),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             events_max: Duration::from_secs(15 * 60),
+            events_per_token: default_events_per_token(),
             tokens: Vec::new(),
             tokens_file: None,
         }
@@ -147,6 +151,10 @@ impl ApiToken {
             }
         }
     }
+}
+
+fn default_events_per_token() -> usize {
+    8
 }
 
 fn no_token() -> SecretString {
@@ -333,6 +341,9 @@ impl ApiSettings {
         }
         if self.events_max < Duration::from_secs(1) {
             return invalid("events_max: must be at least 1s");
+        }
+        if self.events_per_token == 0 {
+            return invalid("events_per_token: must be at least 1");
         }
         if self.idempotency_ttl < Duration::from_secs(1) {
             return invalid("idempotency_ttl: must be at least 1s");

@@ -63,6 +63,8 @@ struct AppState {
     shutdown: tokio_util::sync::CancellationToken,
     /// What a `callback_url` must pass at enqueue (the workers' `[webhooks]` policy).
     callback_policy: std::sync::RwLock<vidq_core::CallbackPolicy>,
+    /// Event streams: the per-token cap and the replica's feed of transitions.
+    events: events::Events,
 }
 
 impl AppState {
@@ -140,6 +142,7 @@ impl Api {
                 epoch: EpochStatus::default(),
                 shutdown: tokio_util::sync::CancellationToken::new(),
                 callback_policy: std::sync::RwLock::default(),
+                events: events::Events::new(settings.events_per_token),
             }),
             epoch_watch: None,
         }
@@ -165,6 +168,16 @@ impl Api {
             Ok(mut current) => *current = policy,
             Err(poisoned) => *poisoned.into_inner() = policy,
         }
+        self
+    }
+
+    /// Feeds every `GET /v1/jobs/{id}/events` stream from one pub/sub connection of `client`
+    /// (the producer's Redis) to `<prefix>:events:transitions`, run by [`Api::serve`]; without
+    /// it each stream reads its job's record every 250 ms.
+    #[must_use]
+    pub fn with_event_feed(self, client: redis::Client) -> Self {
+        let channel = format!("{}:transitions", self.state.producer.store().events_channel());
+        self.state.events.set_feed(client, channel);
         self
     }
 
@@ -219,6 +232,9 @@ impl Api {
         let mut background = tokio::task::JoinSet::new();
         if let Some(watch) = self.epoch_watch.clone() {
             background.spawn(watch.run(stop_watch.clone()));
+        }
+        if let Some(feed) = self.state.events.feed() {
+            background.spawn(feed.run(stop_watch.clone()));
         }
         let served = axum::serve(listener, self.router())
             .with_graceful_shutdown(async move {

@@ -47,7 +47,10 @@ pub(crate) async fn run(
     let epoch = epoch_watch(settings).await?;
     let api = Api::new(producer, &settings.api, storage)
         .with_epoch_watch(epoch)
-        .with_callback_policy(settings.webhooks.clone());
+        .with_callback_policy(settings.webhooks.clone())
+        .with_event_feed(
+            redis::Client::open(settings.redis.url.as_str()).context("invalid redis.url")?,
+        );
     let reloader = api.clone();
     let serving = api.serve(listener, shutdown_signal());
     tokio::pin!(serving);

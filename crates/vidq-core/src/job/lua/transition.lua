@@ -54,6 +54,10 @@ if to ~= '' then
   redis.call('RPUSH', KEYS[2], entry)
   redis.call('LTRIM', KEYS[2], -tonumber(ARGV[8]), -1)
   local who = redis.call('HMGET', KEYS[1], 'id', 'owner')
+  -- Every transition, for followers (the API's event streams): `<events channel>:transitions`.
+  if who[1] then
+    redis.call('PUBLISH', ARGV[9] .. ':transitions', '{"id":"' .. who[1] .. '",' .. string.sub(entry, 2))
+  end
   local open_key = who[2] and (ARGV[11] .. who[2] .. ':unfinished')
   if ARGV[6] == '1' then
     redis.call('PEXPIRE', KEYS[1], ARGV[7])
