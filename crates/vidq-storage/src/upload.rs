@@ -336,7 +336,17 @@ impl Storage {
                 let mut fill = std::pin::pin!(fill);
                 loop {
                     tokio::select! {
-                        filled = &mut fill => { filled?; break; }
+                        filled = &mut fill => {
+                            if let Err(err) = filled {
+                                // The parts already read are whole: let them be stored (and
+                                // recorded), so a resumed upload need not read them again.
+                                while let Some(uploaded) = in_flight.join_next().await {
+                                    let _ = joined(uploaded);
+                                }
+                                return Err(err);
+                            }
+                            break;
+                        }
                         Some(uploaded) = in_flight.join_next(), if !in_flight.is_empty() => {
                             done.push(joined(uploaded)?);
                         }
