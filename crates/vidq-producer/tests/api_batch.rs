@@ -20,27 +20,53 @@ async fn post_batch(app: &support::TestApp, batch: &Value) -> reqwest::Response 
 }
 
 #[tokio::test]
-async fn a_batch_creates_each_valid_job_and_names_each_invalid_one() {
+async fn a_batch_with_an_invalid_job_names_each_and_creates_none() {
     let app = spawn_app().await;
-    let mut bad = body(2);
-    bad["model"] = json!("not a number");
-    let response = post_batch(&app, &json!({"jobs": [body(1), bad, body(3)]})).await;
+    let mut bad_model = body(2);
+    bad_model["model"] = json!("not a number");
+    let mut unknown = body(4);
+    unknown["colour"] = json!("red");
+    let batch = json!({"jobs": [body(1), bad_model, body(3), unknown]});
+    let response = post_batch(&app, &batch).await;
+    assert_eq!(response.status(), 422);
+    let reply: Value = response.json().await.unwrap();
+    assert_eq!(reply["error"]["field"], "jobs[1].model", "{reply}");
+    let results = reply["results"].as_array().unwrap();
+    let named: Vec<(u64, u64, &str)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["status"].as_u64().unwrap(),
+                r["error"]["field"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        named,
+        [(1, 422, "jobs[1].model"), (3, 422, "jobs[3].colour")]
+    );
+    assert!(app.keys().await.is_empty(), "{:?}", app.keys().await);
+}
+
+#[tokio::test]
+async fn a_valid_batch_creates_every_job_with_a_result_each() {
+    let app = spawn_app().await;
+    let response = post_batch(&app, &json!({"jobs": [body(1), body(2), body(3)]})).await;
     assert_eq!(response.status(), 200);
     let reply: Value = response.json().await.unwrap();
-    assert_eq!(reply["created"], 2, "{reply}");
+    assert_eq!(reply["created"], 3, "{reply}");
     let results = reply["results"].as_array().unwrap();
-    let statuses: Vec<u64> = results
-        .iter()
-        .map(|r| r["status"].as_u64().unwrap())
-        .collect();
-    assert_eq!(statuses, [202, 422, 202]);
-    assert_eq!(results[1]["index"], 1);
-    assert_eq!(results[1]["error"]["field"], "jobs[1].model");
-    for item in [&results[0], &results[2]] {
+    for (index, item) in results.iter().enumerate() {
+        assert_eq!(
+            (item["index"].as_u64(), item["status"].as_u64()),
+            (Some(index as u64), Some(202))
+        );
         let id: JobId = item["job"]["id"].as_str().unwrap().parse().unwrap();
         let job = app.store.get(&id).await.unwrap().expect("stored");
         assert_eq!(job.state, JobState::Queued);
         assert_eq!(job.owner.as_deref(), Some(TENANT_A));
+        assert_eq!(job.request.metadata()["n"], (index + 1).to_string());
         let read = app.get(&format!("/v1/jobs/{id}"), RW_TOKEN).await;
         assert_eq!(read.status(), 200);
     }
@@ -49,7 +75,7 @@ async fn a_batch_creates_each_valid_job_and_names_each_invalid_one() {
         .list_tenant(TENANT_A, None, None, 100)
         .await
         .unwrap();
-    assert_eq!(page.jobs.len(), 2);
+    assert_eq!(page.jobs.len(), 3);
     // Each created job's submit step is queued, like a single enqueue's.
     let keys = app.keys().await;
     assert!(keys.iter().any(|k| k.contains("submit")), "{keys:?}");

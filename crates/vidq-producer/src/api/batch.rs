@@ -1,5 +1,6 @@
-//! `POST /v1/jobs:batch`: many jobs in one request, each validated on its own, created in one
-//! Redis script call (quotas checked job by job in that atomic step), with a result per job.
+//! `POST /v1/jobs:batch`: many jobs in one request, each validated on its own (any invalid
+//! one refuses the batch with 422 naming each, and nothing is written), created in one Redis
+//! script call (quotas checked job by job in that atomic step), with a result per job.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,18 @@ pub(crate) struct BatchResponse {
     results: Vec<BatchItem>,
 }
 
+/// A batch refused for its jobs' content: nothing was created.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BatchRefused {
+    /// What is wrong: the first invalid job's error (its `field` is `jobs[<index>].<field>`),
+    /// or the batch's own (`field` `jobs` or `body`).
+    error: ErrorDetail,
+    /// Each invalid job's error, in order (absent when the batch itself is malformed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    results: Option<Vec<BatchItem>>,
+}
+
 /// One job of a batch: created (202, with the job) or not (with the error, as a single
 /// `POST /v1/jobs` would have answered it: 422 invalid, 429 over a tenant quota, 503 over the
 /// backlog cap or Redis unavailable).
@@ -65,14 +78,14 @@ pub(crate) struct BatchItem {
     post, path = "/v1/jobs:batch", tag = "jobs",
     request_body(content = BatchRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "A result per job, in order: 202 created (with the job), 422 invalid, 429 over a tenant quota, 503 over the backlog cap. Jobs are checked against the quotas one by one, in order: those that fit are created. `Retry-After` is set when a quota refused one.",
+        (status = 200, description = "A result per job, in order: 202 created (with the job), 429 over a tenant quota, 503 over the backlog cap. Jobs are checked against the quotas one by one, in order: those that fit are created. `Retry-After` is set when a quota refused one.",
             body = BatchResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No or unknown bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks the `write` scope", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Not an object with a `jobs` list of 1 to `api.limits.batch_max` jobs, or an unknown field", body = ErrorBody),
+        (status = 422, description = "A job is invalid (each one named in `results`), or the body is not an object with a `jobs` list of 1 to `api.limits.batch_max` jobs: nothing was created", body = BatchRefused),
         (status = 429, description = "Rate limited", body = ErrorBody, headers(("Retry-After" = u64))),
         (status = 503, description = "Redis unavailable, overloaded or timed out", body = ErrorBody),
     ),
@@ -113,22 +126,24 @@ pub(crate) async fn create(
         ));
     }
 
-    // Each job validated on its own; the valid ones go to Redis together.
-    let mut results: Vec<Option<BatchItem>> = Vec::with_capacity(items.len());
-    let mut valid = Vec::new();
+    // Each job validated on its own: any invalid one refuses the whole batch, naming each.
+    let total = items.len();
+    let mut valid = Vec::with_capacity(total);
+    let mut invalid = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
         match TransformRequest::try_from(item)
             .map_err(ApiError::from)
             .and_then(|request| check_bounds(&request).map(|()| request))
             .and_then(|request| state.check_callback(&request).map(|()| request))
         {
-            Ok(request) => {
-                valid.push((index, request));
-                results.push(None);
-            }
-            Err(err) => results.push(Some(failed(index, err.at_item(index)))),
+            Ok(request) => valid.push((index, request)),
+            Err(err) => invalid.push(failed(index, err.at_item(index))),
         }
     }
+    if !invalid.is_empty() {
+        return Ok(refused(invalid, total));
+    }
+    let mut results: Vec<Option<BatchItem>> = (0..total).map(|_| None).collect();
     let options = state.enqueue_options(&caller, None, String::new());
     let (indexes, requests): (Vec<usize>, Vec<TransformRequest>) = valid.into_iter().unzip();
     let mut retry_after: Option<Duration> = None;
@@ -171,6 +186,30 @@ pub(crate) async fn create(
             .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
     }
     Ok(response)
+}
+
+/// 422 naming every invalid job, the first one's error on top.
+fn refused(invalid: Vec<BatchItem>, total: usize) -> Response {
+    let first = invalid.first().and_then(|item| item.error.as_ref());
+    let error = ErrorDetail {
+        code: first.map_or("invalid_field", |e| e.code),
+        field: first.and_then(|e| e.field.clone()),
+        message: format!(
+            "{} of the {total} jobs are invalid, so none was created; the first: {}",
+            invalid.len(),
+            first.map_or("", |e| e.message.as_str())
+        ),
+        quota: None,
+        limit: None,
+    };
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(BatchRefused {
+            error,
+            results: Some(invalid),
+        }),
+    )
+        .into_response()
 }
 
 fn failed(index: usize, err: ApiError) -> BatchItem {

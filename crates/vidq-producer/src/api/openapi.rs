@@ -4,12 +4,12 @@ use utoipa::Modify;
 use utoipa::OpenApi as _;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
+use super::batch::{BatchItem, BatchRefused, BatchRequest, BatchResponse};
 use super::error::{ErrorBody, ErrorDetail};
 use super::schema::{
     CreateJob, EventView, Health, JobList, JobView, OutputView, RequestView, Resolution, SseFrame,
     State, TransitionView, UpstreamStatus, UpstreamView,
 };
-use super::batch::{BatchItem, BatchRequest, BatchResponse};
 use super::{batch, events, jobs, ops};
 
 #[derive(utoipa::OpenApi)]
@@ -25,7 +25,7 @@ use super::{batch, events, jobs, ops};
     components(schemas(
         CreateJob, JobView, JobList, RequestView, UpstreamView, UpstreamStatus, OutputView,
         TransitionView, EventView, SseFrame, State, Resolution, Health, ErrorBody, ErrorDetail,
-        BatchRequest, BatchResponse, BatchItem,
+        BatchRequest, BatchResponse, BatchRefused, BatchItem,
     )),
     modifiers(&Bearer),
     tags((name = "jobs"), (name = "ops")),
