@@ -61,6 +61,16 @@ pub(crate) enum Resolution {
     P720,
 }
 
+/// Order among the tenant's jobs waiting for submission (`high` before `normal` before `low`;
+/// tenants share submissions fairly whatever their priorities).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Priority {
+    High,
+    Normal,
+    Low,
+}
+
 /// `POST /v1/jobs` body. Unknown fields are refused; `null` counts as absent.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -101,6 +111,9 @@ pub(crate) struct CreateJob {
     metadata: Option<BTreeMap<String, String>>,
     /// Whether an identical earlier result may be reused (default true).
     reuse: Option<bool>,
+    /// `high`, `normal` (the default) or `low`: order among your jobs waiting for submission.
+    #[schema(inline)]
+    priority: Option<Priority>,
 }
 
 fn metadata_schema() -> utoipa::openapi::schema::Object {
@@ -140,6 +153,8 @@ pub(crate) struct RequestView {
     callback_url: Option<String>,
     metadata: BTreeMap<String, String>,
     reuse: bool,
+    #[schema(inline)]
+    priority: Priority,
 }
 
 impl From<&TransformRequest> for RequestView {
@@ -158,6 +173,11 @@ impl From<&TransformRequest> for RequestView {
             callback_url: r.callback_url().map(ToString::to_string),
             metadata: r.metadata().clone(),
             reuse: r.reuse(),
+            priority: match r.priority() {
+                vidq_core::Priority::High => Priority::High,
+                vidq_core::Priority::Normal => Priority::Normal,
+                vidq_core::Priority::Low => Priority::Low,
+            },
         }
     }
 }

@@ -31,6 +31,9 @@ pub(crate) struct Args {
     /// Text prompt, at most 500 characters.
     #[arg(long)]
     prompt: Option<String>,
+    /// high, normal (the default) or low: order among the tenant's jobs waiting for submission.
+    #[arg(long)]
+    priority: Option<String>,
     /// Where to POST the terminal event.
     #[arg(long)]
     callback_url: Option<String>,
@@ -91,6 +94,7 @@ fn request_body(args: &Args) -> anyhow::Result<Value> {
     set("seed", args.seed.map(Value::from));
     set("resolution", args.resolution.clone().map(Value::from));
     set("prompt", args.prompt.clone().map(Value::from));
+    set("priority", args.priority.clone().map(Value::from));
     set("callback_url", args.callback_url.clone().map(Value::from));
     if !args.metadata.is_empty() {
         let mut labels = Map::new();
