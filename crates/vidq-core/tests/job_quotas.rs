@@ -209,3 +209,42 @@ async fn the_backlog_cap_counts_every_owner_and_terminal_jobs_pass() {
     assert_eq!(h.store.unfinished_count(None).await.unwrap(), 3);
     h.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_job_deleted_by_hand_gives_its_place_back_at_the_next_prune() {
+    let h = harness().await;
+    let quota = CreateQuota {
+        unfinished: Some(2),
+        ..CreateQuota::default()
+    };
+    let gone = owned("tenant-a");
+    let kept = owned("tenant-a");
+    let created = h
+        .store
+        .create_within(&[gone.clone(), kept.clone()], &quota)
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok));
+    let mut conn = h.conn().await;
+    let _: () = conn
+        .del(&[h.store.job_key(&gone.id), h.store.history_key(&gone.id)])
+        .await
+        .unwrap();
+    let over = h
+        .store
+        .create_within(&[owned("tenant-a")], &quota)
+        .await
+        .unwrap();
+    assert_eq!(refused(&over[0]), Some(QuotaKind::Unfinished));
+
+    h.store.prune_index(100).await.unwrap();
+    assert_eq!(h.store.unfinished_count(Some("tenant-a")).await.unwrap(), 1);
+    assert_eq!(h.store.unfinished_count(None).await.unwrap(), 1);
+    let again = h
+        .store
+        .create_within(&[owned("tenant-a")], &quota)
+        .await
+        .unwrap();
+    assert!(again[0].is_ok(), "{again:?}");
+    h.cleanup().await;
+}

@@ -223,18 +223,41 @@ impl JobStore {
 
     /// Sweeps the `limit` oldest entries of `jobs:all`, and of each owner's
     /// `jobs:tenant:<owner>`, older than [`INDEX_GRACE_MS`] by Redis's clock, dropping those
-    /// whose record is gone; returns how many were dropped. The reconciler calls it every
-    /// round so the indexes do not outgrow the records.
+    /// whose record is gone; and `limit` sampled ids of the unfinished sets the quotas count
+    /// (`jobs:unfinished`, each owner's `jobs:tenant:<owner>:unfinished`), dropping those
+    /// whose job is gone or has ended. Returns how many were dropped. The reconciler calls it
+    /// every round so the indexes do not outgrow the records, and a job deleted by hand does
+    /// not hold its owner's quota for good.
     pub async fn prune_index(&self, limit: usize) -> Result<usize, StoreError> {
         let mut pruned = self.prune_zset(&self.keys.all(), limit).await?;
+        pruned += self
+            .prune_unfinished(&self.keys.unfinished(), limit)
+            .await?;
         let mut conn = self.conn.clone();
         let tenants: Vec<String> = conn.smembers(self.keys.tenants()).await?;
         for tenant in tenants {
             pruned += self
                 .prune_zset(&self.keys.tenant_all(&tenant), limit)
                 .await?;
+            pruned += self
+                .prune_unfinished(&self.keys.tenant_unfinished(&tenant), limit)
+                .await?;
         }
         Ok(pruned)
+    }
+
+    /// [`Self::prune_index`] of one unfinished set: one script, `limit` sampled ids.
+    async fn prune_unfinished(&self, key: &str, limit: usize) -> Result<usize, StoreError> {
+        let mut conn = self.conn.clone();
+        let dropped: usize = self
+            .scripts
+            .prune_unfinished
+            .key(key)
+            .arg(self.keys.job_prefix())
+            .arg(limit.clamp(1, 10_000))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(dropped)
     }
 
     /// [`Self::prune_index`] of one index.

@@ -58,6 +58,11 @@ impl Keys {
         format!("{}:jobs:unfinished", self.prefix)
     }
 
+    /// `<prefix>:job:`: what `{<id>}` follows in a job's hash key (for a script that meets ids).
+    pub(super) fn job_prefix(&self) -> String {
+        format!("{}:job:", self.prefix)
+    }
+
     /// `<prefix>:jobs:tenant:`: what the owner's name and `:unfinished` follow in
     /// [`Self::tenant_unfinished`] (the transition script builds that key from the owner).
     pub(super) fn tenant_prefix(&self) -> String {

@@ -61,6 +61,7 @@ pub(super) struct Scripts {
     pub(super) idempotency: Script,
     pub(super) touch_active: Script,
     pub(super) older_than: Script,
+    pub(super) prune_unfinished: Script,
 }
 
 impl fmt::Debug for JobStore {
@@ -88,6 +89,7 @@ impl JobStore {
                 idempotency: Script::new(include_str!("lua/idempotency.lua")),
                 touch_active: Script::new(include_str!("lua/touch_active.lua")),
                 older_than: Script::new(include_str!("lua/older_than.lua")),
+                prune_unfinished: Script::new(include_str!("lua/prune_unfinished.lua")),
             }),
         }
     }
