@@ -148,7 +148,7 @@ fn a_misspelt_family_is_caught() {
 
 /// A Prometheus from Debian's package on a free port, its data in a temporary directory.
 struct Prometheus {
-    _child: Child,
+    child: Child,
     dir: PathBuf,
     base: String,
 }
@@ -184,7 +184,7 @@ impl Prometheus {
             .spawn()
             .context("starting prometheus")?;
         let me = Self {
-            _child: child,
+            child,
             dir,
             base: format!("http://127.0.0.1:{port}"),
         };
@@ -218,6 +218,9 @@ impl Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
+        // Stopped before its data directory goes.
+        let _ = self.child.start_kill();
+        let _ = self.child.try_wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
