@@ -39,7 +39,11 @@ async fn two_replicas_admit_one_tokens_rate_together() {
     let mut requests = 0u32;
     // Back to back, alternating replicas, for 2 s.
     while started.elapsed() < Duration::from_secs(2) {
-        let app = if requests.is_multiple_of(2) { &one } else { &two };
+        let app = if requests.is_multiple_of(2) {
+            &one
+        } else {
+            &two
+        };
         requests += 1;
         if admitted(app).await {
             count += 1;
@@ -202,4 +206,77 @@ fn a_misspelled_setting_stops_vidq_serve_naming_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("body_limt"), "{stderr}");
+}
+
+/// A private `redis-server` on a free port, killed when dropped.
+struct PrivateRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn private_redis() -> PrivateRedis {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server on the PATH");
+    let url = format!("redis://127.0.0.1:{port}");
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut conn) = client.get_multiplexed_async_connection().await
+            && redis::cmd("PING")
+                .query_async::<()>(&mut conn)
+                .await
+                .is_ok()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        tokio::task::yield_now().await;
+    }
+    PrivateRedis { child, url }
+}
+
+#[tokio::test]
+async fn without_redis_each_replica_limits_the_rate_in_its_own_memory() {
+    let redis = private_redis().await;
+    let mut s = support::settings();
+    s.redis.url = redis.url.clone();
+    s.api.rate_per_second = 0.1;
+    s.api.rate_burst = 2;
+    // Requests that need Redis give up quickly (503) rather than wait for it.
+    s.api.limits.request_timeout = Duration::from_secs(3);
+    let app = spawn_with(s, None).await;
+    assert_eq!(app.get("/v1/jobs", RW_TOKEN).await.status(), 200);
+    drop(redis);
+    // Redis gone: the burst is counted in memory (requests that need Redis fail on their own),
+    // and the token is still limited.
+    let statuses: Vec<u16> = {
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(app.get("/v1/jobs", RW_TOKEN).await.status().as_u16());
+        }
+        statuses
+    };
+    assert_eq!(statuses, [503, 503, 429], "{statuses:?}");
 }

@@ -3,9 +3,9 @@
 //! are limited each on its own), so N replicas admit one token's rate, not N times it. One
 //! script call per request (the one Redis round trip the limit costs).
 //!
-//! When Redis does not answer, each replica falls back to a token bucket in its own memory
-//! with the same rate and burst: the API keeps protecting itself (and a request that needs
-//! Redis fails on its own with 503).
+//! When Redis does not answer within [`SHARED_CHECK_TIMEOUT`], each replica falls back to a
+//! token bucket in its own memory with the same rate and burst: the API keeps protecting
+//! itself (and a request that needs Redis fails on its own with 503).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use redis::Script;
 use redis::aio::ConnectionManager;
+
+/// Longest the shared check may take before the in-memory fallback decides.
+pub(crate) const SHARED_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The shared limit, with its in-memory fallback.
 pub(crate) struct RateLimiter {
@@ -50,18 +53,19 @@ impl RateLimiter {
     /// Takes one request from `token`'s allowance, or says how long until one is available.
     pub(crate) async fn check(&self, token: &str) -> Result<(), Duration> {
         let mut conn = self.conn.clone();
-        let reply: Result<u64, _> = self
-            .script
-            .key(format!("{}:api:rate:{token}", self.prefix))
-            .arg(self.interval_ms)
-            .arg(self.tolerance_ms)
-            .invoke_async(&mut conn)
-            .await;
+        let mut call = self.script.key(format!("{}:api:rate:{token}", self.prefix));
+        call.arg(self.interval_ms).arg(self.tolerance_ms);
+        let reply =
+            tokio::time::timeout(SHARED_CHECK_TIMEOUT, call.invoke_async::<u64>(&mut conn)).await;
         match reply {
-            Ok(0) => Ok(()),
-            Ok(wait_ms) => Err(Duration::from_millis(wait_ms)),
-            Err(error) => {
+            Ok(Ok(0)) => Ok(()),
+            Ok(Ok(wait_ms)) => Err(Duration::from_millis(wait_ms)),
+            Ok(Err(error)) => {
                 tracing::warn!(%error, "the shared rate limit is unreachable; limiting in memory");
+                self.local.check(token, Instant::now())
+            }
+            Err(_) => {
+                tracing::warn!("the shared rate limit did not answer in time; limiting in memory");
                 self.local.check(token, Instant::now())
             }
         }
