@@ -33,9 +33,12 @@ async fn wait_port(port: u16) -> anyhow::Result<()> {
     .await
 }
 
-/// s3s-fs, an S3-compatible server on a folder of this run.
+/// An S3-compatible server of this run: s3s-fs on a folder, or moto's server (scenario (f)
+/// compares the two).
 pub(crate) struct S3 {
     child: Child,
+    /// `s3s-fs` or `moto`.
+    pub(crate) kind: &'static str,
     pub(crate) endpoint: String,
     pub(crate) access_key: String,
     pub(crate) secret_key: String,
@@ -65,11 +68,45 @@ impl S3 {
         wait_port(port).await?;
         Ok(Self {
             child,
+            kind: "s3s-fs",
             endpoint: format!("http://127.0.0.1:{port}"),
             access_key,
             secret_key,
             data,
         })
+    }
+
+    /// moto's S3 server (`scripts/install-moto` installs it), or `None` when it is not
+    /// installed. Its buckets are made with CreateBucket (see scenario (f)).
+    pub(crate) async fn start_moto(ctx: &Ctx) -> anyhow::Result<Option<Self>> {
+        let cached = std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".cache/vidq/moto-5.1.18/bin/moto_server"));
+        let Some(program) = cached
+            .filter(|p| p.is_file())
+            .or_else(|| which("moto_server"))
+        else {
+            return Ok(None);
+        };
+        let port = free_port()?;
+        let data = ctx.scratch.join(unique("moto"));
+        std::fs::create_dir_all(&data)?;
+        let child = Command::new(program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .current_dir(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting moto_server")?;
+        wait_port(port).await?;
+        Ok(Some(Self {
+            child,
+            kind: "moto",
+            endpoint: format!("http://127.0.0.1:{port}"),
+            access_key: unique("bench"),
+            secret_key: format!("{:032x}", rand::random::<u128>()),
+            data,
+        }))
     }
 
     /// The s3s-fs process id (for its CPU time).

@@ -80,6 +80,31 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         PARTS_IN_FLIGHT,
     )
     .await?;
+    let put_secs = peers::curl_put_file(&s3, &bucket, "peer/put.mp4", &source, len).await?;
+    let mut stores = vec![StoreRun {
+        kind: s3.kind,
+        worker: signed.clone(),
+        put_rate: curl_bytes / put_secs.max(1e-6) / MIB,
+    }];
+    // The second store: moto's S3 server, when installed (scripts/install-moto).
+    drop(s3);
+    let moto = S3::start_moto(ctx).await?;
+    if let Some(moto) = &moto {
+        let bucket = unique("bench-f");
+        peers::create_bucket(moto, &bucket).await?;
+        let run = run_worker(ctx, &sim, moto, &bucket, &[]).await?;
+        anyhow::ensure!(
+            run.bytes == curl_bytes,
+            "moto: stored {} bytes, curl got {curl_bytes}",
+            run.bytes
+        );
+        let put_secs = peers::curl_put_file(moto, &bucket, "peer/put.mp4", &source, len).await?;
+        stores.push(StoreRun {
+            kind: moto.kind,
+            worker: run,
+            put_rate: curl_bytes / put_secs.max(1e-6) / MIB,
+        });
+    }
     std::fs::remove_file(&source).ok();
     let multipart_rate = curl_bytes / (parts_secs + complete_secs) / MIB;
     let pipe_rate = curl_bytes / pipe / MIB;
@@ -155,6 +180,49 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         fmt(curl_sim_cpu / gib),
         "",
     );
+    for store in &stores {
+        let k = store.kind;
+        let w = &store.worker;
+        s.row(format!("{k}: vidq transfer (MiB/s)"), fmt(w.rate), "", "");
+        s.row(
+            format!("{k}: one streamed PutObject of the file by curl (MiB/s)"),
+            "",
+            fmt(store.put_rate),
+            "",
+        );
+        s.row(
+            format!("{k}: vidq ÷ min(curl download, curl PUT)"),
+            ratio(w.rate, curl_rate.min(store.put_rate)),
+            "",
+            "≥ 0.70×",
+        );
+        s.row(
+            format!("{k}: worker peak RSS (MiB)"),
+            fmt(w.peak_rss),
+            "",
+            "< 100 MiB",
+        );
+        s.row(
+            format!("{k}: CPU per GiB worker / store / vidq-sim (s)"),
+            format!(
+                "{} / {} / {}",
+                fmt(w.cpu.worker / gib),
+                fmt(w.cpu.s3 / gib),
+                fmt(w.cpu.sim / gib)
+            ),
+            "",
+            "",
+        );
+    }
+    if moto.is_none() {
+        s.note("moto's S3 server is not installed (scripts/install-moto): s3s-fs only.");
+    }
+    s.note(
+        "Per store: the worker with its defaults, against curl downloading the same signed \
+         URL to /dev/null and curl uploading the same bytes from a local file in one streamed \
+         PutObject (the store's fastest plain upload); the worker does both at once, so \
+         min(download, upload) is its ceiling.",
+    );
     s.note(
         "The worker's time is its job record's `transferring` → `succeeded` transitions: \
          download from vidq-sim, sha256, length check, and a multipart upload to s3s-fs on \
@@ -181,7 +249,15 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     Ok(s)
 }
 
+/// The worker's transfer into one store, and the store's fastest plain upload.
+struct StoreRun {
+    kind: &'static str,
+    worker: WorkerRun,
+    put_rate: f64,
+}
+
 /// One worker transfer: rate, bytes, peak RSS and the CPU the three processes used.
+#[derive(Clone)]
 struct WorkerRun {
     rate: f64,
     bytes: f64,
@@ -189,6 +265,7 @@ struct WorkerRun {
     cpu: CpuUse,
 }
 
+#[derive(Clone)]
 struct CpuUse {
     worker: f64,
     s3: f64,

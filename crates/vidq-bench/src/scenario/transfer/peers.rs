@@ -151,6 +151,34 @@ pub(crate) async fn curl_multipart(
     Ok((parts_done, completing.elapsed().as_secs_f64()))
 }
 
+/// Seconds for one streamed PutObject of `file` (`len` bytes) by curl: the store's fastest
+/// plain upload.
+pub(crate) async fn curl_put_file(
+    s3: &S3,
+    bucket: &str,
+    key: &str,
+    file: &std::path::Path,
+    len: u64,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut cmd = request(s3, "PUT", bucket, key, "");
+    cmd.arg("-T")
+        .arg(file)
+        .args(["-H", "Expect:", "-H", &format!("Content-Length: {len}")]);
+    let out = cmd.output().await.context("running curl (PUT)")?;
+    check(&out, "PUT")?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// CreateBucket `bucket` (moto keeps its buckets in memory; s3s-fs's are folders).
+pub(crate) async fn create_bucket(s3: &S3, bucket: &str) -> anyhow::Result<()> {
+    let out = request(s3, "PUT", bucket, "", "")
+        .output()
+        .await
+        .context("running curl (CreateBucket)")?;
+    check(&out, "CreateBucket")
+}
+
 /// curl uploading `len` bytes from stdin, with a Content-Length (no chunked encoding, which
 /// S3 refuses for an unsigned body).
 fn upload(s3: &S3, method: &str, bucket: &str, key: &str, query: &str, len: u64) -> Command {
