@@ -332,9 +332,8 @@ impl Store {
             .key(&k.dlv)
             .arg(ms(self.config.dead_ttl))
             .arg(TRIM_LIMIT);
-        if self.config.fair.is_some() {
-            inv.key(&k.ready).key(&k.gm).key(&k.hold);
-        }
+        // Always: a handle that does not claim (a producer's) reads a fair queue's depth too.
+        inv.key(&k.ready).key(&k.gm).key(&k.hold);
         let got: Vec<u64> = inv.invoke_async(&mut self.conn()).await?;
         match got[..] {
             [due, later, leased, dead] => Ok([due, later, leased, dead]),
@@ -412,10 +411,7 @@ impl Store {
     pub(crate) async fn dead_purge(&self, limit: usize) -> Result<u64, QueueError> {
         let k = &self.keys;
         let mut inv = self.scripts.dead_purge.key(&k.dead);
-        inv.key(&k.why).key(&k.data).key(&k.dlv);
-        if self.config.fair.is_some() {
-            inv.key(&k.gm);
-        }
+        inv.key(&k.why).key(&k.data).key(&k.dlv).key(&k.gm);
         Ok(inv
             .arg(limit.clamp(1, MAX_BATCH))
             .invoke_async(&mut self.conn())

@@ -131,9 +131,14 @@ async fn a_held_queue_claims_nothing_and_the_held_task_keeps_its_turn_and_place(
         q.claim(5).await.unwrap().is_empty(),
         "a held queue gave work"
     );
-    // Nothing can be claimed before the hold ends: all of it counts as scheduled.
+    // Nothing can be claimed before the hold ends: all of it counts as scheduled, also for a
+    // handle that does not claim (a producer's, without the weights).
     let held = q.depth().await.unwrap();
     assert_eq!((held.due, held.scheduled), (0, 51));
+    let mut plain = q.settings().clone();
+    plain.fair = None;
+    let producer: RedisQueue<Payload> = RedisQueue::connect(&redis_url(), plain).await.unwrap();
+    assert_eq!(producer.depth().await.unwrap(), held);
     // A hold ends early when the resource frees up.
     assert!(q.end_hold().await.unwrap());
     assert!(!q.end_hold().await.unwrap());
