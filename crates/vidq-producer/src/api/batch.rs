@@ -75,7 +75,7 @@ pub(crate) struct BatchItem {
 
 /// Enqueue many jobs at once.
 #[utoipa::path(
-    post, path = "/v1/jobs:batch", tag = "jobs",
+    post, path = "/v1/jobs:batch", tag = "jobs", operation_id = "create_batch",
     request_body(content = BatchRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "A result per job, in order: 202 created (with the job), 429 over a tenant quota, 503 over the backlog cap. Jobs are checked against the quotas one by one, in order: those that fit are created. `Retry-After` is set when a quota refused one.",
