@@ -330,7 +330,7 @@ async fn a_real_prometheus_scraping_a_worker_fires_the_expired_jobs_alert() -> a
             evaluated += 1;
         }
     }
-    assert_eq!(evaluated, 9, "{rules}");
+    assert_eq!(evaluated, 10, "{rules}");
 
     for (title, expr) in dashboard_queries()? {
         let reply = prometheus.api("/api/v1/query", &[("query", &expr)]).await?;

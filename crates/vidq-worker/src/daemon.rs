@@ -280,11 +280,14 @@ async fn warn_unless_noeviction(conn: &ConnectionManager) {
         .await;
     match reply {
         Ok(pair) => match pair.get(1).map(String::as_str) {
-            Some("noeviction") => {}
-            Some(policy) => tracing::warn!(
-                redis.maxmemory_policy = policy,
-                "Redis may evict keys under memory pressure and lose jobs: set maxmemory-policy noeviction"
-            ),
+            Some("noeviction") => metrics::gauge!("vidq_redis_may_evict").set(0.0),
+            Some(policy) => {
+                metrics::gauge!("vidq_redis_may_evict").set(1.0);
+                tracing::warn!(
+                    redis.maxmemory_policy = policy,
+                    "Redis may evict keys under memory pressure and lose jobs: set maxmemory-policy noeviction"
+                )
+            }
             None => {}
         },
         Err(err) => tracing::debug!(error = %err, "could not read maxmemory-policy"),

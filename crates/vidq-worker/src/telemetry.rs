@@ -67,6 +67,14 @@ pub(crate) fn install() -> Result<PrometheusHandle, BuildError> {
         "vidq_upstream_credits",
         "Upstream credit balance, as last read."
     );
+    describe_gauge!(
+        "vidq_upstream_queue_limit",
+        "Jobs the upstream plan lets run at once, as last read."
+    );
+    describe_gauge!(
+        "vidq_redis_may_evict",
+        "1 when Redis's maxmemory-policy (read at start) is not noeviction: it may delete jobs under memory pressure."
+    );
     describe_counter!(
         "vidq_upstream_unknown_status_total",
         "Status answers with a status vidq does not know."
