@@ -6,6 +6,7 @@ mod resume;
 mod settings;
 mod source;
 mod storage;
+mod streamed;
 mod upload;
 
 pub use error::{BoxError, Error, Result};

@@ -71,6 +71,13 @@ pub struct StorageSettings {
     /// a result without `Content-Length` cannot fill the bucket. Default 10 GiB.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: u64,
+    /// Results of a known length above `part_size` and up to this many bytes go up in one
+    /// streamed PutObject (unsigned body, nothing buffered) instead of a multipart upload:
+    /// fewer requests and no assembly by the store, but not resumable (a transfer that dies
+    /// sends it again from zero). Default 0: off, every result above one part is multipart.
+    /// At most 5 GiB (S3's PutObject limit).
+    #[serde(default)]
+    pub single_put_max: u64,
 }
 
 fn default_max_bytes() -> u64 {
@@ -114,6 +121,7 @@ impl StorageSettings {
             checksum_metadata: false,
             sign_payload: None,
             max_bytes: default_max_bytes(),
+            single_put_max: 0,
         }
     }
 
@@ -141,6 +149,15 @@ impl StorageSettings {
         }
         if self.max_bytes == 0 {
             return Err(invalid("storage.max_bytes", "must be at least 1"));
+        }
+        if self.single_put_max > MAX_PART_SIZE {
+            return Err(invalid(
+                "storage.single_put_max",
+                format!(
+                    "must be at most {MAX_PART_SIZE} (5 GiB, S3's PutObject limit), got {}",
+                    self.single_put_max
+                ),
+            ));
         }
         if let Some(endpoint) = &self.endpoint
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
@@ -285,6 +302,13 @@ mod tests {
         s = StorageSettings::new("b");
         s.endpoint = Some("minio:9000".into());
         assert_eq!(setting_of(s.validate().unwrap_err()), "storage.endpoint");
+
+        s = StorageSettings::new("b");
+        s.single_put_max = 6 * 1024 * MIB;
+        assert_eq!(
+            setting_of(s.validate().unwrap_err()),
+            "storage.single_put_max"
+        );
 
         s = StorageSettings::new("b");
         s.access_key_id = Some("AKIA".into());

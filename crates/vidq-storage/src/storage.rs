@@ -32,6 +32,7 @@ pub struct Storage {
     prefix: Arc<str>,
     pub(crate) checksum_metadata: bool,
     max_bytes: u64,
+    pub(crate) single_put_max: u64,
     pub(crate) sign_payload: bool,
     pub(crate) part_size: usize,
     pub(crate) parts_in_flight: usize,
@@ -108,6 +109,7 @@ impl Storage {
             presign_ttl: settings.presign_ttl,
             checksum_metadata: settings.checksum_metadata,
             max_bytes: settings.max_bytes,
+            single_put_max: settings.single_put_max,
             sign_payload: settings.sign_payload(),
             gauge: Arc::default(),
         })

@@ -111,8 +111,16 @@ impl Storage {
         S: Stream<Item = std::result::Result<Bytes, E>>,
         E: Into<BoxError>,
     {
+        let resume = resume.filter(|cp| !cp.parts.is_empty());
+        if resume.is_none()
+            && let Some(len) = expected_len
+            && len > self.part_size as u64
+            && len <= self.single_put_max
+        {
+            return self.put_streamed(key, content_type, stream, len).await;
+        }
         let stream = std::pin::pin!(stream);
-        let (mut reader, resumed) = match resume.filter(|cp| !cp.parts.is_empty()) {
+        let (mut reader, resumed) = match resume {
             Some(cp) => {
                 let last = cp.parts.last().map(|p| p.sha256_state.as_str());
                 let hasher = load_state(last.unwrap_or_default())?;
@@ -459,7 +467,7 @@ impl Storage {
 
     /// The sha256 is known only once the last byte passed, after CreateMultipartUpload fixed
     /// the metadata: copy the object onto itself with the checksum added. Returns the new ETag.
-    async fn set_checksum_metadata(
+    pub(crate) async fn set_checksum_metadata(
         &self,
         key: &str,
         content_type: &str,
