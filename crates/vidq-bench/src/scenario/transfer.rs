@@ -81,9 +81,13 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     )
     .await?;
     let put_secs = peers::curl_put_file(&s3, &bucket, "peer/put.mp4", &source, len).await?;
+    let single_max = len.to_string();
+    let single_put = [("VIDQ__STORAGE__SINGLE_PUT_MAX", single_max.as_str())];
+    let single = run_worker(ctx, &sim, &s3, &bucket, &single_put).await?;
     let mut stores = vec![StoreRun {
         kind: s3.kind,
         worker: signed.clone(),
+        single,
         put_rate: curl_bytes / put_secs.max(1e-6) / MIB,
     }];
     // The second store: moto's S3 server, when installed (scripts/install-moto).
@@ -99,9 +103,11 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
             run.bytes
         );
         let put_secs = peers::curl_put_file(moto, &bucket, "peer/put.mp4", &source, len).await?;
+        let single = run_worker(ctx, &sim, moto, &bucket, &single_put).await?;
         stores.push(StoreRun {
             kind: moto.kind,
             worker: run,
+            single,
             put_rate: curl_bytes / put_secs.max(1e-6) / MIB,
         });
     }
@@ -185,6 +191,14 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         let w = &store.worker;
         s.row(format!("{k}: vidq transfer (MiB/s)"), fmt(w.rate), "", "");
         s.row(
+            format!(
+                "{k}: vidq with `storage.single_put_max` ≥ the size: one streamed PutObject (MiB/s)"
+            ),
+            fmt(store.single.rate),
+            "",
+            "",
+        );
+        s.row(
             format!("{k}: one streamed PutObject of the file by curl (MiB/s)"),
             "",
             fmt(store.put_rate),
@@ -253,6 +267,8 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
 struct StoreRun {
     kind: &'static str,
     worker: WorkerRun,
+    /// With `storage.single_put_max` at the result's size.
+    single: WorkerRun,
     put_rate: f64,
 }
 
