@@ -202,6 +202,14 @@ impl Api {
             .route("/readyz", get(ops::readyz))
             .route("/metrics", get(ops::metrics))
             .route("/openapi.json", get(ops::openapi_json))
+            // The operator's console (crate vidq-console): its own sessions, same tokens.
+            .nest(
+                "/console",
+                vidq_console::router(
+                    console_backend::ConsoleBackend(state.clone()),
+                    vidq_console::ConsoleSettings::default(),
+                ),
+            )
             .fallback(ops::not_found)
             .method_not_allowed_fallback(ops::method_not_allowed)
             .route_layer(axum::middleware::from_fn_with_state(
@@ -245,5 +253,82 @@ impl Api {
         stop_watch.cancel();
         while background.join_next().await.is_some() {}
         served
+    }
+}
+
+/// The console's view of the API: the same tokens, producer and storage (crate vidq-console).
+mod console_backend {
+    use std::sync::Arc;
+
+    use axum::http::{HeaderMap, HeaderValue, header};
+    use vidq_console::{Backend, BackendError, Canceled, Principal};
+    use vidq_core::{JobId, JobRecord, JobState, JobStore, TaskKind};
+    use vidq_queue::{DeadTask, Depth};
+
+    use super::AppState;
+    use crate::{CancelOutcome, Scope};
+
+    pub(super) struct ConsoleBackend(pub(super) Arc<AppState>);
+
+    impl Backend for ConsoleBackend {
+        fn authenticate(&self, token: &str) -> Option<Principal> {
+            let mut headers = HeaderMap::new();
+            let value = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+            headers.insert(header::AUTHORIZATION, value);
+            let caller = self.0.tokens.authorize(&headers, Scope::Read).ok()?;
+            let write = caller.admin || self.0.tokens.authorize(&headers, Scope::Write).is_ok();
+            Some(Principal {
+                tenant: caller.tenant,
+                admin: caller.admin,
+                write,
+            })
+        }
+
+        fn store(&self) -> &JobStore {
+            self.0.producer.store()
+        }
+
+        fn redis(&self) -> redis::aio::ConnectionManager {
+            self.0.producer.redis().clone()
+        }
+
+        async fn depth(&self, kind: TaskKind) -> Result<Depth, BackendError> {
+            Ok(self.0.producer.depth(kind).await?)
+        }
+
+        async fn dead_tasks(
+            &self,
+            kind: TaskKind,
+            offset: usize,
+            limit: usize,
+        ) -> Result<Vec<DeadTask>, BackendError> {
+            Ok(self.0.producer.dead_tasks(kind, offset, limit).await?)
+        }
+
+        async fn retry_dead(&self, kind: TaskKind, task_id: &str) -> Result<bool, BackendError> {
+            Ok(self.0.producer.retry_dead(kind, task_id).await?)
+        }
+
+        async fn retry_all_dead(&self, kind: TaskKind) -> Result<u64, BackendError> {
+            Ok(self.0.producer.retry_all_dead(kind).await?)
+        }
+
+        async fn cancel(&self, id: &JobId) -> Result<Canceled, BackendError> {
+            Ok(match self.0.producer.cancel(id).await? {
+                CancelOutcome::Canceled => Canceled::Now,
+                CancelOutcome::AlreadyFinished(state) => Canceled::AlreadyFinished(state),
+            })
+        }
+
+        async fn retry(&self, id: &JobId) -> Result<JobState, BackendError> {
+            Ok(self.0.producer.retry(id).await?)
+        }
+
+        async fn video_url(&self, job: &JobRecord) -> Result<Option<String>, BackendError> {
+            let (Some(storage), Some(output)) = (&self.0.storage, &job.output) else {
+                return Ok(None);
+            };
+            Ok(Some(storage.presign_get(&output.key, None).await?))
+        }
     }
 }

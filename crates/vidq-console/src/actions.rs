@@ -1,0 +1,336 @@
+//! The actions (POST): sign in and out, cancel and retry jobs, retry dead tasks. Each one past
+//! sign-in needs the session's CSRF token in its form and the scope it acts with (`write` for
+//! the tenant's jobs, `admin` for dead tasks); anything else is 403 and changes nothing.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State as AxumState};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse as _, Redirect, Response};
+use vidq_core::{JobId, TaskKind};
+
+use crate::console::{State, secure, session};
+use crate::html::{error_page, esc, page};
+use crate::session::{Session, clear_cookie, set_cookie};
+use crate::{Backend, Canceled, Principal};
+
+/// Most jobs one bulk action takes.
+const MAX_BULK: usize = 100;
+
+/// The fields of a urlencoded form body.
+fn fields(body: &Bytes) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn who(session: &Session) -> Option<(&Principal, &str)> {
+    Some((&session.principal, session.csrf.as_str()))
+}
+
+pub(crate) async fn login<B: Backend>(
+    AxumState(state): AxumState<State<B>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = fields(&body);
+    let token = field(&form, "token").map(str::trim).unwrap_or("");
+    if token.is_empty() {
+        return error_page(StatusCode::BAD_REQUEST, "token: enter an API token", None);
+    }
+    let Some(principal) = state.backend.authenticate(token) else {
+        tracing::info!("console: sign-in refused (unknown token or no read scope)");
+        return error_page(
+            StatusCode::UNAUTHORIZED,
+            "unknown token, or one without the read scope",
+            None,
+        );
+    };
+    let tenant = principal.tenant.clone();
+    match state.sessions.create(principal).await {
+        Ok(id) => {
+            tracing::info!(tenant = %tenant, "console: signed in");
+            let mut response = Redirect::to("/console/").into_response();
+            response.headers_mut().insert(
+                header::SET_COOKIE,
+                set_cookie(&id, state.sessions.ttl(), secure(&state, &headers)),
+            );
+            response
+        }
+        Err(error) => {
+            tracing::error!(%error, "console: could not store a session");
+            error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the session store (Redis) is unavailable; retry later",
+                None,
+            )
+        }
+    }
+}
+
+/// The session of an action, with its CSRF token checked and `allowed` (given the principal)
+/// true; else the 403 (or sign-in) response.
+async fn authorized<B: Backend>(
+    state: &State<B>,
+    headers: &HeaderMap,
+    form: &[(String, String)],
+    allowed: impl Fn(&Principal) -> bool,
+    needs: &str,
+) -> Result<Session, Response> {
+    let session = session(state, headers, false).await?;
+    if !session.csrf_matches(field(form, "csrf").unwrap_or("")) {
+        tracing::warn!(tenant = %session.principal.tenant, "console: action refused: missing or wrong CSRF token");
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            "this form is stale or was not sent by the console (CSRF token missing or wrong); reload the page",
+            who(&session),
+        ));
+    }
+    if !allowed(&session.principal) {
+        tracing::warn!(tenant = %session.principal.tenant, needs, "console: action refused: scope");
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            &format!("this action needs the {needs} scope"),
+            who(&session),
+        ));
+    }
+    Ok(session)
+}
+
+pub(crate) async fn logout<B: Backend>(
+    AxumState(state): AxumState<State<B>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = fields(&body);
+    if let Err(response) = authorized(&state, &headers, &form, |_| true, "read").await {
+        return response;
+    }
+    if let Err(error) = state.sessions.delete(&headers).await {
+        tracing::warn!(%error, "console: could not delete a session");
+    }
+    let mut response = Redirect::to("/console/login").into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, clear_cookie());
+    response
+}
+
+/// The job `id` if the principal may act on it (another tenant's job is 404 like a missing one).
+async fn own_job<B: Backend>(
+    state: &State<B>,
+    session: &Session,
+    id: &str,
+) -> Result<JobId, Response> {
+    let not_found = || error_page(StatusCode::NOT_FOUND, &format!("no job {id}"), who(session));
+    let job_id = id.parse::<JobId>().map_err(|_| not_found())?;
+    match state.backend.store().get(&job_id).await {
+        Ok(Some(job))
+            if session.principal.admin
+                || job.owner.as_deref() == Some(session.principal.tenant.as_str()) =>
+        {
+            Ok(job_id)
+        }
+        Ok(_) => Err(not_found()),
+        Err(error) => {
+            tracing::warn!(%error, "console: could not read a job");
+            Err(error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not read from Redis; retry later",
+                who(session),
+            ))
+        }
+    }
+}
+
+/// One job action's outcome for people.
+async fn act<B: Backend>(state: &State<B>, id: &JobId, action: &str) -> Result<String, String> {
+    match action {
+        "cancel" => match state.backend.cancel(id).await {
+            Ok(Canceled::Now) => Ok(format!("job {id} canceled")),
+            Ok(Canceled::AlreadyFinished(s)) => Ok(format!("job {id} had already finished ({s})")),
+            Err(e) => Err(format!("job {id}: {e}")),
+        },
+        "retry" => match state.backend.retry(id).await {
+            Ok(s) => Ok(format!("job {id} retried: {s}")),
+            Err(e) => Err(format!("job {id}: {e}")),
+        },
+        other => Err(format!("action: {other:?} is not cancel or retry")),
+    }
+}
+
+async fn job_action<B: Backend>(
+    state: State<B>,
+    headers: HeaderMap,
+    id: String,
+    body: Bytes,
+    action: &str,
+) -> Response {
+    let form = fields(&body);
+    let session = match authorized(&state, &headers, &form, |p| p.write, "write").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let job_id = match own_job(&state, &session, &id).await {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match act(&state, &job_id, action).await {
+        Ok(_) => Redirect::to(&format!("/console/jobs/{job_id}")).into_response(),
+        Err(message) => error_page(StatusCode::CONFLICT, &message, who(&session)),
+    }
+}
+
+pub(crate) async fn cancel<B: Backend>(
+    AxumState(state): AxumState<State<B>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    job_action(state, headers, id, body, "cancel").await
+}
+
+pub(crate) async fn retry<B: Backend>(
+    AxumState(state): AxumState<State<B>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    job_action(state, headers, id, body, "retry").await
+}
+
+/// Cancel or retry the selected jobs (`id` repeated, `action`); reports each one.
+pub(crate) async fn bulk<B: Backend>(
+    AxumState(state): AxumState<State<B>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = fields(&body);
+    let session = match authorized(&state, &headers, &form, |p| p.write, "write").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let action = field(&form, "action").unwrap_or("");
+    if action != "cancel" && action != "retry" {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "action: must be cancel or retry",
+            who(&session),
+        );
+    }
+    let ids: Vec<&str> = form
+        .iter()
+        .filter(|(k, _)| k == "id")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if ids.is_empty() || ids.len() > MAX_BULK {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            &format!("id: select 1 to {MAX_BULK} jobs"),
+            who(&session),
+        );
+    }
+    let mut items = String::new();
+    for id in ids {
+        let line = match own_job(&state, &session, id).await {
+            Ok(job_id) => match act(&state, &job_id, action).await {
+                Ok(done) => format!(r#"<li class="ok">{}</li>"#, esc(&done)),
+                Err(failed) => format!(r#"<li class="error">{}</li>"#, esc(&failed)),
+            },
+            Err(_) => format!(r#"<li class="error">no job {}</li>"#, esc(id)),
+        };
+        items.push_str(&line);
+    }
+    page(
+        StatusCode::OK,
+        "Bulk action",
+        who(&session),
+        &format!(
+            r#"<ul id="results">{items}</ul><p><a href="/console/jobs">Back to the jobs</a></p>"#
+        ),
+    )
+}
+
+fn queue(name: &str) -> Option<TaskKind> {
+    TaskKind::ALL.into_iter().find(|k| k.queue_name() == name)
+}
+
+pub(crate) async fn retry_dead<B: Backend>(
+    AxumState(state): AxumState<State<B>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = fields(&body);
+    let session = match authorized(&state, &headers, &form, |p| p.admin, "admin").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some(kind) = queue(&name) else {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            &format!("no queue {name}"),
+            who(&session),
+        );
+    };
+    let Some(task) = field(&form, "task").filter(|t| !t.is_empty()) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "task: which dead task to retry",
+            who(&session),
+        );
+    };
+    match state.backend.retry_dead(kind, task).await {
+        Ok(true) => Redirect::to("/console/dead").into_response(),
+        Ok(false) => error_page(
+            StatusCode::NOT_FOUND,
+            &format!("no dead task {task} in {name}"),
+            who(&session),
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "console: could not retry a dead task");
+            error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not retry the task; retry later",
+                who(&session),
+            )
+        }
+    }
+}
+
+pub(crate) async fn retry_all_dead<B: Backend>(
+    AxumState(state): AxumState<State<B>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = fields(&body);
+    let session = match authorized(&state, &headers, &form, |p| p.admin, "admin").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some(kind) = queue(&name) else {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            &format!("no queue {name}"),
+            who(&session),
+        );
+    };
+    match state.backend.retry_all_dead(kind).await {
+        Ok(_) => Redirect::to("/console/dead").into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "console: could not retry dead tasks");
+            error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not retry the tasks; retry later",
+                who(&session),
+            )
+        }
+    }
+}

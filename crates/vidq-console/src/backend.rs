@@ -1,0 +1,82 @@
+//! What the console needs from the server that mounts it: who a token is, the job store, the
+//! queues' figures and dead sets, and the operator's actions. `vidq serve` implements it over
+//! its `Producer` and token set, so the console acts exactly as the API does.
+
+use std::future::Future;
+
+use redis::aio::ConnectionManager;
+use vidq_core::{JobId, JobRecord, JobState, JobStore, TaskKind};
+use vidq_queue::{DeadTask, Depth};
+
+/// A failure of the backend, shown to the operator as a short message (never a secret).
+pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Who a signed-in operator is: the token's name (its tenant) and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Principal {
+    /// The token's name: the tenant whose jobs it sees.
+    pub tenant: String,
+    /// The `admin` scope: every tenant's jobs, the queues and their dead tasks.
+    pub admin: bool,
+    /// The `write` scope (or `admin`): cancel and retry the tenant's jobs.
+    pub write: bool,
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Canceled {
+    /// The job was canceled now.
+    Now,
+    /// The job had already finished in this state.
+    AlreadyFinished(JobState),
+}
+
+/// The server's side of the console. Every method is called after the console checked the
+/// session's scopes and the job's tenant.
+pub trait Backend: Send + Sync + 'static {
+    /// The principal whose token is `token` (`None` for an unknown token or one without the
+    /// `read` scope). The console never stores or logs the token.
+    fn authenticate(&self, token: &str) -> Option<Principal>;
+
+    /// The job store (records, per-tenant indexes, jobs per state).
+    fn store(&self) -> &JobStore;
+
+    /// A connection to the store's Redis (sessions are kept there under the store's prefix).
+    fn redis(&self) -> ConnectionManager;
+
+    /// How many tasks of `kind` are due, scheduled, leased and dead.
+    fn depth(&self, kind: TaskKind) -> impl Future<Output = Result<Depth, BackendError>> + Send;
+
+    /// Dead tasks of `kind`'s queue, newest first.
+    fn dead_tasks(
+        &self,
+        kind: TaskKind,
+        offset: usize,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<DeadTask>, BackendError>> + Send;
+
+    /// Puts one dead task back in its queue; false when there is no such task.
+    fn retry_dead(
+        &self,
+        kind: TaskKind,
+        task_id: &str,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
+    /// Puts every dead task of `kind` back in its queue; returns how many.
+    fn retry_all_dead(
+        &self,
+        kind: TaskKind,
+    ) -> impl Future<Output = Result<u64, BackendError>> + Send;
+
+    /// Cancels a job that has not finished.
+    fn cancel(&self, id: &JobId) -> impl Future<Output = Result<Canceled, BackendError>> + Send;
+
+    /// Retries a `failed` job from the step it failed at; returns the state it reopened in.
+    fn retry(&self, id: &JobId) -> impl Future<Output = Result<JobState, BackendError>> + Send;
+
+    /// A presigned URL of a succeeded job's stored video (`None` without storage).
+    fn video_url(
+        &self,
+        job: &JobRecord,
+    ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send;
+}

@@ -1,0 +1,123 @@
+//! The router, its shared state, and the session checks every page and action goes through.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse as _, Redirect, Response};
+use axum::routing::{get, post};
+
+use crate::html::{error_page, secure_headers};
+use crate::session::{Session, Sessions};
+use crate::{Backend, actions, pages};
+
+/// How the console keeps sessions.
+#[derive(Debug, Clone)]
+pub struct ConsoleSettings {
+    /// How long a session lasts after sign-in (default 8 hours).
+    pub session_ttl: Duration,
+    /// Always mark the cookie `Secure` (it is anyway when the request came over https, as
+    /// `X-Forwarded-Proto: https` from a proxy says).
+    pub secure_cookie: bool,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            session_ttl: Duration::from_secs(8 * 3600),
+            secure_cookie: false,
+        }
+    }
+}
+
+pub(crate) struct Inner<B> {
+    pub(crate) backend: B,
+    pub(crate) sessions: Sessions,
+    pub(crate) settings: ConsoleSettings,
+}
+
+pub(crate) type State<B> = Arc<Inner<B>>;
+
+const CSS: &str = include_str!("assets/console.css");
+
+/// The console's routes, to be nested at `/console` (every link and the cookie's path assume
+/// it) in a router of any state `S`.
+pub fn router<B: Backend, S: Clone + Send + Sync + 'static>(
+    backend: B,
+    settings: ConsoleSettings,
+) -> Router<S> {
+    let sessions = Sessions::new(
+        backend.redis(),
+        backend.store().prefix(),
+        settings.session_ttl,
+    );
+    let state = Arc::new(Inner {
+        backend,
+        sessions,
+        settings,
+    });
+    Router::new()
+        .route("/", get(pages::overview::<B>))
+        .route("/login", get(pages::login_form).post(actions::login::<B>))
+        .route("/logout", post(actions::logout::<B>))
+        .route("/jobs", get(pages::jobs::<B>))
+        .route("/jobs/{id}", get(pages::job::<B>))
+        .route("/jobs/{id}/cancel", post(actions::cancel::<B>))
+        .route("/jobs/{id}/retry", post(actions::retry::<B>))
+        .route("/jobs:bulk", post(actions::bulk::<B>))
+        .route("/dead", get(pages::dead::<B>))
+        .route("/dead/{queue}/retry", post(actions::retry_dead::<B>))
+        .route(
+            "/dead/{queue}/retry-all",
+            post(actions::retry_all_dead::<B>),
+        )
+        .route("/console.css", get(css))
+        .with_state(state)
+}
+
+async fn css() -> Response {
+    let mut response = CSS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    secure_headers(headers);
+    response
+}
+
+/// The request's session, or the response to send instead: a page view without one goes to
+/// the sign-in form, an action without one is 403.
+pub(crate) async fn session<B: Backend>(
+    state: &State<B>,
+    headers: &HeaderMap,
+    page_view: bool,
+) -> Result<Session, Response> {
+    match state.sessions.find(headers).await {
+        Ok(Some(session)) => Ok(session),
+        Ok(None) if page_view => Err(Redirect::to("/console/login").into_response()),
+        Ok(None) => Err(error_page(
+            StatusCode::FORBIDDEN,
+            "sign in first: this action needs a session",
+            None,
+        )),
+        Err(error) => {
+            tracing::error!(%error, "console: could not read the session from Redis");
+            Err(error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the session store (Redis) is unavailable; retry later",
+                None,
+            ))
+        }
+    }
+}
+
+/// Whether the cookie must be `Secure` for this request.
+pub(crate) fn secure<B>(state: &State<B>, headers: &HeaderMap) -> bool {
+    state.settings.secure_cookie
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}

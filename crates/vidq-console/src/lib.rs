@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+
+mod actions;
+mod backend;
+mod console;
+mod html;
+mod pages;
+mod session;
+
+pub use backend::{Backend, BackendError, Canceled, Principal};
+pub use console::{ConsoleSettings, router};

@@ -1,0 +1,549 @@
+//! The pages (GET): sign-in form, overview, jobs list and search, one job, dead tasks.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use axum::extract::{Path, Query, State as AxumState};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse as _, Redirect, Response};
+use vidq_core::{JobId, JobRecord, JobState, ListCursor, TaskKind};
+
+use crate::console::{State, session};
+use crate::html::{button, csrf_field, error_page, esc, page, query_value, time, took};
+use crate::session::Session;
+use crate::{Backend, Principal};
+
+/// Jobs per page of the list.
+const PAGE: usize = 50;
+/// Newest jobs an `img_uuid` search reads (there is no index by `img_uuid`).
+pub(crate) const IMG_UUID_SEARCH_DEPTH: usize = 1_000;
+
+fn who(session: &Session) -> Option<(&Principal, &str)> {
+    Some((&session.principal, session.csrf.as_str()))
+}
+
+pub(crate) async fn login_form() -> Response {
+    page(
+        StatusCode::OK,
+        "Sign in",
+        None,
+        r#"<form method="post" action="/console/login" class="login">
+<label>API token <input type="password" name="token" id="token" autocomplete="off" required></label>
+<button type="submit" id="sign-in">Sign in</button></form>
+<p class="hint">The token is checked like the API's bearer tokens and never stored: the session keeps its name and scopes.</p>"#,
+    )
+}
+
+pub(crate) async fn overview<B: Backend>(
+    AxumState(state): AxumState<State<B>>,
+    headers: HeaderMap,
+) -> Response {
+    let session = match session(&state, &headers, true).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let principal = &session.principal;
+    let store = state.backend.store();
+    let mut body = String::new();
+    if principal.admin {
+        let counts = match store.state_counts().await {
+            Ok(c) => c,
+            Err(e) => return unavailable(&session, &e.to_string()),
+        };
+        body.push_str(
+            r#"<h2>Jobs per state</h2><table id="states"><tr><th>state</th><th>jobs</th></tr>"#,
+        );
+        for s in JobState::ALL {
+            let n = counts.get(&s).copied().unwrap_or(0);
+            let _ = write!(
+                body,
+                r#"<tr data-state="{s}"><td><a href="/console/jobs?state={s}">{s}</a></td><td class="n">{n}</td></tr>"#,
+                s = s.as_str()
+            );
+        }
+        body.push_str("</table><p class=\"hint\">Unfinished states: jobs in them now; finished states: jobs that ended there since the counts began.</p>");
+        body.push_str(r#"<h2>Queues</h2><table id="queues"><tr><th>queue</th><th>due</th><th>scheduled</th><th>leased</th><th>dead</th></tr>"#);
+        for kind in TaskKind::ALL {
+            match state.backend.depth(kind).await {
+                Ok(d) => {
+                    let _ = write!(
+                        body,
+                        r#"<tr data-queue="{q}"><td>{q}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n"><a href="/console/dead#{q}">{}</a></td></tr>"#,
+                        d.due,
+                        d.scheduled,
+                        d.leased,
+                        d.dead,
+                        q = kind.queue_name()
+                    );
+                }
+                Err(e) => return unavailable(&session, &e.to_string()),
+            }
+        }
+        body.push_str("</table>");
+    } else {
+        let n = match store.unfinished_count(Some(&principal.tenant)).await {
+            Ok(n) => n,
+            Err(e) => return unavailable(&session, &e.to_string()),
+        };
+        let _ = write!(
+            body,
+            r#"<p>Unfinished jobs of <b>{}</b>: <span class="n" id="unfinished">{n}</span>. <a href="/console/jobs">See the jobs</a>.</p>
+<p class="hint">Queue depths and dead tasks are shared by every tenant: an admin token sees them.</p>"#,
+            esc(&principal.tenant)
+        );
+    }
+    page(StatusCode::OK, "Overview", who(&session), &body)
+}
+
+fn unavailable(session: &Session, detail: &str) -> Response {
+    tracing::warn!(error = %detail, "console: a page could not be read");
+    error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "could not read from Redis; retry later",
+        who(session),
+    )
+}
+
+/// The tenant whose jobs a listing reads: a non-admin's own, an admin's `tenant=` (or all).
+fn listed_tenant<'a>(principal: &'a Principal, asked: Option<&'a str>) -> Option<&'a str> {
+    if principal.admin {
+        asked.filter(|t| !t.is_empty())
+    } else {
+        Some(principal.tenant.as_str())
+    }
+}
+
+pub(crate) async fn jobs<B: Backend>(
+    AxumState(state): AxumState<State<B>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let session = match session(&state, &headers, true).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let principal = &session.principal;
+    let bad = |message: String| error_page(StatusCode::BAD_REQUEST, &message, who(&session));
+    let filter_state = match query.get("state").filter(|s| !s.is_empty()) {
+        Some(s) => match s.parse::<JobState>() {
+            Ok(s) => Some(s),
+            Err(_) => return bad(format!("state: {s:?} is not a job state")),
+        },
+        None => None,
+    };
+    let cursor = match query.get("cursor").filter(|s| !s.is_empty()) {
+        Some(c) => match c.parse::<ListCursor>() {
+            Ok(c) => Some(c),
+            Err(_) => return bad("cursor: not a cursor of this list".to_owned()),
+        },
+        None => None,
+    };
+    let tenant = listed_tenant(principal, query.get("tenant").map(String::as_str));
+    if let Some(q) = query.get("q").map(|q| q.trim()).filter(|q| !q.is_empty()) {
+        return search(&state, &session, tenant, q).await;
+    }
+    let store = state.backend.store();
+    let listed = match tenant {
+        Some(t) => {
+            store
+                .list_tenant(t, filter_state, cursor.as_ref(), PAGE)
+                .await
+        }
+        None => store.list(filter_state, cursor.as_ref(), PAGE).await,
+    };
+    let page_of = match listed {
+        Ok(p) => p,
+        Err(e) => return unavailable(&session, &e.to_string()),
+    };
+    let mut body = filters(principal, filter_state, tenant);
+    let actions = principal.write;
+    if actions {
+        let _ = write!(
+            body,
+            r#"<form method="post" action="/console/jobs:bulk" id="bulk">{}"#,
+            csrf_field(&session.csrf)
+        );
+    }
+    body.push_str(r#"<table id="jobs"><tr>"#);
+    if actions {
+        body.push_str("<th></th>");
+    }
+    body.push_str("<th>job</th><th>state</th><th>tenant</th><th>created</th><th>upstream</th><th>metadata</th></tr>");
+    for job in &page_of.jobs {
+        body.push_str(&job_row(job, actions));
+    }
+    body.push_str("</table>");
+    if page_of.jobs.is_empty() {
+        body.push_str(r#"<p class="hint" id="empty">No jobs on this page.</p>"#);
+    }
+    if actions {
+        body.push_str(r#"<p><button type="submit" name="action" value="cancel" data-action="Cancel selected">Cancel selected</button> <button type="submit" name="action" value="retry" data-action="Retry selected">Retry selected</button></p></form>"#);
+    }
+    if let Some(next) = page_of.next_cursor {
+        let mut href = format!("/console/jobs?cursor={}", query_value(&next.to_string()));
+        if let Some(s) = filter_state {
+            let _ = write!(href, "&state={}", s.as_str());
+        }
+        if let (true, Some(t)) = (principal.admin, tenant) {
+            let _ = write!(href, "&tenant={}", query_value(t));
+        }
+        let _ = write!(
+            body,
+            r#"<p><a id="next" href="{}">Older jobs →</a></p>"#,
+            esc(&href)
+        );
+    }
+    page(StatusCode::OK, "Jobs", who(&session), &body)
+}
+
+fn filters(principal: &Principal, state: Option<JobState>, tenant: Option<&str>) -> String {
+    let mut out = String::from(
+        r#"<form method="get" action="/console/jobs" class="filters"><label>Search <input type="search" name="q" id="q" placeholder="job id, img_uuid or idempotency key"></label> <label>State <select name="state" id="state"><option value="">any</option>"#,
+    );
+    for s in JobState::ALL {
+        let selected = if state == Some(s) { " selected" } else { "" };
+        let _ = write!(out, r#"<option{selected}>{}</option>"#, s.as_str());
+    }
+    out.push_str("</select></label>");
+    if principal.admin {
+        let _ = write!(
+            out,
+            r#" <label>Tenant <input name="tenant" id="tenant" value="{}"></label>"#,
+            esc(tenant.unwrap_or(""))
+        );
+    }
+    out.push_str(r#" <button type="submit" id="filter">Show</button></form>"#);
+    out
+}
+
+fn job_row(job: &JobRecord, actions: bool) -> String {
+    let id = job.id.to_string();
+    let metadata = job
+        .request
+        .metadata()
+        .iter()
+        .map(|(k, v)| format!("{}={}", esc(k), esc(v)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let check = if actions {
+        format!(r#"<td><input type="checkbox" name="id" value="{id}"></td>"#)
+    } else {
+        String::new()
+    };
+    format!(
+        r#"<tr data-job="{id}" data-state="{state}">{check}<td><a href="/console/jobs/{id}">{id}</a></td><td class="state s-{state}">{state}</td><td>{tenant}</td><td>{created}</td><td>{img}</td><td>{metadata}</td></tr>"#,
+        state = job.state.as_str(),
+        tenant = esc(job.owner.as_deref().unwrap_or("—")),
+        created = time(job.created_at),
+        img = esc(job.img_uuid.as_deref().unwrap_or("")),
+    )
+}
+
+/// Finds one job by id, by the idempotency key it was created with (the tenant's), or by its
+/// upstream `img_uuid` among the newest [`IMG_UUID_SEARCH_DEPTH`] jobs listed.
+async fn search<B: Backend>(
+    state: &State<B>,
+    session: &Session,
+    tenant: Option<&str>,
+    q: &str,
+) -> Response {
+    let principal = &session.principal;
+    let store = state.backend.store();
+    let visible =
+        |job: &JobRecord| principal.admin || job.owner.as_deref() == Some(&principal.tenant);
+    if let Ok(id) = q.parse::<JobId>() {
+        match store.get(&id).await {
+            Ok(Some(job)) if visible(&job) => return to_job(&job.id),
+            Ok(_) => {}
+            Err(e) => return unavailable(session, &e.to_string()),
+        }
+    }
+    let key_tenant = tenant.unwrap_or(principal.tenant.as_str());
+    match idempotent_job(state, key_tenant, q).await {
+        Ok(Some(id)) => match store.get(&id).await {
+            Ok(Some(job)) if visible(&job) => return to_job(&job.id),
+            Ok(_) => {}
+            Err(e) => return unavailable(session, &e.to_string()),
+        },
+        Ok(None) => {}
+        Err(e) => return unavailable(session, &e),
+    }
+    let mut cursor = None;
+    let mut read = 0;
+    while read < IMG_UUID_SEARCH_DEPTH {
+        let listed = match tenant {
+            Some(t) => store.list_tenant(t, None, cursor.as_ref(), 100).await,
+            None => store.list(None, cursor.as_ref(), 100).await,
+        };
+        let page_of = match listed {
+            Ok(p) => p,
+            Err(e) => return unavailable(session, &e.to_string()),
+        };
+        read += page_of.jobs.len().max(1);
+        if let Some(job) = page_of
+            .jobs
+            .iter()
+            .find(|j| j.img_uuid.as_deref() == Some(q) && visible(j))
+        {
+            return to_job(&job.id);
+        }
+        match page_of.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    page(
+        StatusCode::NOT_FOUND,
+        "Jobs",
+        who(session),
+        &format!(
+            r#"{}<p class="error" id="not-found">No job has the id, idempotency key or (among the newest {IMG_UUID_SEARCH_DEPTH}) img_uuid {}.</p>"#,
+            filters(principal, None, tenant),
+            esc(q)
+        ),
+    )
+}
+
+fn to_job(id: &JobId) -> Response {
+    Redirect::to(&format!("/console/jobs/{id}")).into_response()
+}
+
+/// The job an idempotency key of `tenant` points at (`<prefix>:idem:<tenant>:{<key>}`).
+async fn idempotent_job<B: Backend>(
+    state: &State<B>,
+    tenant: &str,
+    key: &str,
+) -> Result<Option<JobId>, String> {
+    #[derive(serde::Deserialize)]
+    struct Held {
+        id: JobId,
+    }
+    let redis_key = format!("{}:idem:{tenant}:{{{key}}}", state.backend.store().prefix());
+    let mut conn = state.backend.redis();
+    let raw: Option<String> = redis::cmd("GET")
+        .arg(&redis_key)
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(raw.and_then(|raw| serde_json::from_str::<Held>(&raw).ok().map(|h| h.id)))
+}
+
+pub(crate) async fn job<B: Backend>(
+    AxumState(state): AxumState<State<B>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let session = match session(&state, &headers, true).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let principal = &session.principal;
+    let not_found = || {
+        error_page(
+            StatusCode::NOT_FOUND,
+            &format!("no job {id}"),
+            who(&session),
+        )
+    };
+    let Ok(job_id) = id.parse::<JobId>() else {
+        return not_found();
+    };
+    let job = match state.backend.store().get(&job_id).await {
+        Ok(Some(job)) if principal.admin || job.owner.as_deref() == Some(&principal.tenant) => job,
+        Ok(_) => return not_found(),
+        Err(e) => return unavailable(&session, &e.to_string()),
+    };
+    let mut body = String::new();
+    let r = &job.request;
+    let _ = write!(
+        body,
+        r#"<dl id="summary"><dt>state</dt><dd id="job-state" class="state s-{state}">{state}</dd>
+<dt>tenant</dt><dd>{tenant}</dd><dt>created</dt><dd>{created}</dd><dt>updated</dt><dd>{updated}</dd>
+<dt>deadline</dt><dd>{deadline}</dd><dt>upstream img_uuid</dt><dd id="img-uuid">{img}</dd>
+<dt>submission attempts</dt><dd>{attempts}</dd><dt>upstream cost</dt><dd>{cost}</dd></dl>"#,
+        state = job.state.as_str(),
+        tenant = esc(job.owner.as_deref().unwrap_or("—")),
+        created = time(job.created_at),
+        updated = time(job.updated_at),
+        deadline = time(job.deadline_at),
+        img = esc(job.img_uuid.as_deref().unwrap_or("—")),
+        attempts = job.attempts,
+        cost = job.upstream_cost.map_or("—".to_owned(), |c| c.to_string()),
+    );
+    if let Some(error) = &job.error {
+        let _ = write!(
+            body,
+            r#"<h2>Error</h2><p class="error" id="job-error">{}</p>"#,
+            esc(error)
+        );
+    }
+    let metadata = r
+        .metadata()
+        .iter()
+        .map(|(k, v)| format!("{}={}", esc(k), esc(v)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let _ = write!(
+        body,
+        r#"<h2>Request</h2><dl id="request"><dt>reference video</dt><dd>{url}</dd><dt>model</dt><dd>{model}</dd>
+<dt>duration</dt><dd>{duration} s</dd><dt>resolution</dt><dd>{resolution}</dd><dt>seed</dt><dd>{seed}</dd>
+<dt>prompt</dt><dd>{prompt}</dd><dt>priority</dt><dd>{priority}</dd><dt>metadata</dt><dd>{metadata}</dd></dl>"#,
+        url = esc(r.reference_video_url().as_str()),
+        model = r.model(),
+        duration = r.duration(),
+        resolution = esc(&serde_json::to_value(r.resolution())
+            .map(|v| v.as_str().unwrap_or("").to_owned())
+            .unwrap_or_default()),
+        seed = r.seed(),
+        prompt = esc(r.prompt().unwrap_or("—")),
+        priority = esc(&serde_json::to_value(r.priority())
+            .map(|v| v.as_str().unwrap_or("").to_owned())
+            .unwrap_or_default()),
+    );
+    if let Some(output) = &job.output {
+        let _ = write!(
+            body,
+            r#"<h2>Video</h2><dl id="output"><dt>size</dt><dd id="bytes">{}</dd><dt>sha256</dt><dd id="sha256"><code>{}</code></dd><dt>type</dt><dd>{}</dd></dl>"#,
+            output.bytes,
+            esc(&output.sha256),
+            esc(&output.content_type)
+        );
+        if job.state == JobState::Succeeded {
+            match state.backend.video_url(&job).await {
+                Ok(Some(url)) => {
+                    let _ = write!(
+                        body,
+                        r#"<video id="video" controls preload="metadata" src="{}"></video>"#,
+                        esc(&url)
+                    );
+                }
+                Ok(None) => body.push_str(
+                    r#"<p class="hint">Video storage is not configured on this server.</p>"#,
+                ),
+                Err(e) => {
+                    tracing::warn!(job.id = %job.id, error = %e, "console: could not presign the video URL");
+                    body.push_str(
+                        r#"<p class="error">Could not sign a URL for the video; retry later.</p>"#,
+                    );
+                }
+            }
+        }
+    }
+    body.push_str(&timeline(&job));
+    if principal.write {
+        let id = job.id.to_string();
+        body.push_str(r#"<p id="actions">"#);
+        if !job.state.is_terminal() {
+            body.push_str(&button(
+                &format!("/console/jobs/{id}/cancel"),
+                "Cancel",
+                &session.csrf,
+                &[],
+            ));
+        }
+        if job.state == JobState::Failed {
+            body.push_str(&button(
+                &format!("/console/jobs/{id}/retry"),
+                "Retry",
+                &session.csrf,
+                &[],
+            ));
+        }
+        body.push_str("</p>");
+    }
+    page(
+        StatusCode::OK,
+        &format!("Job {}", job.id),
+        who(&session),
+        &body,
+    )
+}
+
+/// The job's transitions, each with the time spent in the state it left.
+fn timeline(job: &JobRecord) -> String {
+    let mut out = String::from(
+        r#"<h2>Timeline</h2><table id="timeline"><tr><th>at</th><th>from</th><th>to</th><th>time in the state left</th><th>note</th></tr>"#,
+    );
+    let mut since = job.created_at;
+    for t in &job.history {
+        let _ = write!(
+            out,
+            r#"<tr data-to="{to}"><td>{at}</td><td>{from}</td><td>{to}</td><td class="n">{took}</td><td>{note}</td></tr>"#,
+            at = time(t.at_ms),
+            from = t.from.as_str(),
+            to = t.to.as_str(),
+            took = took(t.at_ms.saturating_sub(since)),
+            note = esc(t.note.as_deref().unwrap_or("")),
+        );
+        since = t.at_ms;
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// Dead tasks shown per queue.
+const DEAD_PAGE: usize = 100;
+
+pub(crate) async fn dead<B: Backend>(
+    AxumState(state): AxumState<State<B>>,
+    headers: HeaderMap,
+) -> Response {
+    let session = match session(&state, &headers, true).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !session.principal.admin {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "dead tasks are every tenant's: an admin token sees them",
+            who(&session),
+        );
+    }
+    let mut body = String::new();
+    for kind in TaskKind::ALL {
+        let q = kind.queue_name();
+        let tasks = match state.backend.dead_tasks(kind, 0, DEAD_PAGE).await {
+            Ok(t) => t,
+            Err(e) => return unavailable(&session, &e.to_string()),
+        };
+        let _ = write!(
+            body,
+            r#"<section id="{q}" data-queue="{q}"><h2>{q} <span class="n">({})</span></h2>"#,
+            tasks.len()
+        );
+        if tasks.is_empty() {
+            body.push_str(r#"<p class="hint">No dead tasks.</p></section>"#);
+            continue;
+        }
+        body.push_str(&button(
+            &format!("/console/dead/{q}/retry-all"),
+            "Retry all",
+            &session.csrf,
+            &[],
+        ));
+        body.push_str(
+            r#"<table class="dead"><tr><th>task</th><th>died</th><th>reason</th><th></th></tr>"#,
+        );
+        for task in &tasks {
+            let died = task
+                .died_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| time(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+                .unwrap_or_default();
+            let _ = write!(
+                body,
+                r#"<tr data-task="{id}"><td><code>{id}</code></td><td>{died}</td><td>{reason}</td><td>{retry}</td></tr>"#,
+                id = esc(&task.id),
+                reason = esc(&task.reason),
+                retry = button(
+                    &format!("/console/dead/{q}/retry"),
+                    "Retry",
+                    &session.csrf,
+                    &[("task", &task.id)]
+                ),
+            );
+        }
+        body.push_str("</table></section>");
+    }
+    page(StatusCode::OK, "Dead tasks", who(&session), &body)
+}
