@@ -294,6 +294,46 @@ mod tests {
         }
     }
 
+    #[test]
+    fn fair_share_weights_come_from_a_file_or_the_environment() {
+        let vars = |pairs: &[(&str, &str)]| {
+            [
+                ("VIDQ__GOENHANCE__API_KEY", "k-123"),
+                ("VIDQ__STORAGE__BUCKET", "videos"),
+            ]
+            .iter()
+            .chain(pairs)
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<Vec<_>>()
+        };
+        let none = crate::settings::WorkerSettings::load_from(None, vars(&[])).unwrap();
+        assert!(
+            none.fair_share.weights.is_empty(),
+            "every tenant weighs 1 by default"
+        );
+        let dir = std::env::temp_dir().join(format!("vidq-fair-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("worker.toml");
+        std::fs::write(
+            &file,
+            "[fair_share]\nweights = { \"tenant-a\" = 2, \"b\" = 5 }\n",
+        )
+        .unwrap();
+        let from_file = crate::settings::WorkerSettings::load_from(
+            Some(&file),
+            vars(&[("VIDQ__FAIR_SHARE__WEIGHTS__TENANT-C", "3")]),
+        )
+        .unwrap();
+        let got: Vec<(&str, u32)> = from_file
+            .fair_share
+            .weights
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(got, [("b", 5), ("tenant-a", 2), ("tenant-c", 3)]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[tokio::test]
     async fn the_daily_budget_counts_redis_days_and_rolls_over_when_redis_day_changes() {
         let (limits, mut conn, prefix) = limits(settings(2)).await;
