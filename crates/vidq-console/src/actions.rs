@@ -56,7 +56,7 @@ pub(crate) async fn login<B: Backend>(
     match state.sessions.create(principal).await {
         Ok(id) => {
             tracing::info!(tenant = %tenant, "console: signed in");
-            let mut response = Redirect::to("/console/").into_response();
+            let mut response = Redirect::to("/console").into_response();
             response.headers_mut().insert(
                 header::SET_COOKIE,
                 set_cookie(&id, state.sessions.ttl(), secure(&state, &headers)),

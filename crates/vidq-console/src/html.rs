@@ -95,7 +95,7 @@ pub(crate) fn page(
                 ""
             };
             format!(
-                r#"<nav><a href="/console/">Overview</a><a href="/console/jobs">Jobs</a>{dead}
+                r#"<nav><a href="/console">Overview</a><a href="/console/jobs">Jobs</a>{dead}
 <span class="who">signed in as <b id="who">{}</b> ({scope})</span>{}</nav>"#,
                 esc(&principal.tenant),
                 button("/console/logout", "Sign out", csrf, &[])
