@@ -3,6 +3,7 @@
 mod actions;
 mod backend;
 mod console;
+mod filters;
 mod html;
 mod pages;
 mod session;

@@ -6,10 +6,11 @@ use std::fmt::Write as _;
 use axum::extract::{Path, Query, State as AxumState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse as _, Redirect, Response};
-use vidq_core::{JobId, JobRecord, JobState, ListCursor, TaskKind};
+use vidq_core::{JobId, JobRecord, JobState, TaskKind};
 
 use crate::console::{State, session};
-use crate::html::{button, csrf_field, error_page, esc, page, query_value, time, took};
+use crate::filters::Filters;
+use crate::html::{button, csrf_field, error_page, esc, page, time, took};
 use crate::session::Session;
 use crate::{Backend, Principal};
 
@@ -104,15 +105,6 @@ fn unavailable(session: &Session, detail: &str) -> Response {
     )
 }
 
-/// The tenant whose jobs a listing reads: a non-admin's own, an admin's `tenant=` (or all).
-fn listed_tenant<'a>(principal: &'a Principal, asked: Option<&'a str>) -> Option<&'a str> {
-    if principal.admin {
-        asked.filter(|t| !t.is_empty())
-    } else {
-        Some(principal.tenant.as_str())
-    }
-}
-
 pub(crate) async fn jobs<B: Backend>(
     AxumState(state): AxumState<State<B>>,
     headers: HeaderMap,
@@ -123,39 +115,25 @@ pub(crate) async fn jobs<B: Backend>(
         Err(r) => return r,
     };
     let principal = &session.principal;
-    let bad = |message: String| error_page(StatusCode::BAD_REQUEST, &message, who(&session));
-    let filter_state = match query.get("state").filter(|s| !s.is_empty()) {
-        Some(s) => match s.parse::<JobState>() {
-            Ok(s) => Some(s),
-            Err(_) => return bad(format!("state: {s:?} is not a job state")),
-        },
-        None => None,
+    let filters = match Filters::parse(principal, &query) {
+        Ok(f) => f,
+        Err(message) => return error_page(StatusCode::BAD_REQUEST, &message, who(&session)),
     };
-    let cursor = match query.get("cursor").filter(|s| !s.is_empty()) {
-        Some(c) => match c.parse::<ListCursor>() {
-            Ok(c) => Some(c),
-            Err(_) => return bad("cursor: not a cursor of this list".to_owned()),
-        },
-        None => None,
-    };
-    let tenant = listed_tenant(principal, query.get("tenant").map(String::as_str));
+    let tenant = filters.tenant.as_deref();
     if let Some(q) = query.get("q").map(|q| q.trim()).filter(|q| !q.is_empty()) {
         return search(&state, &session, tenant, q).await;
     }
     let store = state.backend.store();
+    let (filter_state, cursor) = (filters.state, filters.cursor.as_ref());
     let listed = match tenant {
-        Some(t) => {
-            store
-                .list_tenant(t, filter_state, cursor.as_ref(), PAGE)
-                .await
-        }
-        None => store.list(filter_state, cursor.as_ref(), PAGE).await,
+        Some(t) => store.list_tenant(t, filter_state, cursor, PAGE).await,
+        None => store.list(filter_state, cursor, PAGE).await,
     };
     let page_of = match listed {
-        Ok(p) => p,
+        Ok(p) => filters.apply(p),
         Err(e) => return unavailable(&session, &e.to_string()),
     };
-    let mut body = filters(principal, filter_state, tenant);
+    let mut body = filters.form(principal);
     let actions = principal.write;
     if actions {
         let _ = write!(
@@ -180,13 +158,7 @@ pub(crate) async fn jobs<B: Backend>(
         body.push_str(r#"<p><button type="submit" name="action" value="cancel" data-action="Cancel selected">Cancel selected</button> <button type="submit" name="action" value="retry" data-action="Retry selected">Retry selected</button></p></form>"#);
     }
     if let Some(next) = page_of.next_cursor {
-        let mut href = format!("/console/jobs?cursor={}", query_value(&next.to_string()));
-        if let Some(s) = filter_state {
-            let _ = write!(href, "&state={}", s.as_str());
-        }
-        if let (true, Some(t)) = (principal.admin, tenant) {
-            let _ = write!(href, "&tenant={}", query_value(t));
-        }
+        let href = filters.next_href(principal, &next);
         let _ = write!(
             body,
             r#"<p><a id="next" href="{}">Older jobs →</a></p>"#,
@@ -194,26 +166,6 @@ pub(crate) async fn jobs<B: Backend>(
         );
     }
     page(StatusCode::OK, "Jobs", who(&session), &body)
-}
-
-fn filters(principal: &Principal, state: Option<JobState>, tenant: Option<&str>) -> String {
-    let mut out = String::from(
-        r#"<form method="get" action="/console/jobs" class="filters"><label>Search <input type="search" name="q" id="q" placeholder="job id, img_uuid or idempotency key"></label> <label>State <select name="state" id="state"><option value="">any</option>"#,
-    );
-    for s in JobState::ALL {
-        let selected = if state == Some(s) { " selected" } else { "" };
-        let _ = write!(out, r#"<option{selected}>{}</option>"#, s.as_str());
-    }
-    out.push_str("</select></label>");
-    if principal.admin {
-        let _ = write!(
-            out,
-            r#" <label>Tenant <input name="tenant" id="tenant" value="{}"></label>"#,
-            esc(tenant.unwrap_or(""))
-        );
-    }
-    out.push_str(r#" <button type="submit" id="filter">Show</button></form>"#);
-    out
 }
 
 fn job_row(job: &JobRecord, actions: bool) -> String {
@@ -298,7 +250,7 @@ async fn search<B: Backend>(
         who(session),
         &format!(
             r#"{}<p class="error" id="not-found">No job has the id, idempotency key or (among the newest {IMG_UUID_SEARCH_DEPTH}) img_uuid {}.</p>"#,
-            filters(principal, None, tenant),
+            Filters::default().form(principal),
             esc(q)
         ),
     )

@@ -132,7 +132,8 @@ impl App {
             .post(format!("{}/v1/jobs", self.base))
             .bearer_auth(token)
             .json(&serde_json::json!({
-                "reference_video_url": "https://videos.example.com/in.mp4",
+                // A new URL each time: equal requests would reuse one job.
+                "reference_video_url": format!("https://videos.example.com/{}.mp4", uuid::Uuid::new_v4()),
                 "model": 2000,
                 "metadata": metadata,
             }))
@@ -474,5 +475,77 @@ async fn search_finds_a_job_by_its_idempotency_key() {
     assert_eq!(
         app.get("/console/jobs?q=order-42", &other).await.status(),
         404
+    );
+}
+
+#[tokio::test]
+async fn the_list_filters_by_metadata_and_creation_time() {
+    let app = spawn().await;
+    let created = |id: JobId| {
+        let store = app.store.clone();
+        async move { store.get(&id).await.unwrap().unwrap().created_at }
+    };
+    let red = app
+        .create(WRITE_TOKEN, serde_json::json!({"color": "red"}))
+        .await;
+    // Blue is created in a later second than red, by Redis's clock (whole-second filters).
+    let red_second = created(red).await / 1000;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while app.store.redis_now_ms().await.unwrap() / 1000 <= red_second {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Redis's clock did not move on"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let blue = app
+        .create(WRITE_TOKEN, serde_json::json!({"color": "blue"}))
+        .await;
+    let (red_at, blue_at) = (created(red).await, created(blue).await);
+    let (cookie, _) = app.sign_in(READ_TOKEN).await;
+    let list = |query: String| {
+        let (app, cookie) = (&app, cookie.clone());
+        async move {
+            let response = app.get(&format!("/console/jobs?{query}"), &cookie).await;
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, html) = list("meta=color%3Dred".into()).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains(&red.to_string()) && !html.contains(&blue.to_string()),
+        "{html}"
+    );
+    // A time range in whole seconds (UTC): until the second before one, since the second after.
+    let second = |ms: u64| {
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+            .to_string()
+    };
+    let (_, until) = list(format!("until={}", second(red_at))).await;
+    assert!(until.contains(&red.to_string()) && !until.contains(&blue.to_string()));
+    let (_, since) = list(format!("since={}", second(blue_at))).await;
+    assert!(since.contains(&blue.to_string()) && !since.contains(&red.to_string()));
+    let (_, both) = list(format!("since={}", second(red_at))).await;
+    assert!(both.contains(&red.to_string()) && both.contains(&blue.to_string()));
+    let (_, none) = list(format!("until={}", second(red_at.saturating_sub(1000)))).await;
+    assert!(!none.contains(&red.to_string()) && !none.contains(&blue.to_string()));
+    // Bad filters are 400 naming the field.
+    let (status, html) = list("meta=color".into()).await;
+    assert_eq!(status, 400);
+    assert!(
+        html.contains("meta: &quot;color&quot; is not key=value"),
+        "{html}"
+    );
+    let (status, html) = list("since=yesterday".into()).await;
+    assert_eq!(status, 400);
+    assert!(
+        html.contains("since: &quot;yesterday&quot; is not a UTC time"),
+        "{html}"
+    );
+    let (status, html) = list("state=done".into()).await;
+    assert_eq!(status, 400);
+    assert!(
+        html.contains("state: &quot;done&quot; is not a job state"),
+        "{html}"
     );
 }
