@@ -186,6 +186,11 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_keeps_no_token() {
     let overview = app.get("/console", &cookie).await;
     assert_eq!(overview.status(), 200);
     assert_eq!(overview.headers()["cache-control"], "no-store");
+    assert_eq!(overview.headers()["x-frame-options"], "DENY");
+    let csp = overview.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
     assert!(
         overview
             .text()
@@ -548,4 +553,48 @@ async fn the_list_filters_by_metadata_and_creation_time() {
         html.contains("state: &quot;done&quot; is not a job state"),
         "{html}"
     );
+}
+
+#[tokio::test]
+async fn a_write_session_cancels_selected_jobs_and_each_is_reported() {
+    let app = spawn().await;
+    let first = app.create(WRITE_TOKEN, serde_json::json!({})).await;
+    let second = app.create(WRITE_TOKEN, serde_json::json!({})).await;
+    let foreign = app.create(OTHER_TOKEN, serde_json::json!({})).await;
+    let (cookie, _) = app.sign_in(WRITE_TOKEN).await;
+    let csrf = app.csrf(&cookie).await;
+    let (a, b, c) = (first.to_string(), second.to_string(), foreign.to_string());
+    let response = app
+        .post(
+            "/console/jobs:bulk",
+            Some(&cookie),
+            form(&[
+                ("csrf", &csrf),
+                ("action", "cancel"),
+                ("id", &a),
+                ("id", &b),
+                ("id", &c),
+            ]),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains(&format!(r#"<li class="ok">job {a} canceled</li>"#)),
+        "{html}"
+    );
+    assert!(html.contains(&format!(r#"<li class="ok">job {b} canceled</li>"#)));
+    assert!(html.contains(&format!(r#"<li class="error">no job {c}</li>"#)));
+    assert_eq!(app.state(&first).await, JobState::Canceled);
+    assert_eq!(app.state(&second).await, JobState::Canceled);
+    assert_eq!(app.state(&foreign).await, JobState::Queued);
+    // Retrying a job that did not fail says so.
+    let retry = app
+        .post(
+            &format!("/console/jobs/{a}/retry"),
+            Some(&cookie),
+            form(&[("csrf", &csrf)]),
+        )
+        .await;
+    assert_eq!(retry.status(), 409);
 }
