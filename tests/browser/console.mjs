@@ -203,6 +203,32 @@ try {
   check(true, 'the retried dead task left the dead list');
   await until('the webhook delivered after the retry', 60, async () => deliveries.some((d) => d.healthy));
   check(true, 'the retried webhook was delivered (200)');
+  // Two more refused webhooks, then Retry all.
+  healthy = false;
+  const more = [];
+  for (const n of [1, 2]) {
+    const r = await api('POST', '/v1/jobs', WRITE, {
+      reference_video_url: `https://videos.example/console/hooked-${n}.mp4`,
+      model: 2000,
+      callback_url: hook,
+    });
+    more.push(r.body.id);
+  }
+  const deadOf = (id) => `section[data-queue="notify"] tr[data-task*="${id}"]`;
+  await until('both refused webhooks in the dead list', 90, async () => {
+    await admin.page.goto(`${API}/console/dead`);
+    return (await admin.page.locator(`${deadOf(more[0])}, ${deadOf(more[1])}`).count()) === 2;
+  });
+  healthy = true;
+  const delivered = deliveries.filter((d) => d.healthy).length;
+  await admin.page.click('section[data-queue="notify"] button[data-action="Retry all"]');
+  await admin.page.waitForURL('**/console/dead');
+  await until('Retry all to empty the notify dead list', 60, async () => {
+    await admin.page.goto(`${API}/console/dead`);
+    return (await admin.page.locator('section[data-queue="notify"] tr[data-task]').count()) === 0;
+  });
+  await until('both webhooks delivered', 60, async () => deliveries.filter((d) => d.healthy).length >= delivered + 2);
+  check(true, 'Retry all put both dead tasks back and their webhooks were delivered');
   await admin.page.goto(`${API}/console`);
   check((await admin.page.locator('#queues tr[data-queue="notify"]').count()) === 1, 'the admin overview shows the queues');
   await shot(admin.page, 'overview');

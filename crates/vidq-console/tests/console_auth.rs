@@ -191,12 +191,11 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_keeps_no_token() {
         .to_str()
         .unwrap();
     assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    let html = overview.text().await.unwrap();
+    assert!(html.contains(r#"<b id="who">tenant-a</b> (read)"#));
     assert!(
-        overview
-            .text()
-            .await
-            .unwrap()
-            .contains(r#"<b id="who">tenant-a</b> (read)"#)
+        html.contains(r#"<span class="n" id="unfinished">0</span>"#),
+        "{html}"
     );
 
     // Behind a proxy that terminated TLS the cookie is Secure.
@@ -231,6 +230,11 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_keeps_no_token() {
     let after = app.get("/console", &cookie).await;
     assert_eq!(after.status(), 303);
     assert_eq!(after.headers()["location"], "/console/login");
+    assert_eq!(
+        app.session_keys().await.len(),
+        1,
+        "only the https sign-in's is left"
+    );
 }
 
 #[tokio::test]
@@ -588,6 +592,30 @@ async fn a_write_session_cancels_selected_jobs_and_each_is_reported() {
     assert_eq!(app.state(&first).await, JobState::Canceled);
     assert_eq!(app.state(&second).await, JobState::Canceled);
     assert_eq!(app.state(&foreign).await, JobState::Queued);
+    // A failed job is retried: back to queued for another submission.
+    let failed = app.create(WRITE_TOKEN, serde_json::json!({})).await;
+    app.store
+        .transition(
+            &failed,
+            &[JobState::Queued],
+            JobState::Failed,
+            vidq_core::Patch::new().error("bucket missing"),
+        )
+        .await
+        .unwrap();
+    let page = app.get(&format!("/console/jobs/{failed}"), &cookie).await;
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<p class="error" id="job-error">bucket missing</p>"#));
+    assert!(html.contains(&format!(r#"action="/console/jobs/{failed}/retry""#)));
+    let retried = app
+        .post(
+            &format!("/console/jobs/{failed}/retry"),
+            Some(&cookie),
+            form(&[("csrf", &csrf)]),
+        )
+        .await;
+    assert_eq!(retried.status(), 303);
+    assert_eq!(app.state(&failed).await, JobState::Queued);
     // Retrying a job that did not fail says so.
     let retry = app
         .post(
