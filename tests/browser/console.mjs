@@ -192,6 +192,8 @@ try {
     return (await admin.page.locator(deadRow).count()) === 1;
   });
   check((await admin.page.textContent(deadRow)).includes('400'), 'the dead task shows its reason (HTTP 400)');
+  const deadCount = await admin.page.getAttribute('section[data-queue="notify"] [data-dead]', 'data-dead');
+  check(deadCount === '1', `the notify queue counts its dead tasks (${deadCount})`);
   await shot(admin.page, 'dead');
   healthy = true;
   await admin.page.click(`${deadRow} button[data-action="Retry"]`);

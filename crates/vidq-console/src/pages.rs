@@ -458,11 +458,21 @@ pub(crate) async fn dead<B: Backend>(
             Ok(t) => t,
             Err(e) => return unavailable(&session, &e.to_string()),
         };
+        let total = match state.backend.depth(kind).await {
+            Ok(depth) => depth.dead,
+            Err(e) => return unavailable(&session, &e.to_string()),
+        };
         let _ = write!(
             body,
-            r#"<section id="{q}" data-queue="{q}"><h2>{q} <span class="n">({})</span></h2>"#,
-            tasks.len()
+            r#"<section id="{q}" data-queue="{q}"><h2>{q} <span class="n" data-dead="{total}">({total})</span></h2>"#,
         );
+        if total > tasks.len() as u64 {
+            let _ = write!(
+                body,
+                r#"<p class="hint">The newest {} of {total} are shown; Retry all takes every one.</p>"#,
+                tasks.len()
+            );
+        }
         if tasks.is_empty() {
             body.push_str(r#"<p class="hint">No dead tasks.</p></section>"#);
             continue;
