@@ -654,3 +654,20 @@ async fn fresh_url(
         .map_err(|e| format!("storing the fresh result URL failed: {e}"))?;
     Ok(url)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_content_range;
+
+    #[test]
+    fn content_ranges_give_their_start_and_total() {
+        assert_eq!(
+            parse_content_range("bytes 10485760-25165823/25165824"),
+            Some((10_485_760, 25_165_824))
+        );
+        assert_eq!(parse_content_range(" bytes 0-0/1 "), Some((0, 1)));
+        assert_eq!(parse_content_range("bytes */1000"), None);
+        assert_eq!(parse_content_range("bytes 0-9/*"), None);
+        assert_eq!(parse_content_range("items 0-9/10"), None);
+    }
+}
