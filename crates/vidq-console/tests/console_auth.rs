@@ -447,8 +447,11 @@ async fn a_session_sees_only_its_tenants_jobs_and_data_is_escaped() {
     let all = app.get("/console/jobs", &admin).await.text().await.unwrap();
     assert!(all.contains(&own.to_string()) && all.contains(&other.to_string()));
     let overview = app.get("/console", &admin).await.text().await.unwrap();
+    // Both jobs are queued: two in the jobs-per-state table, two submit tasks due.
+    let queued = r#"<tr data-state="queued"><td><a href="/console/jobs?state=queued">queued</a></td><td class="n">2</td></tr>"#;
+    assert!(overview.contains(queued), "{overview}");
     assert!(
-        overview.contains(r#"<tr data-queue="submit">"#),
+        overview.contains(r#"<tr data-queue="submit"><td>submit</td><td class="n">2</td>"#),
         "{overview}"
     );
     assert_eq!(app.get("/console/dead", &admin).await.status(), 200);
