@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 
 use crate::html::{error_page, secure_headers};
 use crate::session::{Session, Sessions};
-use crate::{Backend, actions, pages};
+use crate::{Backend, actions, job_page, pages};
 
 /// How the console keeps sessions.
 #[derive(Debug, Clone)]
@@ -62,7 +62,7 @@ pub fn router<B: Backend, S: Clone + Send + Sync + 'static>(
         .route("/login", get(pages::login_form).post(actions::login::<B>))
         .route("/logout", post(actions::logout::<B>))
         .route("/jobs", get(pages::jobs::<B>))
-        .route("/jobs/{id}", get(pages::job::<B>))
+        .route("/jobs/{id}", get(job_page::job::<B>))
         .route("/jobs/{id}/cancel", post(actions::cancel::<B>))
         .route("/jobs/{id}/retry", post(actions::retry::<B>))
         .route("/jobs:bulk", post(actions::bulk::<B>))

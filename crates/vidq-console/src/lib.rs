@@ -5,6 +5,7 @@ mod backend;
 mod console;
 mod filters;
 mod html;
+mod job_page;
 mod pages;
 mod session;
 
