@@ -6,6 +6,7 @@ mod job;
 pub mod settings;
 mod tasks;
 pub mod telemetry;
+pub mod workers;
 
 pub use callback::{
     AddressClass, CallbackPolicy, CallbackRefused, CallbackTarget, classify as classify_address,
