@@ -9,10 +9,12 @@ use anyhow::Context as _;
 use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio_util::sync::CancellationToken;
+use vidq_core::workers::WorkerRegistry;
 use vidq_core::{EpochWatch, JobStore, JobTask, TaskKind};
 use vidq_queue::{QueueConfig, RedisQueue, RetryPolicy, WorkerLeases};
 use vidq_storage::Storage;
 
+use crate::heartbeat;
 use crate::http::{self, Probes};
 use crate::limits::Limits;
 use crate::pipeline::{MaxAttempts, Pipeline, PipelineParts, Queues};
@@ -157,6 +159,24 @@ pub async fn run(
         (TaskKind::Transfer, transfer_q.leases()),
         (TaskKind::Notify, notify_q.leases()),
     ];
+    background.spawn(heartbeat::run(
+        WorkerRegistry::new(conn.clone(), &settings.redis.prefix),
+        settings.heartbeat.interval,
+        leases
+            .iter()
+            .map(|(kind, held)| heartbeat::Queue {
+                kind: *kind,
+                concurrency: match kind {
+                    TaskKind::Submit => settings.queues.submit.concurrency,
+                    TaskKind::Poll => settings.queues.poll.concurrency,
+                    TaskKind::Transfer => settings.queues.transfer.concurrency,
+                    TaskKind::Notify => settings.queues.notify.concurrency,
+                },
+                leases: held.clone(),
+            })
+            .collect(),
+        stop.clone(),
+    ));
     let (p4, notify_concurrency) = (pipeline.clone(), settings.queues.notify.concurrency);
     let (p1, p2, p3) = (pipeline.clone(), pipeline.clone(), pipeline.clone());
     let concurrency = (

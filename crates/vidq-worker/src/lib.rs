@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod daemon;
+mod heartbeat;
 mod http;
 mod limits;
 mod pipeline;
@@ -12,6 +13,7 @@ mod usage;
 mod webhook;
 
 pub use daemon::run;
+pub use heartbeat::HeartbeatSettings;
 pub use limits::LimitSettings;
 pub use reconciler::ReconcilerConfig;
 pub use settings::{

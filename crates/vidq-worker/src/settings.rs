@@ -46,6 +46,9 @@ pub struct WorkerSettings {
     /// How submissions are shared across tenants.
     #[serde(default)]
     pub fair_share: crate::limits::FairShareSettings,
+    /// This process's beat in the registry of live workers (`vidq workers`).
+    #[serde(default)]
+    pub heartbeat: crate::heartbeat::HeartbeatSettings,
 }
 
 /// `[redis]`.
@@ -278,6 +281,9 @@ impl WorkerSettings {
             if hooks.secrets.iter().any(|s| s.expose_secret().len() < 16) {
                 return invalid(&name, "each secret must be at least 16 characters");
             }
+        }
+        if self.heartbeat.interval < Duration::from_millis(100) {
+            return invalid("heartbeat.interval", "must be at least 100ms");
         }
         if self.reconciler.batch == 0 {
             return invalid("reconciler.batch", "must be at least 1");
