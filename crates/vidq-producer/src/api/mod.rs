@@ -11,6 +11,7 @@ mod openapi;
 mod ops;
 mod rate_limit;
 mod schema;
+mod workers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -198,6 +199,7 @@ impl Api {
             .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
             .route("/v1/jobs/{id}/video", get(jobs::video))
             .route("/v1/jobs/{id}/events", get(events::stream))
+            .route("/v1/workers", get(workers::list))
             .route("/healthz", get(ops::healthz))
             .route("/readyz", get(ops::readyz))
             .route("/metrics", get(ops::metrics))

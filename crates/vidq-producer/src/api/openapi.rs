@@ -10,7 +10,7 @@ use super::schema::{
     CreateJob, EventView, Health, JobList, JobView, OutputView, RequestView, Resolution, SseFrame,
     State, TransitionView, UpstreamStatus, UpstreamView,
 };
-use super::{batch, events, jobs, ops};
+use super::{batch, events, jobs, ops, workers};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -20,7 +20,7 @@ use super::{batch, events, jobs, ops};
     ),
     paths(
         jobs::create, batch::create, jobs::list, jobs::get, jobs::cancel, jobs::video, events::stream,
-        ops::healthz, ops::readyz, ops::metrics, ops::openapi_json,
+        workers::list, ops::healthz, ops::readyz, ops::metrics, ops::openapi_json,
     ),
     components(schemas(
         CreateJob, JobView, JobList, RequestView, UpstreamView, UpstreamStatus, OutputView,

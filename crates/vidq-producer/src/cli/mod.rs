@@ -6,6 +6,7 @@ mod serve;
 mod status;
 mod usage;
 mod wait;
+mod workers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +57,9 @@ enum Command {
     /// Today's usage: submissions, credits spent and the last known balance; jobs per state
     /// and queue depths.
     Usage,
+    /// The live worker processes: id, host, pid, version, started and last seen (Redis time,
+    /// Unix ms), and per queue the tasks held now over the concurrency.
+    Workers,
     /// Serve the HTTP API (settings section `[api]`, and `[storage]` for video downloads).
     Serve(serve::Args),
 }
@@ -85,6 +89,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         Command::Wait(args) => wait::run(&producer, args).await,
         Command::Dead(cmd) => dead::run(&producer, cmd).await,
         Command::Usage => usage::run(&producer, &settings).await,
+        Command::Workers => workers::run(&settings).await,
         Command::Serve(args) => serve::run(producer, &settings, cli.config.as_deref(), args).await,
     };
     result.unwrap_or_else(fail)

@@ -1,0 +1,48 @@
+//! `vidq workers`: the live worker processes, one per line, from the registry their
+//! heartbeats keep ([`vidq_core::workers`]).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use vidq_core::workers::{WorkerInfo, WorkerRegistry};
+use vidq_producer::ProducerSettings;
+
+pub(crate) async fn run(settings: &ProducerSettings) -> anyhow::Result<ExitCode> {
+    let client =
+        redis::Client::open(settings.redis.url.as_str()).context("invalid setting redis.url")?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(10)));
+    let conn = redis::aio::ConnectionManager::new_with_config(client, config)
+        .await
+        .with_context(|| format!("connecting to {}", super::redact_url(&settings.redis.url)))?;
+    let workers = WorkerRegistry::new(conn, &settings.redis.prefix)
+        .list()
+        .await
+        .context("listing the live workers")?;
+    println!("id\thost\tpid\tversion\tstarted_at_ms\tlast_seen_ms\tqueues (running/concurrency)");
+    for w in &workers {
+        println!("{}", line(w));
+    }
+    eprintln!("{} live workers", workers.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn line(w: &WorkerInfo) -> String {
+    let queues: Vec<String> = w
+        .queues
+        .iter()
+        .map(|q| format!("{}={}/{}", q.queue, q.running, q.concurrency))
+        .collect();
+    format!(
+        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+        w.id,
+        w.host,
+        w.pid,
+        w.version,
+        w.started_at_ms,
+        w.last_seen_ms,
+        queues.join(" ")
+    )
+}
