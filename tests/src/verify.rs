@@ -146,6 +146,9 @@ pub async fn leftover_keys(env: &TestEnv) -> anyhow::Result<Vec<String>> {
         format!("{p}:{{limits}}:credits"),
         format!("{p}:{{limits}}:rate"),
         format!("{p}:{{limits}}:today"),
+        // The live-worker registry (vidq_core::workers); it expires with the last heartbeat.
+        format!("{p}:{{workers}}"),
+        format!("{p}:{{workers}}:info"),
     ];
     Ok(keys
         .into_iter()
