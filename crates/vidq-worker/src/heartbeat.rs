@@ -92,3 +92,35 @@ fn loads(queues: &[Queue]) -> Vec<QueueLoad> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::WorkerSettings;
+
+    fn env(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        [
+            ("VIDQ__GOENHANCE__API_KEY", "k-123"),
+            ("VIDQ__STORAGE__BUCKET", "videos"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+    }
+
+    #[test]
+    fn the_interval_defaults_to_5s_and_is_checked() {
+        let s = WorkerSettings::load_from(None, env(&[])).unwrap();
+        assert_eq!(s.heartbeat.interval, Duration::from_secs(5));
+
+        let s =
+            WorkerSettings::load_from(None, env(&[("VIDQ__HEARTBEAT__INTERVAL", "2s")])).unwrap();
+        assert_eq!(s.heartbeat.interval, Duration::from_secs(2));
+
+        let err = WorkerSettings::load_from(None, env(&[("VIDQ__HEARTBEAT__INTERVAL", "50ms")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("heartbeat.interval"), "{err}");
+    }
+}
