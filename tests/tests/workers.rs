@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::Value;
 use tokio::process::{Child, Command};
-use vidq_tests::{Sim, TestEnv, Worker, bin_path, free_port, wait_until};
+use vidq_tests::{
+    Sim, TestEnv, Worker, bin_path, enqueue_jobs, free_port, wait_all_finished, wait_until,
+};
 
 const ADMIN: &str = "admin-token-0123456789";
 const READER: &str = "reader-token-0123456789";
@@ -89,6 +91,27 @@ async fn listed_pids(http: &reqwest::Client, base: &str) -> Vec<u64> {
         .collect();
     pids.sort_unstable();
     pids
+}
+
+/// Per listed worker, the tasks of `queue` it holds now, sorted.
+async fn running(http: &reqwest::Client, base: &str, queue: &str) -> Vec<u64> {
+    let Some((200, body)) = workers(http, base, Some(ADMIN)).await else {
+        return Vec::new();
+    };
+    let mut held: Vec<u64> = body["workers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| {
+            w["queues"]
+                .as_array()?
+                .iter()
+                .find(|q| q["queue"] == queue)?["running"]
+                .as_u64()
+        })
+        .collect();
+    held.sort_unstable();
+    held
 }
 
 async fn redis_time_ms(env: &TestEnv) -> anyhow::Result<u64> {
@@ -206,6 +229,30 @@ async fn live_workers_are_listed_and_drop_out_when_killed_or_stopped() -> anyhow
         assert!(line.contains(&format!("submit=0/{submit}")), "{line}");
         assert!(line.contains("poll=0/"), "{line}");
     }
+
+    // A task in flight is counted where it runs: the upstream answers only after 4 s, so one
+    // worker holds the job's submit task while the other holds none.
+    sim.set_faults(&serde_json::json!({ "latency": { "secs": 4, "nanos": 0 } }))
+        .await?;
+    let jobs = enqueue_jobs(&env, 1).await?;
+    wait_until(
+        "a worker to list its submit task running",
+        Duration::from_secs(30),
+        || async { Ok((running(&http, &api.base, "submit").await == [0, 1]).then_some(())) },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", logs(&api, &killed, &stopped)))?;
+    sim.set_faults(&serde_json::json!({})).await?;
+    wait_all_finished(&env, &jobs, Duration::from_secs(60)).await?;
+
+    // The document lists the route.
+    let doc: Value = http
+        .get(format!("{}/openapi.json", api.base))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(doc["paths"]["/v1/workers"]["get"].is_object());
 
     // SIGKILL: it stops beating and drops out once its last expiry passed by Redis time.
     let last_expiry = |body: &Value| {
