@@ -16,6 +16,8 @@ pub use epoch::{
     DEFAULT_EPOCH_PERIOD, DEFAULT_EPOCH_UNREADY_FOR, EPOCH_CHANGES_METRIC, EpochChange,
     EpochStatus, EpochWatch,
 };
+pub use job::Priority;
+pub use job::{CreateQuota, QuotaExceeded, QuotaKind};
 pub use job::{
     DEFAULT_FINISHED_TTL, DEFAULT_HISTORY_CAP, DEFAULT_PREFIX, INDEX_GRACE_MS, IdempotencyOutcome,
     InvalidJobId, JobEvent, JobId, JobPage, JobRecord, JobState, JobStore, ListCursor,
@@ -23,8 +25,6 @@ pub use job::{
     StoreError, SubmissionClaim, TransformRequest, TransformRequestInput, Transition, Transitioned,
     UnknownJobState, ValidationError, unix_ms_now,
 };
-pub use job::{CreateQuota, QuotaExceeded, QuotaKind};
-pub use job::Priority;
 pub use job::{RecordedPart, TransferRecord, TransferUpload};
 pub use settings::{SettingsError, load_settings};
 pub use tasks::{JobTask, TASK_VERSION, TaskKind};

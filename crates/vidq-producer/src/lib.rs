@@ -7,8 +7,8 @@ mod reuse;
 mod settings;
 
 pub use api::{Api, openapi};
+pub use limits::{QuotaSettings, ServerLimits, TenantQuota};
 pub use producer::{
     CancelOutcome, EnqueueOptions, EnqueueOutcome, Enqueued, Producer, ProducerError,
 };
-pub use limits::{QuotaSettings, ServerLimits, TenantQuota};
 pub use settings::{ApiSettings, ApiToken, DEFAULTS, ProducerSettings, Scope};

@@ -177,7 +177,10 @@ impl Api {
     /// it each stream reads its job's record every 250 ms.
     #[must_use]
     pub fn with_event_feed(self, client: redis::Client) -> Self {
-        let channel = format!("{}:transitions", self.state.producer.store().events_channel());
+        let channel = format!(
+            "{}:transitions",
+            self.state.producer.store().events_channel()
+        );
         self.state.events.set_feed(client, channel);
         self
     }
