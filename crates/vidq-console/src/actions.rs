@@ -1,4 +1,4 @@
-//! The actions (POST): sign in and out, cancel and retry jobs, retry dead tasks. Each one past
+//! The actions (POST): sign in and out, cancel and retry jobs, retry and purge dead tasks. Each one past
 //! sign-in needs the session's CSRF token in its form and the scope it acts with (`write` for
 //! the tenant's jobs, `admin` for dead tasks); anything else is 403 and changes nothing.
 
@@ -329,6 +329,40 @@ pub(crate) async fn retry_all_dead<B: Backend>(
             error_page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "could not retry the tasks; retry later",
+                who(&session),
+            )
+        }
+    }
+}
+
+pub(crate) async fn purge_dead<B: Backend>(
+    AxumState(state): AxumState<State<B>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = fields(&body);
+    let session = match authorized(&state, &headers, &form, |p| p.admin, "admin").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some(kind) = queue(&name) else {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            &format!("no queue {name}"),
+            who(&session),
+        );
+    };
+    match state.backend.purge_dead(kind).await {
+        Ok(n) => {
+            tracing::info!(tenant = %session.principal.tenant, queue = %name, purged = n, "console: dead tasks purged");
+            Redirect::to("/console/dead").into_response()
+        }
+        Err(error) => {
+            tracing::warn!(%error, "console: could not purge dead tasks");
+            error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not purge the tasks; retry later",
                 who(&session),
             )
         }

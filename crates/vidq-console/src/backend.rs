@@ -5,6 +5,7 @@
 use std::future::Future;
 
 use redis::aio::ConnectionManager;
+use vidq_core::workers::WorkerInfo;
 use vidq_core::{JobId, JobRecord, JobState, JobStore, TaskKind};
 use vidq_queue::{DeadTask, Depth};
 
@@ -67,6 +68,12 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         kind: TaskKind,
     ) -> impl Future<Output = Result<u64, BackendError>> + Send;
+
+    /// Deletes every dead task of `kind`'s queue (they are not retried); returns how many.
+    fn purge_dead(&self, kind: TaskKind) -> impl Future<Output = Result<u64, BackendError>> + Send;
+
+    /// The live worker processes (heartbeat not expired by Redis time), from the registry.
+    fn workers(&self) -> impl Future<Output = Result<Vec<WorkerInfo>, BackendError>> + Send;
 
     /// Cancels a job that has not finished.
     fn cancel(&self, id: &JobId) -> impl Future<Output = Result<Canceled, BackendError>> + Send;

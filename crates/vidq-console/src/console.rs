@@ -72,6 +72,11 @@ pub fn router<B: Backend, S: Clone + Send + Sync + 'static>(
             "/dead/{queue}/retry-all",
             post(actions::retry_all_dead::<B>),
         )
+        .route(
+            "/dead/{queue}/purge",
+            get(pages::purge_confirm::<B>).post(actions::purge_dead::<B>),
+        )
+        .route("/workers", get(pages::workers::<B>))
         .route("/console.css", get(css))
         .with_state(state)
 }

@@ -90,7 +90,7 @@ pub(crate) fn page(
                 "read"
             };
             let dead = if principal.admin {
-                r#"<a href="/console/dead">Dead tasks</a>"#
+                r#"<a href="/console/dead">Dead tasks</a><a href="/console/workers">Workers</a>"#
             } else {
                 ""
             };

@@ -1,4 +1,5 @@
-//! The pages (GET): sign-in form, overview, jobs list and search, one job, dead tasks.
+//! The pages (GET): sign-in form, overview, jobs list and search, one job, dead tasks (and
+//! the confirmation of their purge), workers.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -330,6 +331,10 @@ pub(crate) async fn dead<B: Backend>(
             &session.csrf,
             &[],
         ));
+        let _ = write!(
+            body,
+            r#" <a class="danger" id="purge-{q}" href="/console/dead/{q}/purge">Purge all (delete, no retry)…</a>"#
+        );
         body.push_str(
             r#"<table class="dead"><tr><th>task</th><th>died</th><th>reason</th><th></th></tr>"#,
         );
@@ -355,4 +360,102 @@ pub(crate) async fn dead<B: Backend>(
         body.push_str("</table></section>");
     }
     page(StatusCode::OK, "Dead tasks", who(&session), &body)
+}
+
+/// The confirmation step of a purge: how many dead tasks of the queue would be deleted, and
+/// the one button that deletes them.
+pub(crate) async fn purge_confirm<B: Backend>(
+    AxumState(state): AxumState<State<B>>,
+    headers: HeaderMap,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    let session = match session(&state, &headers, true).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !session.principal.admin {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "dead tasks are every tenant's: an admin token sees them",
+            who(&session),
+        );
+    }
+    let Some(kind) = TaskKind::ALL.into_iter().find(|k| k.queue_name() == name) else {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            &format!("no queue {name}"),
+            who(&session),
+        );
+    };
+    let q = kind.queue_name();
+    let total = match state.backend.depth(kind).await {
+        Ok(depth) => depth.dead,
+        Err(e) => return unavailable(&session, &e.to_string()),
+    };
+    let body = format!(
+        r#"<p id="purge-count">Delete the <b>{total}</b> dead tasks of <b>{q}</b>? They are removed for good, not retried; their jobs stay as they are.</p>{} <a href="/console/dead#{q}">Keep them</a>"#,
+        button(
+            &format!("/console/dead/{q}/purge"),
+            &format!("Delete {total} dead tasks of {q}"),
+            &session.csrf,
+            &[],
+        )
+    );
+    page(StatusCode::OK, "Purge dead tasks", who(&session), &body)
+}
+
+pub(crate) async fn workers<B: Backend>(
+    AxumState(state): AxumState<State<B>>,
+    headers: HeaderMap,
+) -> Response {
+    let session = match session(&state, &headers, true).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !session.principal.admin {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "the worker processes serve every tenant: an admin token sees them",
+            who(&session),
+        );
+    }
+    let workers = match state.backend.workers().await {
+        Ok(w) => w,
+        Err(e) => return unavailable(&session, &e.to_string()),
+    };
+    let mut body = format!(
+        r#"<p>Live worker processes: <span class="n" id="live">{}</span>. A process drops out when its heartbeat expires (by Redis time).</p>"#,
+        workers.len()
+    );
+    body.push_str(r#"<table id="workers"><tr><th>host</th><th>pid</th><th>version</th><th>queues (running / concurrency)</th><th>started</th><th>last seen</th></tr>"#);
+    for w in &workers {
+        let queues = w
+            .queues
+            .iter()
+            .map(|l| {
+                format!(
+                    r#"<span data-queue="{q}">{q} {}/{}</span>"#,
+                    l.running,
+                    l.concurrency,
+                    q = esc(&l.queue)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = write!(
+            body,
+            r#"<tr data-worker="{id}" data-pid="{pid}"><td>{host}</td><td class="n">{pid}</td><td>{version}</td><td>{queues}</td><td>{started}</td><td>{seen}</td></tr>"#,
+            id = esc(&w.id),
+            pid = w.pid,
+            host = esc(&w.host),
+            version = esc(&w.version),
+            started = time(w.started_at_ms),
+            seen = time(w.last_seen_ms),
+        );
+    }
+    body.push_str("</table>");
+    if workers.is_empty() {
+        body.push_str(r#"<p class="hint" id="no-workers">No worker process is running: queued tasks wait.</p>"#);
+    }
+    page(StatusCode::OK, "Workers", who(&session), &body)
 }

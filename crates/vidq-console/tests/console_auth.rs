@@ -629,3 +629,185 @@ async fn a_write_session_cancels_selected_jobs_and_each_is_reported() {
         .await;
     assert_eq!(retry.status(), 409);
 }
+
+/// Puts `n` tasks in the dead set of queue `name` under the app's prefix: one delivery at most,
+/// a 100 ms lease, claimed and never settled, so the claim after the lease buries them.
+async fn bury(app: &App, name: &str, n: u32) {
+    let mut config = vidq_queue::QueueConfig::new(name)
+        .with_prefix(app.prefix.clone())
+        .with_lease(Duration::from_millis(100));
+    config.renew_every = Duration::from_millis(50);
+    config.max_deliveries = 1;
+    let url =
+        std::env::var("VIDQ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let q: vidq_queue::RedisQueue<u32> =
+        vidq_queue::RedisQueue::connect(&url, config).await.unwrap();
+    let before = q.depth().await.unwrap().dead;
+    q.enqueue_batch(&(0..n).collect::<Vec<_>>()).await.unwrap();
+    let _ = q.claim(1000).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let _ = q.claim(1000).await.unwrap();
+        if q.depth().await.unwrap().dead == before + u64::from(n) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} tasks of {name} dead"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The dead count the dead page shows for `queue`.
+async fn dead_shown(app: &App, cookie: &str, queue: &str) -> String {
+    let html = app.get("/console/dead", cookie).await.text().await.unwrap();
+    let marker = format!(
+        r#"<section id="{queue}" data-queue="{queue}"><h2>{queue} <span class="n" data-dead=""#
+    );
+    let at = html.find(&marker).expect("the queue's section") + marker.len();
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_admin_purges_one_queues_dead_tasks_after_a_confirmation_and_a_reader_cannot() {
+    let app = spawn().await;
+    bury(&app, "submit", 3).await;
+    bury(&app, "notify", 2).await;
+    let (admin, _) = app.sign_in(ADMIN_TOKEN).await;
+    assert_eq!(dead_shown(&app, &admin, "submit").await, "3");
+    let dead = app.get("/console/dead", &admin).await.text().await.unwrap();
+    assert!(
+        dead.contains(
+            r#"id="purge-submit" href="/console/dead/submit/purge">Purge all (delete, no retry)"#
+        ),
+        "{dead}"
+    );
+    // The confirmation step says how many go, and changes nothing.
+    let confirm = app.get("/console/dead/submit/purge", &admin).await;
+    assert_eq!(confirm.status(), 200);
+    let confirm = confirm.text().await.unwrap();
+    assert!(
+        confirm.contains(r#"data-action="Delete 3 dead tasks of submit""#),
+        "{confirm}"
+    );
+    assert_eq!(dead_shown(&app, &admin, "submit").await, "3");
+
+    // A read session's forged purge, with its own CSRF token: 403, nothing deleted.
+    let (reader, _) = app.sign_in(READ_TOKEN).await;
+    let reader_csrf = app.csrf(&reader).await;
+    assert_eq!(
+        app.get("/console/dead/submit/purge", &reader)
+            .await
+            .status(),
+        403
+    );
+    let forged = app
+        .post(
+            "/console/dead/submit/purge",
+            Some(&reader),
+            form(&[("csrf", &reader_csrf)]),
+        )
+        .await;
+    assert_eq!(forged.status(), 403);
+    // The admin's session without its CSRF token: 403 too.
+    let no_csrf = app
+        .post("/console/dead/submit/purge", Some(&admin), form(&[]))
+        .await;
+    assert_eq!(no_csrf.status(), 403);
+    assert_eq!(dead_shown(&app, &admin, "submit").await, "3");
+
+    let csrf = app.csrf(&admin).await;
+    let purged = app
+        .post(
+            "/console/dead/submit/purge",
+            Some(&admin),
+            form(&[("csrf", &csrf)]),
+        )
+        .await;
+    assert_eq!(purged.status(), 303);
+    assert_eq!(purged.headers()["location"], "/console/dead");
+    assert_eq!(dead_shown(&app, &admin, "submit").await, "0");
+    assert_eq!(dead_shown(&app, &admin, "notify").await, "2");
+    let unknown = app
+        .post(
+            "/console/dead/nosuch/purge",
+            Some(&admin),
+            form(&[("csrf", &csrf)]),
+        )
+        .await;
+    assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn the_workers_page_lists_live_workers_for_an_admin_only() {
+    let app = spawn().await;
+    let registry = vidq_core::workers::WorkerRegistry::new(app.redis.clone(), &app.prefix);
+    let mut info = vidq_core::workers::WorkerInfo::for_this_process(vec![
+        vidq_core::workers::QueueLoad {
+            queue: "submit".into(),
+            concurrency: 8,
+            running: 3,
+        },
+        vidq_core::workers::QueueLoad {
+            queue: "poll".into(),
+            concurrency: 16,
+            running: 0,
+        },
+    ]);
+    info.host = "<render-01>".into();
+    registry
+        .beat(&mut info, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let (admin, _) = app.sign_in(ADMIN_TOKEN).await;
+    let page = app.get("/console/workers", &admin).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<a href="/console/workers">Workers</a>"#));
+    assert!(
+        html.contains(r#"<span class="n" id="live">1</span>"#),
+        "{html}"
+    );
+    let pid = std::process::id();
+    assert!(
+        html.contains(&format!(
+            r#"<tr data-worker="{}" data-pid="{pid}"><td>&lt;render-01&gt;</td><td class="n">{pid}</td><td>{}</td>"#,
+            info.id, info.version
+        )),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<span data-queue="submit">submit 3/8</span>, <span data-queue="poll">poll 0/16</span>"#),
+        "{html}"
+    );
+    let seen = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + Duration::from_millis(info.last_seen_ms),
+    )
+    .to_string();
+    assert!(html.contains(&format!("<td>{seen}</td></tr>")), "{html}");
+
+    // Gone from the registry, gone from the page.
+    assert!(registry.remove(&info.id).await.unwrap());
+    let html = app
+        .get("/console/workers", &admin)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(r#"<span class="n" id="live">0</span>"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"id="no-workers""#));
+
+    let (reader, _) = app.sign_in(WRITE_TOKEN).await;
+    assert_eq!(app.get("/console/workers", &reader).await.status(), 403);
+    let jobs = app
+        .get("/console/jobs", &reader)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!jobs.contains("/console/workers"));
+}

@@ -592,6 +592,11 @@ impl Producer {
         Ok(self.queue(kind).retry_all_dead().await?)
     }
 
+    /// Deletes every task of `kind`'s queue dead now (not retried); returns how many.
+    pub async fn purge_dead(&self, kind: TaskKind) -> Result<u64, ProducerError> {
+        Ok(self.queue(kind).purge_dead().await?)
+    }
+
     /// How many tasks of `kind` are due, scheduled, leased and dead.
     pub async fn depth(&self, kind: TaskKind) -> Result<Depth, ProducerError> {
         Ok(self.queue(kind).depth().await?)

@@ -267,6 +267,7 @@ mod console_backend {
 
     use axum::http::{HeaderMap, HeaderValue, header};
     use vidq_console::{Backend, BackendError, Canceled, Principal};
+    use vidq_core::workers::{WorkerInfo, WorkerRegistry};
     use vidq_core::{JobId, JobRecord, JobState, JobStore, TaskKind};
     use vidq_queue::{DeadTask, Depth};
 
@@ -316,6 +317,18 @@ mod console_backend {
 
         async fn retry_all_dead(&self, kind: TaskKind) -> Result<u64, BackendError> {
             Ok(self.0.producer.retry_all_dead(kind).await?)
+        }
+
+        async fn purge_dead(&self, kind: TaskKind) -> Result<u64, BackendError> {
+            Ok(self.0.producer.purge_dead(kind).await?)
+        }
+
+        async fn workers(&self) -> Result<Vec<WorkerInfo>, BackendError> {
+            let registry = WorkerRegistry::new(
+                self.0.producer.redis().clone(),
+                self.0.producer.store().prefix(),
+            );
+            Ok(registry.list().await?)
         }
 
         async fn cancel(&self, id: &JobId) -> Result<Canceled, BackendError> {
