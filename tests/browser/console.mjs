@@ -12,6 +12,7 @@ const WRITE = process.env.VIDQ_WRITE_TOKEN;
 const READ = process.env.VIDQ_READ_TOKEN;
 const BUCKET_DIR = process.env.VIDQ_S3_BUCKET_DIR;
 const SCREENS = process.env.VIDQ_SCREENS;
+const WORKER_PID = process.env.VIDQ_WORKER_PID;
 
 function check(ok, what) {
   if (!ok) throw new Error(`check failed: ${what}`);
@@ -231,9 +232,40 @@ try {
   });
   await until('both webhooks delivered', 60, async () => deliveries.filter((d) => d.healthy).length >= delivered + 2);
   check(true, 'Retry all put both dead tasks back and their webhooks were delivered');
+  // One more refused webhook, purged: it leaves the dead list and is never delivered.
+  healthy = false;
+  const doomed = await api('POST', '/v1/jobs', WRITE, {
+    reference_video_url: 'https://videos.example/console/purged.mp4',
+    model: 2000,
+    callback_url: hook,
+  });
+  await until('the refused webhook to purge in the dead list', 90, async () => {
+    await admin.page.goto(`${API}/console/dead`);
+    return (await admin.page.locator(deadOf(doomed.body.id)).count()) === 1;
+  });
+  healthy = true;
+  const deliveredBefore = deliveries.length;
+  await admin.page.click('#purge-notify');
+  await admin.page.waitForURL('**/console/dead/notify/purge');
+  const confirmText = await admin.page.textContent('#purge-count');
+  check(confirmText.includes('1') && confirmText.includes('notify'), `the purge asks to confirm first (${confirmText})`);
+  await shot(admin.page, 'purge-confirm');
+  await admin.page.click('button[data-action="Delete 1 dead tasks of notify"]');
+  await admin.page.waitForURL('**/console/dead');
+  const left = await admin.page.getAttribute('section[data-queue="notify"] [data-dead]', 'data-dead');
+  check(left === '0', `the purge emptied the notify dead list (${left})`);
+  check(deliveries.length === deliveredBefore, 'the purged webhook was not delivered');
   await admin.page.goto(`${API}/console`);
   check((await admin.page.locator('#queues tr[data-queue="notify"]').count()) === 1, 'the admin overview shows the queues');
   await shot(admin.page, 'overview');
+  // The Workers page lists the worker process check-console started, with its queues.
+  await admin.page.click('nav a[href="/console/workers"]');
+  await admin.page.waitForSelector('#workers');
+  const workerRow = `#workers tr[data-pid="${WORKER_PID}"]`;
+  check((await admin.page.locator(workerRow).count()) === 1, `the Workers page lists the worker (pid ${WORKER_PID})`);
+  const queuesShown = await admin.page.locator(`${workerRow} [data-queue]`).count();
+  check(queuesShown === 4, `the worker's four queues are shown (${queuesShown})`);
+  await shot(admin.page, 'workers');
 
   // A read token sees no action buttons; forged actions are refused and change nothing.
   const reader = await signIn(READ);
