@@ -305,6 +305,59 @@ impl<T> RedisQueue<T> {
 }
 
 impl<T> RedisQueue<T> {
+    /// The key whose presence pauses the queue: `<prefix>:{<queue>}:paused`, in the queue's
+    /// slot (`claim.lua` and `claim_fair.lua` derive it from the `due` key).
+    fn paused_key(&self) -> String {
+        let due = &self.store.keys.due;
+        format!("{}paused", due.strip_suffix("due").unwrap_or(due))
+    }
+
+    /// Pause the queue: until [`RedisQueue::resume`], no worker claims its tasks (claims
+    /// return nothing and workers wait their idle poll, or a wake-up), while pushes, depth,
+    /// and the tasks already leased (renewed, settled, retried) go on. Wakes idle workers.
+    /// `true` if it was running.
+    pub async fn pause(&self) -> Result<bool, QueueError> {
+        self.set_paused(true).await
+    }
+
+    /// Resume a paused queue and wake idle workers so they claim at once. `true` if it was
+    /// paused.
+    pub async fn resume(&self) -> Result<bool, QueueError> {
+        self.set_paused(false).await
+    }
+
+    /// Whether the queue is paused.
+    pub async fn is_paused(&self) -> Result<bool, QueueError> {
+        let mut conn = self.store.client.get_multiplexed_async_connection().await?;
+        let n: u64 = redis::cmd("EXISTS")
+            .arg(self.paused_key())
+            .query_async(&mut conn)
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn set_paused(&self, paused: bool) -> Result<bool, QueueError> {
+        let mut conn = self.store.client.get_multiplexed_async_connection().await?;
+        let key = self.paused_key();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if paused {
+            pipe.cmd("SET").arg(&key).arg("1").arg("NX");
+        } else {
+            pipe.cmd("DEL").arg(&key);
+        }
+        pipe.cmd("PUBLISH")
+            .arg(&self.store.keys.wake)
+            .arg("")
+            .ignore();
+        let (changed,): (redis::Value,) = pipe.query_async(&mut conn).await?;
+        Ok(match changed {
+            redis::Value::Int(n) => n == 1,
+            redis::Value::Okay => true,
+            _ => false,
+        })
+    }
+
     /// End the queue's hold (see [`Reschedule::hold_queue`](crate::Reschedule::hold_queue))
     /// now, because the busy resource freed up, and wake idle workers: the next task in the
     /// fair order goes at once. `true` if the queue was held.

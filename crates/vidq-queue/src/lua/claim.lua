@@ -5,6 +5,11 @@
 -- ARGV: max claim, lease ms, max crashes, dead ttl ms, reclaim/trim limit.
 -- Returns {next, now, id1, token1, due1, attempt1, payload1, ...}; `next` is the earliest due
 -- time or lease deadline (ms), or '' when both sets are empty.
+-- A paused queue (its `paused` key, beside `due` in the queue's slot) is not claimed: nothing
+-- leased, no next time (workers wait their idle poll or the wake-up resume publishes).
+if redis.call('EXISTS', string.sub(KEYS[1], 1, -4) .. 'paused') == 1 then
+  return {'', tostring(now)}
+end
 local n = tonumber(ARGV[1])
 local lease_ms = tonumber(ARGV[2])
 local maxc = tonumber(ARGV[3])

@@ -14,6 +14,11 @@
 -- gm: id -> "<band> <seq> <group>[ <start tag>]"; vt: group -> finish tag of an idle group,
 -- and '%V' -> the queue's virtual time.
 -- Returns like claim.lua.
+-- A paused queue (its `paused` key, beside `due` in the queue's slot) is not claimed: nothing
+-- leased, no next time (workers wait their idle poll or the wake-up resume publishes).
+if redis.call('EXISTS', string.sub(KEYS[1], 1, -4) .. 'paused') == 1 then
+  return {'', tostring(now)}
+end
 local n = tonumber(ARGV[1])
 local lease_ms = tonumber(ARGV[2])
 local maxc = tonumber(ARGV[3])
