@@ -597,6 +597,22 @@ impl Producer {
         Ok(self.queue(kind).purge_dead().await?)
     }
 
+    /// Pauses `kind`'s queue: workers claim none of its tasks until [`Producer::resume`],
+    /// while its depth still counts and the tasks running go on. `true` if it was running.
+    pub async fn pause(&self, kind: TaskKind) -> Result<bool, ProducerError> {
+        Ok(self.queue(kind).pause().await?)
+    }
+
+    /// Resumes `kind`'s paused queue (idle workers are woken). `true` if it was paused.
+    pub async fn resume(&self, kind: TaskKind) -> Result<bool, ProducerError> {
+        Ok(self.queue(kind).resume().await?)
+    }
+
+    /// Whether `kind`'s queue is paused.
+    pub async fn is_paused(&self, kind: TaskKind) -> Result<bool, ProducerError> {
+        Ok(self.queue(kind).is_paused().await?)
+    }
+
     /// How many tasks of `kind` are due, scheduled, leased and dead.
     pub async fn depth(&self, kind: TaskKind) -> Result<Depth, ProducerError> {
         Ok(self.queue(kind).depth().await?)

@@ -11,6 +11,7 @@ mod openapi;
 mod ops;
 mod rate_limit;
 mod schema;
+mod queues;
 mod workers;
 
 use std::future::Future;
@@ -203,6 +204,9 @@ impl Api {
             .route("/v1/jobs/{id}/video", get(jobs::video))
             .route("/v1/jobs/{id}/events", get(events::stream))
             .route("/v1/workers", get(workers::list))
+            .route("/v1/queues", get(queues::list))
+            .route("/v1/queues/{queue}/pause", post(queues::pause))
+            .route("/v1/queues/{queue}/resume", post(queues::resume))
             .route("/healthz", get(ops::healthz))
             .route("/readyz", get(ops::readyz))
             .route("/metrics", get(ops::metrics))

@@ -6,11 +6,12 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::batch::{BatchItem, BatchRefused, BatchRequest, BatchResponse};
 use super::error::{ErrorBody, ErrorDetail};
+use super::queues::{PauseChange, QueueList, QueueState};
 use super::schema::{
     CreateJob, EventView, Health, JobList, JobView, OutputView, RequestView, Resolution, SseFrame,
     State, TransitionView, UpstreamStatus, UpstreamView,
 };
-use super::{batch, events, jobs, ops, workers};
+use super::{batch, events, jobs, ops, queues, workers};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -20,12 +21,12 @@ use super::{batch, events, jobs, ops, workers};
     ),
     paths(
         jobs::create, batch::create, jobs::list, jobs::get, jobs::cancel, jobs::video, events::stream,
-        workers::list, ops::healthz, ops::readyz, ops::metrics, ops::openapi_json,
+        workers::list, queues::list, queues::pause, queues::resume, ops::healthz, ops::readyz, ops::metrics, ops::openapi_json,
     ),
     components(schemas(
         CreateJob, JobView, JobList, RequestView, UpstreamView, UpstreamStatus, OutputView,
         TransitionView, EventView, SseFrame, State, Resolution, Health, ErrorBody, ErrorDetail,
-        BatchRequest, BatchResponse, BatchRefused, BatchItem,
+        BatchRequest, BatchResponse, BatchRefused, BatchItem, QueueList, QueueState, PauseChange,
     )),
     modifiers(&Bearer),
     tags((name = "jobs"), (name = "ops")),

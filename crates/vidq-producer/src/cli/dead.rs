@@ -27,7 +27,7 @@ pub(crate) enum Command {
     },
 }
 
-fn parse_kind(s: &str) -> Result<TaskKind, String> {
+pub(super) fn parse_kind(s: &str) -> Result<TaskKind, String> {
     Producer::kinds()
         .iter()
         .copied()

@@ -2,6 +2,7 @@
 
 mod dead;
 mod enqueue;
+mod queue;
 mod serve;
 mod status;
 mod usage;
@@ -54,6 +55,9 @@ enum Command {
     /// Inspect and replay dead tasks.
     #[command(subcommand)]
     Dead(dead::Command),
+    /// Pause or resume the claiming of one queue's tasks; see which queues are paused.
+    #[command(subcommand)]
+    Queue(queue::Command),
     /// Today's usage: submissions, credits spent and the last known balance; jobs per state
     /// and queue depths.
     Usage,
@@ -88,6 +92,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         Command::Retry { id } => status::retry(&producer, id).await,
         Command::Wait(args) => wait::run(&producer, args).await,
         Command::Dead(cmd) => dead::run(&producer, cmd).await,
+        Command::Queue(cmd) => queue::run(&producer, cmd).await,
         Command::Usage => usage::run(&producer, &settings).await,
         Command::Workers => workers::run(&settings).await,
         Command::Serve(args) => serve::run(producer, &settings, cli.config.as_deref(), args).await,
