@@ -364,6 +364,12 @@ impl<T> RedisQueue<T> {
     pub async fn end_hold(&self) -> Result<bool, QueueError> {
         self.store.end_hold().await
     }
+
+    /// How long the queue's hold (see [`RedisQueue::end_hold`]) still lasts, by Redis's clock;
+    /// `None` when the queue is not held.
+    pub async fn held_for(&self) -> Result<Option<Duration>, QueueError> {
+        self.store.held_for().await
+    }
 }
 
 impl<T: Serialize> RedisQueue<T> {

@@ -353,6 +353,20 @@ impl Store {
         Ok(held == 1)
     }
 
+    /// How long the queue's hold still lasts, by Redis's clock; `None` when it is not held.
+    pub(crate) async fn held_for(&self) -> Result<Option<Duration>, QueueError> {
+        let left: i64 = self
+            .scripts
+            .held_for
+            .key(&self.keys.hold)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(u64::try_from(left)
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis))
+    }
+
     /// Number of dead tasks now.
     pub(crate) async fn dead_count(&self) -> Result<u64, QueueError> {
         Ok(redis::cmd("ZCARD")

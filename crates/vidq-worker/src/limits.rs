@@ -56,8 +56,10 @@ pub struct FairShareSettings {
 /// Whether an upstream call may go now.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Admission {
-    /// Go ahead.
-    Go,
+    /// Go ahead. `new_slot`: this admission took the job's concurrent-job slot (false when
+    /// the job held it already — another delivery's call may still be in flight — or when no
+    /// cap is set).
+    Go { new_slot: bool },
     /// Not before `after`, because of `reason`.
     Wait { after: Duration, reason: String },
 }
@@ -101,7 +103,7 @@ const LUA_GIVE_BACK: &str = "if redis.call('HGET', KEYS[1], 'day') == tostring(d
   and tonumber(redis.call('HGET', KEYS[1], 'submissions') or '0') > 0 then
   redis.call('HINCRBY', KEYS[1], 'submissions', -1)
 end
-redis.call('ZREM', KEYS[2], ARGV[1])
+if ARGV[2] == '1' then redis.call('ZREM', KEYS[2], ARGV[1]) end
 ";
 
 /// KEYS[1] the balance key, ARGV[1] a JSON object: stores it with `at_ms` set to Redis's clock.
@@ -142,14 +144,21 @@ impl Limits {
     }
 
     /// An admitted submission of `job` that was not made, or that upstream surely refused,
-    /// no longer counts against today's budget nor holds a concurrent-job slot.
-    pub(crate) async fn give_back_submission(&self, job: &JobId) -> redis::RedisResult<()> {
+    /// no longer counts against today's budget; with `release_slot`, nor holds the job's
+    /// concurrent-job slot (left alone when the slot is another delivery's, whose call may be
+    /// in flight or whose job may be processing upstream).
+    pub(crate) async fn give_back_submission(
+        &self,
+        job: &JobId,
+        release_slot: bool,
+    ) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
         self.scripts
             .give_back
             .key(&self.keys[2])
             .key(&self.keys[1])
             .arg(job.to_string())
+            .arg(if release_slot { "1" } else { "0" })
             .invoke_async(&mut conn)
             .await
     }
@@ -206,7 +215,7 @@ impl Limits {
         if s.upstream_rps <= 0.0
             && (op == "call" || (s.max_processing == 0 && s.daily_submissions == 0))
         {
-            return Ok(Admission::Go);
+            return Ok(Admission::Go { new_slot: false });
         }
         let interval_ms = if s.upstream_rps > 0.0 {
             (1000.0 / s.upstream_rps).ceil() as u64
@@ -236,7 +245,13 @@ impl Limits {
             None => 0,
         };
         if wait == 0 {
-            return Ok(Admission::Go);
+            let new_slot: u64 = match reply.next() {
+                Some(value) => redis::from_redis_value(value)?,
+                None => 0,
+            };
+            return Ok(Admission::Go {
+                new_slot: new_slot == 1,
+            });
         }
         let reason: String = match reply.next() {
             Some(value) => redis::from_redis_value(value)?,
@@ -335,6 +350,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_second_delivery_giving_back_leaves_the_jobs_slot_to_the_first() {
+        let (limits, mut conn, prefix) = limits(LimitSettings {
+            max_processing: 1,
+            ..settings(0)
+        })
+        .await;
+        let slots = format!("{prefix}:{{limits}}:processing");
+        let job = JobId::new();
+        // The first delivery takes the job's slot; a redelivery of the same submit (its lease
+        // expired while the call was in flight) is admitted on that same slot.
+        assert_eq!(
+            limits.admit_submit(&job).await.unwrap(),
+            Admission::Go { new_slot: true }
+        );
+        assert_eq!(
+            limits.admit_submit(&job).await.unwrap(),
+            Admission::Go { new_slot: false }
+        );
+        // It finds the first delivery's claim busy and gives its admission back: the slot stays.
+        limits.give_back_submission(&job, false).await.unwrap();
+        let held: u64 = conn.zcard(&slots).await.unwrap();
+        assert_eq!(held, 1, "the in-flight call's slot was freed");
+        let other = JobId::new();
+        assert!(matches!(
+            limits.admit_submit(&other).await.unwrap(),
+            Admission::Wait { .. }
+        ));
+        // The delivery that made the call, refused for sure, frees it.
+        limits.give_back_submission(&job, true).await.unwrap();
+        let held: u64 = conn.zcard(&slots).await.unwrap();
+        assert_eq!(held, 0);
+        cleanup(&mut conn, &prefix).await;
+    }
+
+    #[tokio::test]
     async fn the_daily_budget_counts_redis_days_and_rolls_over_when_redis_day_changes() {
         let (limits, mut conn, prefix) = limits(settings(2)).await;
         let key = Limits::today_key(&prefix);
@@ -352,13 +402,19 @@ mod tests {
             .unwrap();
         let _: () = conn.hset(&key, "spent", "7.5").await.unwrap();
         let job = JobId::new();
-        assert_eq!(limits.admit_submit(&job).await.unwrap(), Admission::Go);
+        assert!(matches!(
+            limits.admit_submit(&job).await.unwrap(),
+            Admission::Go { .. }
+        ));
         let figures: HashMap<String, String> = conn.hgetall(&key).await.unwrap();
         assert_eq!(figures.get("day"), Some(&today.to_string()), "{figures:?}");
         assert_eq!(figures.get("submissions").map(String::as_str), Some("1"));
         assert_eq!(figures.get("spent"), None, "yesterday's spending was reset");
 
-        assert_eq!(limits.admit_submit(&job).await.unwrap(), Admission::Go);
+        assert!(matches!(
+            limits.admit_submit(&job).await.unwrap(),
+            Admission::Go { .. }
+        ));
         let Admission::Wait { after, reason } = limits.admit_submit(&job).await.unwrap() else {
             panic!("a third submission today went through a budget of 2");
         };

@@ -174,6 +174,12 @@ impl Pipeline {
         Ok(())
     }
 
+    /// How long the submit queue stays held (a shared limit said "not yet" to every
+    /// submission), by Redis's clock; `None` when it is not held.
+    pub(crate) async fn submissions_held_for(&self) -> anyhow::Result<Option<Duration>> {
+        Ok(self.inner.queues.submit.held_for().await?)
+    }
+
     /// [`Pipeline::schedule`] for a job whose record is at hand: a `submit` task goes into its
     /// tenant's group with the job's priority.
     pub(crate) async fn schedule_job(

@@ -138,6 +138,13 @@ pub(crate) async fn round(
         match pipeline.schedule_job(kind, &job, Duration::ZERO).await? {
             Pushed::Exists(_) => {
                 tracing::debug!(job.id = %id, task.kind = %kind, "late, but its task is queued");
+                // A submission waiting on a held submit queue (the daily budget until Redis's
+                // next day, the concurrent-job cap) is expected when the hold ends, not now.
+                if kind == TaskKind::Submit
+                    && let Some(left) = pipeline.submissions_held_for().await?
+                {
+                    store.touch_active(&id, left).await?;
+                }
             }
             Pushed::Created | Pushed::Revived => {
                 tracing::warn!(job.id = %id, job.state = %job.state, task.kind = %kind, "re-enqueued a stuck job");

@@ -6,7 +6,9 @@
 -- ARGV[1] emission interval ms (0: no rate limit)   ARGV[2] burst tolerance ms
 -- ARGV[3] "submit" or "call"   ARGV[4] job id   ARGV[5] max jobs in flight (0: no cap)
 -- ARGV[6] in-flight entry lifetime ms   ARGV[7] daily budget (0: none)
--- Returns {0} when admitted (and records it), or {wait_ms, reason} when not.
+-- Returns {0, new_slot} when admitted (and records it; new_slot is 1 when this admission took
+-- the job's concurrent-job slot, 0 when the job held it already, say a delivery whose call is
+-- still in flight), or {wait_ms, reason} when not.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local day = math.floor(now / 86400000)
@@ -40,10 +42,12 @@ if interval > 0 then
   redis.call('SET', KEYS[1], tat + interval, 'PX', tat + interval - now + 1000)
 end
 
+local new_slot = 0
 if submit then
   if cap > 0 then
+    if not redis.call('ZSCORE', KEYS[2], ARGV[4]) then new_slot = 1 end
     redis.call('ZADD', KEYS[2], now + tonumber(ARGV[6]), ARGV[4])
   end
   redis.call('HINCRBY', KEYS[3], 'submissions', 1)
 end
-return {0}
+return {0, new_slot}

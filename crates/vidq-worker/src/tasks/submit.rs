@@ -46,13 +46,18 @@ pub(crate) async fn submit(
         JobState::Submitting => job.img_uuid.is_none(),
         _ => false,
     };
-    if needs_upstream
-        && let Admission::Wait { after, reason } = pipeline
+    let admission = if needs_upstream {
+        pipeline
             .limits()
             .admit_submit(&id)
             .await
             .map_err(transient)?
-    {
+    } else {
+        Admission::Go { new_slot: false }
+    };
+    // Whether a give-back may free the job's concurrent-job slot: only one this delivery took.
+    let own_slot = matches!(admission, Admission::Go { new_slot: true });
+    if let Admission::Wait { after, reason } = admission {
         // Not now, and no other submission either (every limit here is shared): the task goes
         // back to its place in the fair order and the submit queue takes nothing until then,
         // so waiting jobs are not claimed in a loop and the next to go is the fairest.
@@ -121,7 +126,7 @@ pub(crate) async fn submit(
                 .map_err(transient)?;
         }
         SubmissionClaim::Busy { retry_in } => {
-            give_back(&pipeline, &id).await;
+            give_back(&pipeline, &id, own_slot).await;
             // Another delivery's call may still be in flight: look again once it has ended.
             tracing::info!(
                 wait_ms = retry_in.as_millis() as u64,
@@ -133,11 +138,11 @@ pub(crate) async fn submit(
                 .map_err(transient);
         }
         SubmissionClaim::Expired => {
-            give_back(&pipeline, &id).await;
+            give_back(&pipeline, &id, true).await;
             return expire_unsubmitted(&pipeline, &id).await;
         }
         SubmissionClaim::Moved(_) | SubmissionClaim::Gone => {
-            give_back(&pipeline, &id).await;
+            give_back(&pipeline, &id, own_slot).await;
             return Ok(());
         }
     }
@@ -158,7 +163,7 @@ pub(crate) async fn submit(
         Err(err) => {
             let reason = format!("upstream refused the submission: {err}");
             if definitely_not_accepted(&err) {
-                give_back(&pipeline, &id).await;
+                give_back(&pipeline, &id, true).await;
             }
             let last = pipeline.is_last_attempt(TaskKind::Submit, attempt.current());
             // One decision: give up, or try again (and when).
@@ -198,9 +203,15 @@ pub(crate) async fn submit(
 }
 
 /// The admission this delivery got is not used (or upstream surely refused the call): the
-/// daily budget counts submissions upstream accepted. Best effort.
-async fn give_back(pipeline: &Pipeline, id: &JobId) {
-    if let Err(err) = pipeline.limits().give_back_submission(id).await {
+/// daily budget counts submissions upstream accepted. The job's concurrent-job slot is freed
+/// only with `release_slot`: a redelivered submit that finds another delivery's call in flight,
+/// or the job already processing upstream, must not free the slot that job holds. Best effort.
+async fn give_back(pipeline: &Pipeline, id: &JobId, release_slot: bool) {
+    if let Err(err) = pipeline
+        .limits()
+        .give_back_submission(id, release_slot)
+        .await
+    {
         tracing::debug!(error = %err, "could not give the admission back");
     }
 }
