@@ -5,9 +5,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use common::{keys_under, queue, redis_url};
+use apalis::prelude::*;
+use common::{keys_under, queue, redis_url, stop_signal, wait_until};
 use vidq_queue::{Depth, Place, Priority, RedisQueue};
 
 #[tokio::test]
@@ -110,4 +112,82 @@ async fn pausing_one_queue_leaves_another_alone_and_resume_leaves_no_key() {
         keys_under(&url, &submit.settings().prefix).await.is_empty(),
         "nothing left behind"
     );
+}
+
+type Seen = Arc<Mutex<Vec<(u32, Instant)>>>;
+
+async fn record(n: u32, seen: Data<Seen>) -> Result<(), BoxDynError> {
+    seen.lock().unwrap().push((n, Instant::now()));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_worker_claims_nothing_while_paused_and_resume_wakes_it() {
+    let url = redis_url();
+    // A long idle poll: only the wake-up that resume publishes can start the work soon.
+    let q: RedisQueue<u32> = queue(&url, "paused-worker", |mut c| {
+        c.idle_poll = Duration::from_secs(30);
+        c
+    })
+    .await;
+    let seen: Seen = Arc::default();
+    let (stop, signal) = stop_signal();
+    let worker = WorkerBuilder::new("paused-worker")
+        .backend(q.clone())
+        .data(seen.clone())
+        .build(record);
+    let run = tokio::spawn(worker.run_until(signal));
+    q.enqueue(&1).await.unwrap();
+    wait_until(Duration::from_secs(10), "the first task to run", || {
+        let n = seen.lock().unwrap().len();
+        async move { n == 1 }
+    })
+    .await;
+
+    q.pause().await.unwrap();
+    // The push (one round trip) wakes the worker: wait for its claim, the next round trip on
+    // the connection every clone shares.
+    let before_push = q.round_trips();
+    q.enqueue_batch(&[2, 3]).await.unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "the worker's claim after the push",
+        || {
+            let n = q.round_trips();
+            async move { n > before_push + 1 }
+        },
+    )
+    .await;
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "nothing claimed while paused"
+    );
+    assert_eq!(q.depth().await.unwrap().due, 2);
+
+    let resumed = Instant::now();
+    q.resume().await.unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "both tasks to run after resume",
+        || {
+            let n = seen.lock().unwrap().len();
+            async move { n == 3 }
+        },
+    )
+    .await;
+    let last = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, at)| *at)
+        .max()
+        .unwrap();
+    assert!(
+        last - resumed < Duration::from_secs(5),
+        "resume woke the worker, not its 30 s idle poll: {:?}",
+        last - resumed
+    );
+    stop.send(()).unwrap();
+    run.await.unwrap().unwrap();
 }
