@@ -368,3 +368,57 @@ pub(crate) async fn purge_dead<B: Backend>(
         }
     }
 }
+
+pub(crate) async fn pause<B: Backend>(
+    state: AxumState<State<B>>,
+    headers: HeaderMap,
+    name: Path<String>,
+    body: Bytes,
+) -> Response {
+    set_paused(state, headers, name, body, true).await
+}
+
+pub(crate) async fn resume<B: Backend>(
+    state: AxumState<State<B>>,
+    headers: HeaderMap,
+    name: Path<String>,
+    body: Bytes,
+) -> Response {
+    set_paused(state, headers, name, body, false).await
+}
+
+/// Pauses or resumes a queue (admin), then back to the overview.
+async fn set_paused<B: Backend>(
+    AxumState(state): AxumState<State<B>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+    paused: bool,
+) -> Response {
+    let form = fields(&body);
+    let session = match authorized(&state, &headers, &form, |p| p.admin, "admin").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some(kind) = queue(&name) else {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            &format!("no queue {name}"),
+            who(&session),
+        );
+    };
+    match state.backend.set_paused(kind, paused).await {
+        Ok(changed) => {
+            tracing::info!(tenant = %session.principal.tenant, queue = %name, paused, changed, "console: queue paused or resumed");
+            Redirect::to("/console").into_response()
+        }
+        Err(error) => {
+            tracing::warn!(%error, "console: could not pause or resume a queue");
+            error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not change the queue; retry later",
+                who(&session),
+            )
+        }
+    }
+}

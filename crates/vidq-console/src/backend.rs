@@ -72,6 +72,16 @@ pub trait Backend: Send + Sync + 'static {
     /// Deletes every dead task of `kind`'s queue (they are not retried); returns how many.
     fn purge_dead(&self, kind: TaskKind) -> impl Future<Output = Result<u64, BackendError>> + Send;
 
+    /// Whether `kind`'s queue is paused (workers claim none of its tasks).
+    fn paused(&self, kind: TaskKind) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
+    /// Pauses (`true`) or resumes `kind`'s queue; returns whether that changed its state.
+    fn set_paused(
+        &self,
+        kind: TaskKind,
+        paused: bool,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
     /// The live worker processes (heartbeat not expired by Redis time), from the registry.
     fn workers(&self) -> impl Future<Output = Result<Vec<WorkerInfo>, BackendError>> + Send;
 

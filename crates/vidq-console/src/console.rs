@@ -77,6 +77,8 @@ pub fn router<B: Backend, S: Clone + Send + Sync + 'static>(
             get(pages::purge_confirm::<B>).post(actions::purge_dead::<B>),
         )
         .route("/workers", get(pages::workers::<B>))
+        .route("/queues/{queue}/pause", post(actions::pause::<B>))
+        .route("/queues/{queue}/resume", post(actions::resume::<B>))
         .route("/console.css", get(css))
         .with_state(state)
 }

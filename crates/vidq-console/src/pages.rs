@@ -64,24 +64,44 @@ pub(crate) async fn overview<B: Backend>(
             );
         }
         body.push_str("</table><p class=\"hint\">Unfinished states: jobs in them now; finished states: jobs that ended there since the counts began.</p>");
-        body.push_str(r#"<h2>Queues</h2><table id="queues"><tr><th>queue</th><th>due</th><th>scheduled</th><th>leased</th><th>dead</th></tr>"#);
+        body.push_str(r#"<h2>Queues</h2><table id="queues"><tr><th>queue</th><th>due</th><th>scheduled</th><th>leased</th><th>dead</th><th>claimed</th></tr>"#);
         for kind in TaskKind::ALL {
-            match state.backend.depth(kind).await {
-                Ok(d) => {
-                    let _ = write!(
-                        body,
-                        r#"<tr data-queue="{q}"><td>{q}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n"><a href="/console/dead#{q}">{}</a></td></tr>"#,
-                        d.due,
-                        d.scheduled,
-                        d.leased,
-                        d.dead,
-                        q = kind.queue_name()
-                    );
-                }
-                Err(e) => return unavailable(&session, &e.to_string()),
-            }
+            let q = kind.queue_name();
+            let (d, paused) = match (
+                state.backend.depth(kind).await,
+                state.backend.paused(kind).await,
+            ) {
+                (Ok(d), Ok(paused)) => (d, paused),
+                (Err(e), _) | (_, Err(e)) => return unavailable(&session, &e.to_string()),
+            };
+            let toggle = if paused {
+                format!(
+                    r#"<span class="state s-paused" data-paused="true">paused</span> {}"#,
+                    button(
+                        &format!("/console/queues/{q}/resume"),
+                        "Resume",
+                        &session.csrf,
+                        &[]
+                    )
+                )
+            } else {
+                format!(
+                    r#"<span data-paused="false">running</span> {}"#,
+                    button(
+                        &format!("/console/queues/{q}/pause"),
+                        "Pause",
+                        &session.csrf,
+                        &[]
+                    )
+                )
+            };
+            let _ = write!(
+                body,
+                r#"<tr data-queue="{q}"><td>{q}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n"><a href="/console/dead#{q}">{}</a></td><td>{toggle}</td></tr>"#,
+                d.due, d.scheduled, d.leased, d.dead,
+            );
         }
-        body.push_str("</table>");
+        body.push_str("</table><p class=\"hint\">A paused queue's tasks are not claimed (its depth still counts; tasks running go on): e.g. pause submit during an upstream incident.</p>");
     } else {
         let n = match store.unfinished_count(Some(&principal.tenant)).await {
             Ok(n) => n,

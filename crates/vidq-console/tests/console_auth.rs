@@ -811,3 +811,70 @@ async fn the_workers_page_lists_live_workers_for_an_admin_only() {
         .unwrap();
     assert!(!jobs.contains("/console/workers"));
 }
+
+#[tokio::test]
+async fn an_admin_pauses_and_resumes_a_queue_from_the_overview_and_a_writer_cannot() {
+    let app = spawn().await;
+    app.create(WRITE_TOKEN, serde_json::json!({})).await;
+    let (admin, _) = app.sign_in(ADMIN_TOKEN).await;
+    let overview = app.get("/console", &admin).await.text().await.unwrap();
+    assert!(
+        overview.contains(r#"<span data-paused="false">running</span> <form method="post" action="/console/queues/submit/pause""#),
+        "{overview}"
+    );
+    let (writer, _) = app.sign_in(WRITE_TOKEN).await;
+    let writer_csrf = app.csrf(&writer).await;
+    let forged = app
+        .post(
+            "/console/queues/submit/pause",
+            Some(&writer),
+            form(&[("csrf", &writer_csrf)]),
+        )
+        .await;
+    assert_eq!(forged.status(), 403);
+    let no_csrf = app
+        .post("/console/queues/submit/pause", Some(&admin), form(&[]))
+        .await;
+    assert_eq!(no_csrf.status(), 403);
+    let submit = vidq_queue::RedisQueue::<serde_json::Value>::connect(
+        &std::env::var("VIDQ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        vidq_queue::QueueConfig::new("submit").with_prefix(app.prefix.clone()),
+    )
+    .await
+    .unwrap();
+    assert!(!submit.is_paused().await.unwrap());
+
+    let csrf = app.csrf(&admin).await;
+    let paused = app
+        .post(
+            "/console/queues/submit/pause",
+            Some(&admin),
+            form(&[("csrf", &csrf)]),
+        )
+        .await;
+    assert_eq!(paused.status(), 303);
+    assert_eq!(paused.headers()["location"], "/console");
+    assert!(submit.is_paused().await.unwrap());
+    assert!(submit.claim(10).await.unwrap().is_empty());
+    let overview = app.get("/console", &admin).await.text().await.unwrap();
+    assert!(
+        overview.contains(r#"<tr data-queue="submit"><td>submit</td><td class="n">1</td>"#),
+        "its depth still counts: {overview}"
+    );
+    assert!(
+        overview.contains(r#"data-paused="true">paused</span> <form method="post" action="/console/queues/submit/resume""#),
+        "{overview}"
+    );
+    assert!(overview.contains(r#"<span data-paused="false">running</span> <form method="post" action="/console/queues/poll/pause""#));
+
+    let resumed = app
+        .post(
+            "/console/queues/submit/resume",
+            Some(&admin),
+            form(&[("csrf", &csrf)]),
+        )
+        .await;
+    assert_eq!(resumed.status(), 303);
+    assert!(!submit.is_paused().await.unwrap());
+    assert_eq!(submit.claim(10).await.unwrap().len(), 1);
+}

@@ -327,6 +327,18 @@ mod console_backend {
             Ok(self.0.producer.purge_dead(kind).await?)
         }
 
+        async fn paused(&self, kind: TaskKind) -> Result<bool, BackendError> {
+            Ok(self.0.producer.is_paused(kind).await?)
+        }
+
+        async fn set_paused(&self, kind: TaskKind, paused: bool) -> Result<bool, BackendError> {
+            Ok(if paused {
+                self.0.producer.pause(kind).await?
+            } else {
+                self.0.producer.resume(kind).await?
+            })
+        }
+
         async fn workers(&self) -> Result<Vec<WorkerInfo>, BackendError> {
             let registry = WorkerRegistry::new(
                 self.0.producer.redis().clone(),
