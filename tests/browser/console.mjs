@@ -266,6 +266,19 @@ try {
   const queuesShown = await admin.page.locator(`${workerRow} [data-queue]`).count();
   check(queuesShown === 4, `the worker's four queues are shown (${queuesShown})`);
   await shot(admin.page, 'workers');
+  // Pause the submit queue from the overview, then resume it.
+  await admin.page.goto(`${API}/console`);
+  await admin.page.click('#queues tr[data-queue="submit"] button[data-action="Pause"]');
+  await admin.page.waitForURL('**/console');
+  const pausedFlag = await admin.page.getAttribute('#queues tr[data-queue="submit"] [data-paused]', 'data-paused');
+  check(pausedFlag === 'true', `the overview shows submit paused (${pausedFlag})`);
+  const paused = await api('GET', '/v1/queues', ADMIN);
+  check(paused.body.queues.find((q) => q.queue === 'submit').paused === true, 'GET /v1/queues says submit is paused');
+  await shot(admin.page, 'overview-paused');
+  await admin.page.click('#queues tr[data-queue="submit"] button[data-action="Resume"]');
+  await admin.page.waitForURL('**/console');
+  const resumedFlag = await admin.page.getAttribute('#queues tr[data-queue="submit"] [data-paused]', 'data-paused');
+  check(resumedFlag === 'false', `the overview shows submit running again (${resumedFlag})`);
 
   // A read token sees no action buttons; forged actions are refused and change nothing.
   const reader = await signIn(READ);
