@@ -1,6 +1,6 @@
 //! Pausing and resuming a queue through `POST /v1/queues/{queue}/pause|resume`, `GET
 //! /v1/queues` and `vidq queue pause|resume|status`: a paused `submit` is not claimed while
-//! its depth still counts and the other queues are; admin scope only.
+//! its depth still counts and the other queues are; admin scope only. And `vidq dead purge`.
 
 mod support;
 
@@ -157,4 +157,49 @@ async fn vidq_queue_pauses_resumes_and_shows_the_queues() {
     assert_eq!(text(&out), "resumed queue submit\n");
     let submit = claimer(&app, "submit").await;
     assert_eq!(submit.claim(10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn vidq_dead_purge_deletes_one_queues_dead_tasks() {
+    let app = spawn_app().await;
+    // Dead tasks: one delivery at most, a 100 ms lease, claimed and never settled.
+    let bury = |queue: &'static str, n: u32| {
+        let prefix = app.prefix.clone();
+        async move {
+            let mut config = QueueConfig::new(queue)
+                .with_prefix(prefix)
+                .with_lease(std::time::Duration::from_millis(100));
+            config.renew_every = std::time::Duration::from_millis(50);
+            config.max_deliveries = 1;
+            let q: RedisQueue<u32> = RedisQueue::connect(&support::redis_url(), config)
+                .await
+                .unwrap();
+            q.enqueue_batch(&(0..n).collect::<Vec<_>>()).await.unwrap();
+            let _ = q.claim(100).await.unwrap();
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            while q.depth().await.unwrap().dead < u64::from(n) {
+                assert!(tokio::time::Instant::now() < deadline, "{queue} tasks dead");
+                let _ = q.claim(100).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    bury("submit", 3).await;
+    bury("notify", 2).await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vidq"))
+        .args(["dead", "purge", "--queue", "submit"])
+        .env_remove("VIDQ_CONFIG")
+        .env("VIDQ__REDIS__URL", support::redis_url())
+        .env("VIDQ__REDIS__PREFIX", &app.prefix)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "deleted 3 dead tasks of queue submit\n"
+    );
+    assert_eq!(queue_state(&app, "submit").await["dead"], 0);
+    assert_eq!(queue_state(&app, "notify").await["dead"], 2);
 }

@@ -1,4 +1,4 @@
-//! `vidq dead list|retry`: tasks that exhausted their retries or crashed their worker.
+//! `vidq dead list|retry|purge`: tasks that exhausted their retries or crashed their worker.
 
 use std::process::ExitCode;
 use std::time::UNIX_EPOCH;
@@ -24,6 +24,12 @@ pub(crate) enum Command {
         queue: TaskKind,
         /// One task id; without it, every dead task of the queue.
         task: Option<String>,
+    },
+    /// Delete every dead task of a queue for good (they are not retried).
+    Purge {
+        /// The queue: submit, poll, transfer or notify.
+        #[arg(long, value_parser = parse_kind)]
+        queue: TaskKind,
     },
 }
 
@@ -66,6 +72,10 @@ pub(crate) async fn run(producer: &Producer, command: Command) -> anyhow::Result
                 println!("requeued {n} dead tasks of queue {queue}");
             }
         },
+        Command::Purge { queue } => {
+            let n = producer.purge_dead(queue).await?;
+            println!("deleted {n} dead tasks of queue {queue}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
