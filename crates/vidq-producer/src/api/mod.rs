@@ -9,9 +9,9 @@ mod jobs;
 mod metrics;
 mod openapi;
 mod ops;
+mod queues;
 mod rate_limit;
 mod schema;
-mod queues;
 mod workers;
 
 use std::future::Future;
