@@ -60,7 +60,7 @@ fn kind(name: &str) -> Result<TaskKind, ApiError> {
 
 /// List the queues: paused or not, and their depth.
 #[utoipa::path(
-    get, path = "/v1/queues", tag = "ops",
+    get, path = "/v1/queues", tag = "ops", operation_id = "list_queues",
     responses(
         (status = 200, description = "Every queue", body = QueueList),
         (status = 401, description = "No or unknown bearer token", body = ErrorBody),

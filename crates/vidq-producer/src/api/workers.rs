@@ -74,7 +74,7 @@ impl From<WorkerInfo> for WorkerView {
 
 /// List the live worker processes.
 #[utoipa::path(
-    get, path = "/v1/workers", tag = "ops",
+    get, path = "/v1/workers", tag = "ops", operation_id = "list_workers",
     responses(
         (status = 200, description = "The live workers (heartbeat not expired by Redis time)", body = WorkerList),
         (status = 401, description = "No or unknown bearer token", body = ErrorBody),
