@@ -152,3 +152,135 @@ services_stop() {
   fi
   _SERVICE_DIRS=()
 }
+
+# Two free loopback ports (a node's client port and its cluster-bus port), printed "P B".
+_free_port_pair() {
+  python3 -c '
+import socket
+a, b = socket.socket(), socket.socket()
+a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
+print(a.getsockname()[1], b.getsockname()[1])
+a.close(); b.close()'
+}
+
+# Waits for the shell condition "$2..." to succeed, every 0.1 s, for at most $1 seconds.
+_wait_for() {
+  local seconds=$1 deadline
+  shift
+  deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "timed out after ${seconds}s waiting for: $*"
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# True when every node on the ports given answers cluster_state:ok with all 16384 slots
+# assigned and ok, knows the other nodes, and each replica's link to its primary is up.
+_cluster_ok() {
+  local port info repl n=$#
+  for port in "$@"; do
+    info=$(redis-cli -h 127.0.0.1 -p "$port" CLUSTER INFO 2>/dev/null) || return 1
+    grep -q '^cluster_state:ok' <<<"$info" || return 1
+    grep -q '^cluster_slots_ok:16384' <<<"$info" || return 1
+    grep -q "^cluster_known_nodes:$n" <<<"$info" || return 1
+    repl=$(redis-cli -h 127.0.0.1 -p "$port" INFO replication 2>/dev/null) || return 1
+    if grep -q '^role:slave' <<<"$repl"; then
+      grep -q '^master_link_status:up' <<<"$repl" || return 1
+    fi
+  done
+}
+
+# A 3-primary, 3-replica Redis Cluster (Redis >= 7.0) on free loopback ports, each node in its
+# own folder, memory-only (`--save "" --appendonly no`) with `noeviction`; stopped by
+# services_stop. Exports VIDQ_TEST_REDIS_CLUSTER_URLS (comma-separated seed URLs).
+services_start_redis_cluster() {
+  ensure_redis_server
+  local ports=() port bus dir i urls=()
+  for i in 1 2 3 4 5 6; do
+    read -r port bus < <(_free_port_pair)
+    dir="$VIDQ_RUN_DIR/redis-cluster-$port"
+    mkdir -p "$dir"
+    _SERVICE_DIRS+=("$dir")
+    redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes --cluster-port "$bus" \
+      --cluster-config-file nodes.conf --cluster-node-timeout 2000 --save "" --appendonly no \
+      --maxmemory-policy noeviction --dir "$dir" --logfile "$dir/redis.log" &
+    _track $!
+    ports+=("$port")
+  done
+  for port in "${ports[@]}"; do
+    wait_port 127.0.0.1 "$port" 30
+    urls+=("redis://127.0.0.1:$port")
+  done
+  redis-cli --cluster create $(printf '127.0.0.1:%s ' "${ports[@]}") --cluster-replicas 1 \
+    --cluster-yes >"$VIDQ_RUN_DIR/redis-cluster-create-${ports[0]}.log" 2>&1 || {
+    log "redis-cli --cluster create failed:"
+    cat "$VIDQ_RUN_DIR/redis-cluster-create-${ports[0]}.log" >&2
+    return 1
+  }
+  _SERVICE_DIRS+=("$VIDQ_RUN_DIR/redis-cluster-create-${ports[0]}.log")
+  _wait_for 60 _cluster_ok "${ports[@]}"
+  VIDQ_TEST_REDIS_CLUSTER_URLS=$(IFS=,; echo "${urls[*]}")
+  export VIDQ_TEST_REDIS_CLUSTER_URLS
+  log "started a Redis Cluster (3 primaries, 3 replicas): $VIDQ_TEST_REDIS_CLUSTER_URLS"
+}
+
+# True when the sentinel on port $1 sees primary $2 with 1 replica and 2 other sentinels, and
+# the quorum is reachable.
+_sentinel_ready() {
+  local port=$1 name=$2 master
+  master=$(redis-cli -h 127.0.0.1 -p "$port" SENTINEL MASTER "$name" 2>/dev/null) || return 1
+  grep -A1 -x 'num-slaves' <<<"$master" | tail -n 1 | grep -qx 1 || return 1
+  grep -A1 -x 'num-other-sentinels' <<<"$master" | tail -n 1 | grep -qx 2 || return 1
+  redis-cli -h 127.0.0.1 -p "$port" SENTINEL CKQUORUM "$name" 2>/dev/null | grep -q '^OK'
+}
+
+# One primary, one replica and three sentinels (quorum 2) on free loopback ports, memory-only
+# with `noeviction`; a primary is declared down after 1 s and a failover may take 5 s, to suit
+# tests. Stopped by services_stop. Exports VIDQ_TEST_REDIS_SENTINELS (comma-separated
+# redis:// URLs of the sentinels) and VIDQ_TEST_REDIS_SENTINEL_MASTER (the primary's name).
+services_start_redis_sentinel() {
+  ensure_redis_server
+  local name=vidq-test primary replica port dir i urls=()
+  primary=$(free_port)
+  replica=$(free_port)
+  for port in "$primary" "$replica"; do
+    dir="$VIDQ_RUN_DIR/redis-sentinel-data-$port"
+    mkdir -p "$dir"
+    _SERVICE_DIRS+=("$dir")
+    local extra=()
+    [ "$port" = "$replica" ] && extra=(--replicaof 127.0.0.1 "$primary")
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+      --maxmemory-policy noeviction --dir "$dir" --logfile "$dir/redis.log" "${extra[@]}" &
+    _track $!
+    wait_port 127.0.0.1 "$port" 30
+  done
+  for i in 1 2 3; do
+    port=$(free_port)
+    dir="$VIDQ_RUN_DIR/redis-sentinel-$port"
+    mkdir -p "$dir"
+    _SERVICE_DIRS+=("$dir")
+    cat >"$dir/sentinel.conf" <<CONF
+port $port
+bind 127.0.0.1
+dir $dir
+logfile $dir/sentinel.log
+sentinel monitor $name 127.0.0.1 $primary 2
+sentinel down-after-milliseconds $name 1000
+sentinel failover-timeout $name 5000
+sentinel parallel-syncs $name 1
+CONF
+    redis-server "$dir/sentinel.conf" --sentinel &
+    _track $!
+    wait_port 127.0.0.1 "$port" 30
+    urls+=("redis://127.0.0.1:$port")
+  done
+  for port in "${urls[@]##*:}"; do
+    _wait_for 60 _sentinel_ready "$port" "$name"
+  done
+  VIDQ_TEST_REDIS_SENTINELS=$(IFS=,; echo "${urls[*]}")
+  export VIDQ_TEST_REDIS_SENTINELS VIDQ_TEST_REDIS_SENTINEL_MASTER=$name
+  log "started Sentinel: primary 127.0.0.1:$primary, replica 127.0.0.1:$replica, sentinels $VIDQ_TEST_REDIS_SENTINELS (master name $name)"
+}
