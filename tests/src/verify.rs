@@ -137,10 +137,10 @@ pub(crate) async fn list_keys(env: &TestEnv) -> anyhow::Result<BTreeSet<String>>
 pub async fn leftover_keys(env: &TestEnv) -> anyhow::Result<Vec<String>> {
     let keys = env.redis_keys().await?;
     let p = &env.prefix;
-    let job = format!("{p}:job:");
+    let job = format!("{p}:{{jobs}}:job:");
     let fixed = [
-        format!("{p}:jobs:all"),
-        format!("{p}:jobs:states"),
+        format!("{p}:{{jobs}}:all"),
+        format!("{p}:{{jobs}}:states"),
         format!("{p}:reconciler:lock"),
         format!("{p}:epoch"),
         format!("{p}:{{limits}}:credits"),

@@ -177,7 +177,7 @@ async fn the_daily_budget_holds_the_rest_until_the_next_utc_day() -> anyhow::Res
     assert_eq!(today.get("submissions").map(String::as_str), Some("3"));
     // The one deferred job a worker claimed, and after a reconciler round the other one too,
     // are expected when the submit queue's hold ends: tomorrow, by Redis's clock.
-    let key = format!("{}:jobs:active", env.prefix);
+    let key = format!("{}:{{jobs}}:active", env.prefix);
     vidq_tests::wait_until(
         "both deferred jobs expected tomorrow",
         Duration::from_secs(30),

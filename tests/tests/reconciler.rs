@@ -1,6 +1,6 @@
 //! The reconciler against a real worker: a job record it cannot decode does not stop its
 //! rounds (it is skipped, counted once and logged once), the jobs behind it are still repaired,
-//! and the `jobs:all` listing index is swept of ids whose record is gone.
+//! and the `{jobs}:all` listing index is swept of ids whose record is gone.
 
 use std::time::Duration;
 
@@ -29,8 +29,8 @@ async fn an_undecodable_record_is_skipped_the_rest_repaired_and_the_listing_prun
     let mut redis = redis::Client::open(env.redis_url.as_str())?
         .get_multiplexed_async_connection()
         .await?;
-    let active = format!("{}:jobs:active", env.prefix);
-    let all = format!("{}:jobs:all", env.prefix);
+    let active = format!("{}:{{jobs}}:active", env.prefix);
+    let all = format!("{}:{{jobs}}:all", env.prefix);
     let now = store.redis_now_ms().await?;
 
     // A job whose record no longer decodes, the oldest entry of the active index: with a

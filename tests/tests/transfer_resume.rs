@@ -23,9 +23,9 @@ const MIB: u64 = 1024 * 1024;
 const SIZE: u64 = 24 * MIB;
 const PART: u64 = 5 * MIB;
 
-/// The job's transfer record (`<prefix>:job:{<id>}:transfer`).
+/// The job's transfer record (`<prefix>:{jobs}:job:<id>:transfer`).
 fn record_key(env: &TestEnv, id: &JobId) -> String {
-    format!("{}:job:{{{id}}}:transfer", env.prefix)
+    format!("{}:{{jobs}}:job:{id}:transfer", env.prefix)
 }
 
 async fn redis(env: &TestEnv) -> anyhow::Result<redis::aio::MultiplexedConnection> {

@@ -47,7 +47,7 @@ async fn idempotency_key_returns_the_first_job() {
     assert_eq!(put("order-2", "h1", second).await, IdempotencyOutcome::New);
     let mut conn = h.conn().await;
     let ttl_left: i64 = conn
-        .pttl(format!("{}:idem:{{order-1}}", h.prefix))
+        .pttl(h.store.idempotency_key(None, "order-1"))
         .await
         .unwrap();
     assert!(ttl_left > 0 && ttl_left <= 60_000, "{ttl_left}");
@@ -125,7 +125,7 @@ async fn index_entries_of_expired_jobs_are_dropped_lazily() {
     let live = queued();
     h.store.create(&live).await.unwrap();
     let gone = JobId::new();
-    let all = format!("{}:jobs:all", h.prefix);
+    let all = format!("{}:{{jobs}}:all", h.prefix);
     let mut conn = h.conn().await;
     let _: () = conn.zadd(&all, gone.to_string(), 1_000u64).await.unwrap();
 
@@ -262,7 +262,7 @@ async fn stale_active_cuts_off_at_redis_now_minus_stale_after() {
     let at = h.store.redis_now_ms().await.unwrap() - 90_000;
     let mut conn = h.conn().await;
     let _: () = conn
-        .zadd(format!("{}:jobs:active", h.prefix), job.id.to_string(), at)
+        .zadd(format!("{}:{{jobs}}:active", h.prefix), job.id.to_string(), at)
         .await
         .unwrap();
     let stale = h
@@ -308,7 +308,7 @@ async fn a_reopened_job_is_expected_now_by_redis_clock() {
 #[tokio::test]
 async fn listing_and_pruning_age_index_entries_by_redis_clock() {
     let h = harness().await;
-    let all = format!("{}:jobs:all", h.prefix);
+    let all = format!("{}:{{jobs}}:all", h.prefix);
     let mut conn = h.conn().await;
     let now = h.store.redis_now_ms().await.unwrap();
     // Two ids without a record: one created within the grace (maybe still being created),

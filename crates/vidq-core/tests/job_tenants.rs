@@ -1,5 +1,5 @@
 //! Owners: the record keeps its tenant, each tenant has its own listing index (written at
-//! create, pruned like `jobs:all`), and idempotency keys are scoped by tenant.
+//! create, pruned like `{jobs}:all`), and idempotency keys are scoped by tenant.
 
 mod common;
 
@@ -69,8 +69,8 @@ async fn each_owner_lists_its_own_jobs_from_its_own_index() {
     assert_ne!(first.jobs[0].id, second.jobs[0].id);
     assert_eq!(h.store.list(None, None, 10).await.unwrap().jobs.len(), 4);
 
-    // An entry whose record is gone is pruned from the tenant's index like from `jobs:all`.
-    let index = format!("{}:jobs:tenant:tenant-b", h.prefix);
+    // An entry whose record is gone is pruned from the tenant's index like from `{jobs}:all`.
+    let index = format!("{}:{{jobs}}:tenant:tenant-b", h.prefix);
     let mut conn = h.conn().await;
     let now = h.store.redis_now_ms().await.unwrap();
     let gone = JobId::new();

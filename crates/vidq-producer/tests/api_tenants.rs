@@ -189,14 +189,14 @@ async fn each_tenant_lists_only_its_own_jobs_through_its_index() {
     let bad = app.get("/v1/jobs?tenant=a:b", ADMIN_TOKEN).await;
     assert_eq!(support::error_of(bad).await.0, 422);
 
-    // Each tenant has its own index next to `jobs:all`, written at create.
+    // Each tenant has its own index next to `{jobs}:all`, written at create.
     let mut conn = app.redis.clone();
     let a_index: usize = conn
-        .zcard(format!("{}:jobs:tenant:{TENANT_A}", app.prefix))
+        .zcard(format!("{}:{{jobs}}:tenant:{TENANT_A}", app.prefix))
         .await
         .unwrap();
     let b_index: usize = conn
-        .zcard(format!("{}:jobs:tenant:{TENANT_B}", app.prefix))
+        .zcard(format!("{}:{{jobs}}:tenant:{TENANT_B}", app.prefix))
         .await
         .unwrap();
     assert_eq!((a_index, b_index), (2, 1));

@@ -1,8 +1,8 @@
 //! Jobs per state, for metrics: a hash kept beside the records, updated after each applied
 //! transition. Unfinished states count the jobs in them now; terminal states count the jobs
-//! that ever ended there. It is a separate key (no script spans it and a job, so Redis Cluster
-//! can place them apart), so a process dying between a transition and its count leaves the
-//! figure off by one: good for dashboards, not for decisions.
+//! that ever ended there. It is a separate key (`<prefix>:{jobs}:states`, in the job store's
+//! slot) written after the transition, not by its script, so a process dying between a
+//! transition and its count leaves the figure off by one: good for dashboards, not for decisions.
 
 use std::collections::BTreeMap;
 

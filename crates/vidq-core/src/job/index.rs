@@ -1,18 +1,18 @@
-//! The job indexes: `jobs:active` for the reconciler, `jobs:all` for listing, and one
-//! `jobs:tenant:<owner>` per owner for listing one tenant's jobs without scanning the others'.
+//! The job indexes: `{jobs}:active` for the reconciler, `{jobs}:all` for listing, and one
+//! `{jobs}:tenant:<owner>` per owner for listing one tenant's jobs without scanning the others'.
 //!
 //! They are separate keys from the jobs, updated after a job's own change and idempotent, so
 //! they can drift (a crash between the two writes); drift is repaired lazily:
-//! - `jobs:all` and `jobs:tenant:<owner>` keep an id after its record expired;
+//! - `{jobs}:all` and `{jobs}:tenant:<owner>` keep an id after its record expired;
 //!   [`JobStore::list`] and [`JobStore::list_tenant`] drop such ids as they meet them and
 //!   [`JobStore::prune_index`] sweeps the oldest ones of each (the reconciler calls it).
-//! - `jobs:active` can keep a finished or vanished job; the reconciler meets it through
+//! - `{jobs}:active` can keep a finished or vanished job; the reconciler meets it through
 //!   [`JobStore::stale_active`] and calls [`JobStore::remove_active`].
 //!
 //! An index entry younger than [`INDEX_GRACE_MS`] is never dropped: its job may still be
 //! being created.
 //!
-//! One clock: `jobs:active` is scored, and both indexes are aged, by Redis's `TIME` (in a
+//! One clock: `{jobs}:active` is scored, and both indexes are aged, by Redis's `TIME` (in a
 //! script, or one `TIME` read), never by the host's clock; callers pass relative delays and
 //! ages, so a host whose clock is off changes nothing here.
 
@@ -140,7 +140,7 @@ impl JobStore {
     }
 
     /// [`Self::list`] of the jobs `tenant` owns only, read from its own index
-    /// `jobs:tenant:<tenant>` (written at create): the cost does not grow with other tenants'
+    /// `{jobs}:tenant:<tenant>` (written at create): the cost does not grow with other tenants'
     /// jobs. Jobs without an owner are never listed here.
     pub async fn list_tenant(
         &self,
@@ -221,10 +221,10 @@ impl JobStore {
         })
     }
 
-    /// Sweeps the `limit` oldest entries of `jobs:all`, and of each owner's
-    /// `jobs:tenant:<owner>`, older than [`INDEX_GRACE_MS`] by Redis's clock, dropping those
+    /// Sweeps the `limit` oldest entries of `{jobs}:all`, and of each owner's
+    /// `{jobs}:tenant:<owner>`, older than [`INDEX_GRACE_MS`] by Redis's clock, dropping those
     /// whose record is gone; and `limit` sampled ids of the unfinished sets the quotas count
-    /// (`jobs:unfinished`, each owner's `jobs:tenant:<owner>:unfinished`), dropping those
+    /// (`{jobs}:unfinished`, each owner's `{jobs}:tenant:<owner>:unfinished`), dropping those
     /// whose job is gone or has ended. Returns how many were dropped. The reconciler calls it
     /// every round so the indexes do not outgrow the records, and a job deleted by hand does
     /// not hold its owner's quota for good.

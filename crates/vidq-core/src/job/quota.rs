@@ -2,9 +2,9 @@
 //! jobs it creates per UTC day (by Redis's clock), and the backlog cap on every unfinished job.
 //!
 //! Counted from two sets kept by the scripts that create jobs and move them between states
-//! (`jobs:unfinished` and `jobs:tenant:<owner>:unfinished`: an id goes in when its job is
+//! (`{jobs}:unfinished` and `{jobs}:tenant:<owner>:unfinished`: an id goes in when its job is
 //! created unfinished or reopened, and out when it ends), and one counter per owner and day
-//! (`jobs:tenant:<owner>:today`, reset when Redis's UTC day changes). Sets of ids rather than counters: adding or
+//! (`{jobs}:tenant:<owner>:today`, reset when Redis's UTC day changes). Sets of ids rather than counters: adding or
 //! removing an id twice changes nothing, and their size is exact at every instant.
 
 use std::fmt;

@@ -142,7 +142,7 @@ impl JobRecord {
     }
 }
 
-/// Published as JSON on `<prefix>:events` when a job reaches a terminal state.
+/// Published as JSON on `<prefix>:{jobs}:events` when a job reaches a terminal state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobEvent {
     /// The job.

@@ -38,14 +38,16 @@ pub enum Transitioned {
 
 /// The job records in Redis. Cheap to clone: clones share one multiplexed connection.
 ///
-/// Keys (prefix `vidq` by default): `<prefix>:job:{<id>}` (hash) and
-/// `<prefix>:job:{<id>}:history` (list) per job, `<prefix>:jobs:active` and
-/// `<prefix>:jobs:all` (indexes), `<prefix>:jobs:tenant:<owner>` (one owner's jobs, the
-/// owners in the set `<prefix>:jobs:tenants`), `<prefix>:idem:{<key>}` and
-/// `<prefix>:idem:<tenant>:{<key>}` (idempotency keys), the unfinished jobs' ids in
-/// `<prefix>:jobs:unfinished` and `<prefix>:jobs:tenant:<owner>:unfinished` (sets), each
-/// owner's creates per UTC day in `<prefix>:jobs:tenant:<owner>:today`, and the pub/sub channel
-/// `<prefix>:events`.
+/// Keys (prefix `vidq` by default), all with the hash tag `{jobs}` so every script and
+/// pipeline of the store touches one Redis Cluster slot: `<prefix>:{jobs}:job:<id>` (hash),
+/// `<prefix>:{jobs}:job:<id>:history` (list), `:transfer` and `:upload` per job,
+/// `<prefix>:{jobs}:active` and `<prefix>:{jobs}:all` (indexes), `<prefix>:{jobs}:tenant:<owner>`
+/// (one owner's jobs, the owners in the set `<prefix>:{jobs}:tenants`),
+/// `<prefix>:{jobs}:idem:{<key>}` and `<prefix>:{jobs}:idem:<tenant>:{<key>}` (idempotency
+/// keys), the unfinished jobs' ids in `<prefix>:{jobs}:unfinished` and
+/// `<prefix>:{jobs}:tenant:<owner>:unfinished` (sets), each owner's creates per UTC day in
+/// `<prefix>:{jobs}:tenant:<owner>:today`, the per-state counts `<prefix>:{jobs}:states`, and
+/// the sharded pub/sub channels `<prefix>:{jobs}:events` and `<prefix>:{jobs}:events:transitions`.
 #[derive(Clone)]
 pub struct JobStore {
     pub(super) conn: ConnectionManager,
@@ -101,7 +103,7 @@ impl JobStore {
     }
 
     /// Uses `prefix` for every key. It must be non-empty and hold no `{` or `}` (those would
-    /// break the per-job hash tags).
+    /// break the `{jobs}` hash tag).
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Result<Self, StoreError> {
         let prefix = prefix.into();
         if prefix.is_empty() || prefix.contains(['{', '}']) {
@@ -134,10 +136,25 @@ impl JobStore {
         self.keys.prefix()
     }
 
-    /// The pub/sub channel where a [`JobEvent`] is published as JSON when a job finishes.
+    /// The sharded pub/sub channel (`SSUBSCRIBE`) where a [`JobEvent`] is published as JSON
+    /// when a job finishes.
     #[must_use]
     pub fn events_channel(&self) -> String {
         self.keys.events()
+    }
+
+    /// The sharded pub/sub channel where every transition is published as JSON
+    /// (`{"id", "from", "to", "at_ms", "note"}`): [`Self::events_channel`] plus `:transitions`.
+    #[must_use]
+    pub fn transitions_channel(&self) -> String {
+        self.keys.transitions()
+    }
+
+    /// The Redis key of idempotency key `key` within `tenant`'s keys (for operators, the
+    /// console and tests).
+    #[must_use]
+    pub fn idempotency_key(&self, tenant: Option<&str>, key: &str) -> String {
+        self.keys.idempotency(tenant, key)
     }
 
     /// The Redis key of a job's hash (for operators and tests).
@@ -153,8 +170,8 @@ impl JobStore {
     }
 
     /// Stores a new job atomically, refusing an id that exists: its record, history, index
-    /// entries (`jobs:all`, its owner's `jobs:tenant:<owner>`, and unless terminal
-    /// `jobs:active`, expected at once by Redis's clock, and the unfinished sets) and its
+    /// entries (`{jobs}:all`, its owner's `{jobs}:tenant:<owner>`, and unless terminal
+    /// `{jobs}:active`, expected at once by Redis's clock, and the unfinished sets) and its
     /// per-state count, in one script. No limit is checked ([`Self::create_within`] does).
     pub async fn create(&self, record: &JobRecord) -> Result<(), StoreError> {
         let outcome = self

@@ -3,10 +3,10 @@
 //! can abort it even where the store cannot list uploads). Every write is fenced by the
 //! delivery that owns the transfer: a late worker that lost its lease records nothing.
 //!
-//! `<prefix>:job:{<id>}:transfer` is a hash: `owner` (the fencing token of the delivery
+//! `<prefix>:{jobs}:job:<id>:transfer` is a hash: `owner` (the fencing token of the delivery
 //! running the transfer), `upload_id`, `key`, `length` and `validator` (of the upstream body
 //! the parts hold), and `p:<n>` = `<bytes> <etag or -> <sha256 state>` per stored part.
-//! `<prefix>:job:{<id>}:upload` (a string: an upload id) is what releases before resuming
+//! `<prefix>:{jobs}:job:<id>:upload` (a string: an upload id) is what releases before resuming
 //! kept; it is still read, to abort what they left open.
 
 use std::sync::LazyLock;
@@ -108,12 +108,14 @@ pub struct TransferRecord {
 }
 
 impl JobStore {
-    fn transfer_key(&self, id: &JobId) -> String {
-        format!("{}:transfer", self.keys.job(id))
+    /// The Redis key of job `id`'s transfer record (for operators and tests).
+    #[must_use]
+    pub fn transfer_key(&self, id: &JobId) -> String {
+        self.keys.transfer(id)
     }
 
     fn legacy_upload_key(&self, id: &JobId) -> String {
-        format!("{}:upload", self.keys.job(id))
+        self.keys.upload(id)
     }
 
     /// The delivery `token` takes job `id`'s transfer over (later writes of any other token

@@ -2,10 +2,11 @@
 -- history list, its index entries and its counts, after checking the owner's quotas and the
 -- backlog cap. A job refused by a limit, or whose id exists, is not written at all; the
 -- others are checked in order, so a batch takes what fits.
--- KEYS[1] jobs:all   KEYS[2] jobs:active   KEYS[3] jobs:unfinished (set)   KEYS[4] jobs:tenants
--- KEYS[5] jobs:tenant:<owner>   KEYS[6] jobs:tenant:<owner>:unfinished (set)
--- KEYS[7] jobs:tenant:<owner>:today (hash: day = UTC day number by Redis's clock, created =
---         jobs created that day; reset when the day changes)   KEYS[8] jobs:states (hash)
+-- Every key is `<prefix>:{jobs}:…` (one slot):
+-- KEYS[1] all   KEYS[2] active   KEYS[3] unfinished (set)   KEYS[4] tenants
+-- KEYS[5] tenant:<owner>   KEYS[6] tenant:<owner>:unfinished (set)
+-- KEYS[7] tenant:<owner>:today (hash: day = UTC day number by Redis's clock, created =
+--         jobs created that day; reset when the day changes)   KEYS[8] states (hash)
 -- then per job i (from 1): KEYS[7 + 2i] its hash, KEYS[8 + 2i] its history list.
 -- ARGV[1] the owner, or ""   ARGV[2] finished TTL in ms   ARGV[3] events channel
 -- ARGV[4] most unfinished jobs of the owner, ARGV[5] most jobs the owner creates per UTC day,

@@ -1,5 +1,5 @@
 -- Records when a job's next task is expected, by Redis's clock: now + a relative delay.
--- KEYS[1] jobs:active (zset id -> expected-by Unix ms)
+-- KEYS[1] {jobs}:active (zset id -> expected-by Unix ms)
 -- ARGV[1] job id   ARGV[2] delay ms   ARGV[3] "NX" to leave an existing entry alone, or ""
 -- Returns the expected-by time written (or that would have been).
 local t = redis.call('TIME')

@@ -1,12 +1,12 @@
 -- Compare-and-set on one job: applies a patch and, unless ARGV[2] is empty, moves the job to
 -- a new state. Nothing is written unless the job is in one of the expected states.
--- KEYS[1] job hash, KEYS[2] job history list (same hash tag), KEYS[3] jobs:unfinished (set)
+-- KEYS[1] job hash, KEYS[2] job history list, KEYS[3] unfinished (set): all `<prefix>:{jobs}:…`
 -- ARGV[1] expected states, space separated   ARGV[2] new state, or "" for a patch only
 -- ARGV[3] now (unix ms), or "" for Redis's clock   ARGV[4] history note as JSON (a string or null)
 -- ARGV[5] attempts increment                 ARGV[6] "1" when the new state is terminal
 -- ARGV[7] finished TTL in ms                 ARGV[8] history cap
 -- ARGV[9] events channel                     ARGV[10] event JSON, its "at_ms":0 set to now
--- ARGV[11] `<prefix>:jobs:tenant:`: the owner's set of unfinished jobs is this plus the
+-- ARGV[11] `<prefix>:{jobs}:tenant:`: the owner's set of unfinished jobs is this plus the
 --          job's owner plus `:unfinished` (the owner is read here, in the same atomic step)
 -- ARGV[12] number of field/value pairs N, ARGV[13 .. 12+2N] pairs, then fields to delete.
 -- A move to a terminal state takes the job out of the unfinished sets (the quotas and the
