@@ -26,6 +26,7 @@ pub use job::{
     UnknownJobState, ValidationError, unix_ms_now,
 };
 pub use job::{RecordedPart, TransferRecord, TransferUpload};
+pub use job::TraceContext;
 pub use settings::{SettingsError, load_settings};
 pub use tasks::{JobTask, TASK_VERSION, TaskKind};
 pub use telemetry::{LogFormat, LogSettings, TelemetryError};

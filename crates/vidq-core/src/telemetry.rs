@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 
 use serde::Deserialize;
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use tracing_subscriber::{EnvFilter, Layer, Registry, fmt, prelude::*};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -54,18 +54,31 @@ pub enum TelemetryError {
 
 /// Installs the global tracing subscriber: logs go to standard error.
 pub fn init(settings: &LogSettings) -> Result<(), TelemetryError> {
+    init_with(settings, None::<NoLayer>)
+}
+
+/// A layer type for [`init_with`] callers that add none.
+pub type NoLayer = tracing_subscriber::layer::Identity;
+
+/// Like [`init`], with `extra` (such as an OpenTelemetry export layer) beside the log lines.
+/// `log.filter` filters the log lines only: `extra` brings its own filter.
+pub fn init_with<L>(settings: &LogSettings, extra: Option<L>) -> Result<(), TelemetryError>
+where
+    L: Layer<Registry> + Send + Sync + 'static,
+{
     let directive = std::env::var("RUST_LOG").unwrap_or_else(|_| settings.filter.clone());
     let filter = EnvFilter::try_new(&directive).map_err(|e| TelemetryError::Filter {
         filter: directive.clone(),
         reason: e.to_string(),
     })?;
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry().with(extra);
     let result = match settings.format {
         LogFormat::Human => registry
             .with(
                 fmt::layer()
                     .with_ansi(std::io::stderr().is_terminal())
-                    .with_writer(std::io::stderr),
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
             )
             .try_init(),
         LogFormat::Json => registry
@@ -75,7 +88,8 @@ pub fn init(settings: &LogSettings) -> Result<(), TelemetryError> {
                     .flatten_event(true)
                     .with_current_span(true)
                     .with_span_list(false)
-                    .with_writer(std::io::stderr),
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
             )
             .try_init(),
     };

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use super::{JobId, JobRecord, JobState, Output, SignedUrl, StoreError, Transition};
+use super::{JobId, JobRecord, JobState, Output, SignedUrl, StoreError, TraceContext, Transition};
 
 /// Version of this layout, stored in field `v`, for future migrations.
 const LAYOUT_VERSION: &str = "1";
@@ -25,6 +25,7 @@ pub(super) mod field {
     pub(crate) const OUTPUT: &str = "output";
     pub(crate) const UPSTREAM_COST: &str = "upstream_cost";
     pub(crate) const UPSTREAM_REQUEST_ID: &str = "upstream_request_id";
+    pub(crate) const TRACE: &str = "trace";
 }
 
 /// The hash fields of a record; optional fields that are `None` are left out.
@@ -62,6 +63,14 @@ pub(super) fn encode(record: &JobRecord) -> Result<Vec<(&'static str, String)>, 
         (
             field::UPSTREAM_REQUEST_ID,
             record.upstream_request_id.clone(),
+        ),
+        (
+            field::TRACE,
+            record
+                .trace
+                .as_ref()
+                .map(|t| to_json(field::TRACE, t))
+                .transpose()?,
         ),
     ];
     fields.extend(
@@ -133,6 +142,9 @@ pub(super) fn decode(
     let upstream_cost = take(field::UPSTREAM_COST)
         .map(|text| parse_str::<f64>(key, field::UPSTREAM_COST, text))
         .transpose()?;
+    // A trace context that does not decode is dropped, not an error: it only links spans.
+    let trace =
+        take(field::TRACE).and_then(|text| serde_json::from_str::<TraceContext>(&text).ok());
     let history = history
         .iter()
         .map(|entry| {
@@ -157,6 +169,7 @@ pub(super) fn decode(
         upstream_cost,
         upstream_request_id: take(field::UPSTREAM_REQUEST_ID),
         history,
+        trace,
     })
 }
 

@@ -25,7 +25,9 @@ pub use idempotency::{IdempotencyOutcome, MAX_IDEMPOTENCY_KEY_BYTES};
 pub use index::{INDEX_GRACE_MS, JobPage, ListCursor, MAX_PAGE};
 pub use patch::Patch;
 pub use quota::{CreateQuota, QuotaExceeded, QuotaKind};
-pub use record::{JobEvent, JobRecord, Output, SignedUrl, Transition, unix_ms_now};
+pub use record::{
+    JobEvent, JobRecord, Output, SignedUrl, TraceContext, Transition, unix_ms_now,
+};
 pub use request::{
     NAMED_UPSTREAM_ARGS, Priority, Resolution, TransformRequest, TransformRequestInput,
     ValidationError,

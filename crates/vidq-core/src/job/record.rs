@@ -114,6 +114,30 @@ pub struct JobRecord {
     pub upstream_request_id: Option<String>,
     /// The newest transitions, oldest first (capped by the store).
     pub history: Vec<Transition>,
+    /// The W3C trace context the job was created in (the API request's span), so each of
+    /// its tasks is a span of that trace; `None` when the creator had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceContext>,
+}
+
+/// A W3C trace context as carried by the `traceparent` and `tracestate` headers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceContext {
+    /// `00-<trace id>-<parent span id>-<flags>`.
+    pub traceparent: String,
+    /// Vendor entries, when there were any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
+}
+
+impl TraceContext {
+    /// The 32-hex-digit trace id of a well-formed `traceparent`.
+    #[must_use]
+    pub fn trace_id(&self) -> Option<&str> {
+        let mut parts = self.traceparent.split('-');
+        let (_version, id) = (parts.next()?, parts.next()?);
+        (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+    }
 }
 
 impl JobRecord {
@@ -138,6 +162,7 @@ impl JobRecord {
             upstream_cost: None,
             upstream_request_id: None,
             history: Vec::new(),
+            trace: None,
         }
     }
 }
