@@ -572,6 +572,13 @@ impl Producer {
         }
     }
 
+    /// Queues job `id`'s webhook again (a `notify` task, due now), for an operator's "send
+    /// again"; the worker sends it if the job has finished and has a `callback_url`.
+    pub async fn resend_webhook(&self, id: &JobId) -> Result<(), ProducerError> {
+        self.push_step(TaskKind::Notify, id).await?;
+        Ok(())
+    }
+
     /// Dead tasks of `kind`'s queue, newest first.
     pub async fn dead_tasks(
         &self,

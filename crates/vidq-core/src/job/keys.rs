@@ -121,4 +121,179 @@ impl Keys {
             Some(tenant) => format!("{}idem:{tenant}:{{{key}}}", self.base),
         }
     }
+
+    /// `<prefix>:{jobs}:stats:minute:`: what the Unix minute (Redis's clock) follows in the
+    /// hash of the jobs that ended in that minute, per terminal state (kept ~2 hours; the
+    /// transition script builds the key from its clock).
+    pub(super) fn stats_minute_prefix(&self) -> String {
+        format!("{}:{{jobs}}:stats:minute:", self.prefix)
+    }
+
+    /// `<prefix>:{jobs}:img:`: what an upstream `img_uuid` follows in the key naming the job
+    /// that holds it (the transition script writes it when it stores the `img_uuid`).
+    pub(super) fn img_prefix(&self) -> String {
+        format!("{}:{{jobs}}:img:", self.prefix)
+    }
+
+    /// `<prefix>:{jobs}:job:<id>:deliveries`: the capped list of the job's webhook delivery
+    /// attempts (JSON, newest first).
+    pub(super) fn deliveries(&self, id: &JobId) -> String {
+        format!("{}:{{jobs}}:job:{id}:deliveries", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The job store's key layout: every key and channel, and what each script and pipeline
+    //! of the store is given, hashes to the one slot of `{jobs}` (redis-rs's own slot
+    //! function, CRC16 of the hash tag as Redis Cluster computes it).
+
+    use redis::cluster_routing::Slot;
+
+    use super::*;
+
+    fn ids() -> [JobId; 3] {
+        [JobId::new(), JobId::new(), JobId::new()]
+    }
+
+    fn assert_one_slot(what: &str, keys: &[String]) {
+        let jobs = Slot::for_key(JOBS_TAG);
+        for key in keys {
+            assert!(key.starts_with("vidq:{jobs}:"), "{what}: {key}");
+            assert_eq!(
+                Slot::for_key(key),
+                jobs,
+                "{what}: {key} is not in {{jobs}}'s slot"
+            );
+        }
+    }
+
+    #[test]
+    fn every_key_and_channel_is_in_the_jobs_slot() {
+        let k = Keys::new("vidq".to_owned());
+        let [a, ..] = ids();
+        let all = [
+            k.job(&a),
+            k.history(&a),
+            k.transfer(&a),
+            k.upload(&a),
+            k.deliveries(&a),
+            k.events(),
+            k.transitions(),
+            k.active(),
+            k.all(),
+            k.tenant_all("tenant-a"),
+            k.tenants(),
+            k.unfinished(),
+            k.tenant_unfinished("tenant-a"),
+            k.tenant_today("tenant-a"),
+            k.states(),
+            k.idempotency(None, "order-1"),
+            k.idempotency(Some("tenant-a"), "order-1"),
+            // A caller's key with braces of its own still lands in `{jobs}`'s slot: only the
+            // first tag counts.
+            k.idempotency(Some("tenant-a"), "{other}"),
+            format!("{}29460000", k.stats_minute_prefix()),
+            format!("{}0b1c-img", k.img_prefix()),
+        ];
+        assert_one_slot("key", &all);
+        assert_eq!(k.transitions(), format!("{}:transitions", k.events()));
+        assert_eq!(k.job(&a), format!("{}{a}", k.job_prefix()));
+        assert_eq!(
+            k.tenant_unfinished("t"),
+            format!("{}t:unfinished", k.tenant_prefix())
+        );
+    }
+
+    /// What each script of the store is handed as KEYS, and the keys it builds from a
+    /// prefix it is handed (a prefix of `{jobs}` keys carries the tag, so they stay in the
+    /// slot), and the channels it publishes on.
+    #[test]
+    fn each_script_and_pipeline_touches_one_slot() {
+        let k = Keys::new("vidq".to_owned());
+        let [a, b, c] = ids();
+        let owner = "tenant-a";
+        let scripts: Vec<(&str, Vec<String>)> = vec![
+            (
+                "create.lua (a batch of 3)",
+                vec![
+                    k.all(),
+                    k.active(),
+                    k.unfinished(),
+                    k.tenants(),
+                    k.tenant_all(owner),
+                    k.tenant_unfinished(owner),
+                    k.tenant_today(owner),
+                    k.states(),
+                    k.job(&a),
+                    k.history(&a),
+                    k.job(&b),
+                    k.history(&b),
+                    k.job(&c),
+                    k.history(&c),
+                    k.events(),
+                ],
+            ),
+            (
+                "transition.lua",
+                vec![
+                    k.job(&a),
+                    k.history(&a),
+                    k.unfinished(),
+                    k.stats_minute_prefix(),
+                    k.img_prefix(),
+                    format!("{}{owner}:unfinished", k.tenant_prefix()),
+                    k.events(),
+                    format!("{}:transitions", k.events()),
+                ],
+            ),
+            ("claim_submission.lua", vec![k.job(&a)]),
+            (
+                "idempotency.lua, release",
+                vec![k.idempotency(None, "x"), k.idempotency(Some(owner), "x")],
+            ),
+            (
+                "older_than.lua",
+                vec![k.all(), k.active(), k.tenant_all(owner)],
+            ),
+            ("touch_active.lua", vec![k.active()]),
+            (
+                "prune_unfinished.lua",
+                vec![
+                    k.unfinished(),
+                    k.tenant_unfinished(owner),
+                    format!("{}{a}", k.job_prefix()),
+                ],
+            ),
+            ("transfer scripts", vec![k.transfer(&a), k.upload(&a)]),
+            ("record delivery", vec![k.job(&a), k.deliveries(&a)]),
+            (
+                "get_many pipeline",
+                vec![k.job(&a), k.history(&a), k.job(&b), k.history(&b)],
+            ),
+            (
+                "prune_zset pipeline",
+                vec![k.job(&a), k.job(&b), k.job(&c), k.all()],
+            ),
+            ("count_transition pipeline", vec![k.states()]),
+            (
+                "finished_per_minute pipeline",
+                vec![
+                    format!("{}1", k.stats_minute_prefix()),
+                    format!("{}2", k.stats_minute_prefix()),
+                ],
+            ),
+        ];
+        for (name, keys) in &scripts {
+            assert_one_slot(name, keys);
+        }
+    }
+
+    #[test]
+    fn the_slot_function_is_redis_clusters() {
+        // Redis Cluster's spec: CRC16/XMODEM("123456789") = 0x31C3, slot = crc % 16384; the
+        // `{jobs}` tag's slot (also what `CLUSTER KEYSLOT vidq:{jobs}:all` answers).
+        assert_eq!(Slot::for_key("123456789"), Slot::new(0x31C3).unwrap());
+        assert_eq!(Slot::for_key("vidq:{jobs}:all"), Slot::new(9631).unwrap());
+    }
 }

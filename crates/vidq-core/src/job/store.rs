@@ -431,6 +431,8 @@ impl JobStore {
         call.key(self.keys.job(id))
             .key(self.keys.history(id))
             .key(self.keys.unfinished())
+            .key(self.keys.stats_minute_prefix())
+            .key(self.keys.img_prefix())
             .arg(expected.join(" "))
             .arg(to.map_or("", JobState::as_str))
             .arg("")

@@ -66,6 +66,11 @@ impl Events {
         }));
     }
 
+    /// A receiver of the feed's messages, for the console's live pages (`None` without a feed).
+    pub(crate) fn watch(&self) -> Option<broadcast::Receiver<Message>> {
+        self.feed.get().map(|feed| feed.tx.subscribe())
+    }
+
     /// The feed, for [`Api::serve`](super::Api::serve) to run.
     pub(crate) fn feed(&self) -> Option<Arc<Feed>> {
         self.feed.get().cloned()
@@ -120,7 +125,7 @@ pub(crate) struct Feed {
 }
 
 #[derive(Debug, Clone)]
-enum Message {
+pub(crate) enum Message {
     /// A job moved.
     Moved(Arc<Moved>),
     /// The subscription was (re)made: what was published meanwhile was not received.
@@ -129,10 +134,10 @@ enum Message {
 
 /// What the transition script publishes.
 #[derive(Debug, Deserialize)]
-struct Moved {
-    id: String,
-    to: JobState,
-    at_ms: u64,
+pub(crate) struct Moved {
+    pub(crate) id: String,
+    pub(crate) to: JobState,
+    pub(crate) at_ms: u64,
     note: Option<String>,
 }
 

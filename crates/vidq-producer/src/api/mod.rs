@@ -253,7 +253,11 @@ impl Api {
         if let Some(feed) = self.state.events.feed() {
             background.spawn(feed.run(stop_watch.clone()));
         }
-        let served = axum::serve(listener, self.router())
+        // The peer's address reaches the handlers (the console limits sign-ins by it).
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 stop.cancel();
@@ -270,7 +274,7 @@ mod console_backend {
     use std::sync::Arc;
 
     use axum::http::{HeaderMap, HeaderValue, header};
-    use vidq_console::{Backend, BackendError, Canceled, Principal};
+    use vidq_console::{Backend, BackendError, Canceled, Live, LiveStream, Principal};
     use vidq_core::workers::{WorkerInfo, WorkerRegistry};
     use vidq_core::{JobId, JobRecord, JobState, JobStore, TaskKind};
     use vidq_queue::{DeadTask, Depth};
@@ -292,6 +296,50 @@ mod console_backend {
                 admin: caller.admin,
                 write,
             })
+        }
+
+        fn authenticate_digest(&self, digest: &[u8; 32]) -> Option<Principal> {
+            let caller = self.0.tokens.authorize_digest(digest, Scope::Read).ok()?;
+            let write =
+                caller.admin || self.0.tokens.authorize_digest(digest, Scope::Write).is_ok();
+            Some(Principal {
+                tenant: caller.tenant,
+                admin: caller.admin,
+                write,
+            })
+        }
+
+        fn live(&self) -> Option<LiveStream> {
+            use super::events::Message;
+            use tokio::sync::broadcast::error::RecvError;
+            let rx = self.0.events.watch()?;
+            let stop = self.0.shutdown.clone();
+            Some(Box::pin(futures::stream::unfold(
+                (rx, stop),
+                |(mut rx, stop)| async move {
+                    let live = tokio::select! {
+                        () = stop.cancelled() => return None,
+                        m = rx.recv() => match m {
+                            Ok(Message::Moved(m)) => Live::Moved {
+                                id: m.id.clone(),
+                                to: m.to,
+                                at_ms: m.at_ms,
+                            },
+                            Ok(Message::Resync) | Err(RecvError::Lagged(_)) => Live::Resync,
+                            Err(RecvError::Closed) => return None,
+                        },
+                    };
+                    Some((live, (rx, stop)))
+                },
+            )))
+        }
+
+        async fn resend_webhook(&self, job: &JobRecord) -> Result<bool, BackendError> {
+            if !job.state.is_terminal() || job.request.callback_url().is_none() {
+                return Ok(false);
+            }
+            self.0.producer.resend_webhook(&job.id).await?;
+            Ok(true)
         }
 
         fn store(&self) -> &JobStore {

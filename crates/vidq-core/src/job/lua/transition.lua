@@ -9,6 +9,10 @@
 -- ARGV[11] `<prefix>:{jobs}:tenant:`: the owner's set of unfinished jobs is this plus the
 --          job's owner plus `:unfinished` (the owner is read here, in the same atomic step)
 -- ARGV[12] number of field/value pairs N, ARGV[13 .. 12+2N] pairs, then fields to delete.
+-- KEYS[4] (optional) `<prefix>:{jobs}:stats:minute:`: a move to a terminal state counts in the
+--          hash of this plus the Unix minute (Redis's clock), field = the state, kept 2 hours
+-- KEYS[5] (optional) `<prefix>:{jobs}:img:`: a patch storing `img_uuid` sets this plus the
+--          uuid to the job's id (its TTL follows the job's)
 -- A move to a terminal state takes the job out of the unfinished sets (the quotas and the
 -- backlog cap count them); a move to an unfinished state puts it (back) in.
 -- Returns {1, previous state, now} when applied, {0, current state, ''} when skipped,
@@ -37,6 +41,16 @@ local n = tonumber(ARGV[12])
 if n > 0 then
   redis.call('HSET', KEYS[1], unpack(ARGV, 13, 12 + 2 * n))
 end
+if KEYS[5] then
+  for i = 13, 12 + 2 * n, 2 do
+    if ARGV[i] == 'img_uuid' and ARGV[i + 1] ~= '' then
+      local job_id = redis.call('HGET', KEYS[1], 'id')
+      if job_id then
+        redis.call('SET', KEYS[5] .. ARGV[i + 1], job_id)
+      end
+    end
+  end
+end
 if #ARGV > 12 + 2 * n then
   redis.call('HDEL', KEYS[1], unpack(ARGV, 13 + 2 * n, #ARGV))
 end
@@ -64,6 +78,15 @@ if to ~= '' then
     redis.call('PEXPIRE', KEYS[2], ARGV[7])
     local event = string.gsub(ARGV[10], '"at_ms":0', '"at_ms":' .. now, 1)
     redis.call('PUBLISH', ARGV[9], event)
+    if KEYS[4] then
+      local stats = KEYS[4] .. math.floor(tonumber(now) / 60000)
+      redis.call('HINCRBY', stats, to, 1)
+      redis.call('PEXPIRE', stats, 7200000)
+    end
+    local img = KEYS[5] and redis.call('HGET', KEYS[1], 'img_uuid')
+    if img then
+      redis.call('PEXPIRE', KEYS[5] .. img, ARGV[7])
+    end
     if who[1] then
       redis.call('SREM', KEYS[3], who[1])
       if open_key then
@@ -74,6 +97,10 @@ if to ~= '' then
     -- Unfinished again (an operator's retry of a failed job): the keys live on.
     redis.call('PERSIST', KEYS[1])
     redis.call('PERSIST', KEYS[2])
+    local img = KEYS[5] and redis.call('HGET', KEYS[1], 'img_uuid')
+    if img then
+      redis.call('PERSIST', KEYS[5] .. img)
+    end
     if who[1] then
       redis.call('SADD', KEYS[3], who[1])
       if open_key then
