@@ -3,15 +3,17 @@
 //! the tenant's jobs, `admin` for dead tasks); anything else is 403 and changes nothing.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State as AxumState};
-use axum::http::{HeaderMap, StatusCode, header};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State as AxumState};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Redirect, Response};
-use vidq_core::{JobId, TaskKind};
+use vidq_core::{JobId, JobRecord, TaskKind};
 
 use crate::console::{State, secure, session};
 use crate::html::{error_page, esc, page};
-use crate::session::{Session, clear_cookie, set_cookie};
-use crate::{Backend, Canceled, Principal};
+use crate::session::{Session, clear_cookie, set_cookie, token_digest};
+use crate::{Backend, BackendError, Canceled, Principal};
 
 /// Most jobs one bulk action takes.
 const MAX_BULK: usize = 100;
@@ -34,11 +36,50 @@ fn who(session: &Session) -> Option<(&Principal, &str)> {
     Some((&session.principal, session.csrf.as_str()))
 }
 
+/// The client address a sign-in is limited by: the connection's peer when the server knows
+/// it (`vidq serve` does), else one shared bucket.
+fn client_address(extensions: &Extensions) -> String {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
+}
+
 pub(crate) async fn login<B: Backend>(
     AxumState(state): AxumState<State<B>>,
     headers: HeaderMap,
+    extensions: Extensions,
     body: Bytes,
 ) -> Response {
+    let client = client_address(&extensions);
+    let settings = &state.settings;
+    match state
+        .sessions
+        .admit_sign_in(&client, settings.sign_in_per_minute, settings.sign_in_burst)
+        .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(wait)) => {
+            tracing::warn!(client = %client, "console: sign-in rate limited");
+            let secs = wait.as_secs() + 1;
+            let mut response = error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("too many sign-in attempts from this address; try again in {secs} s"),
+                None,
+            );
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return response;
+        }
+        Err(error) => {
+            tracing::error!(%error, "console: could not check the sign-in rate limit");
+            return error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the session store (Redis) is unavailable; retry later",
+                None,
+            );
+        }
+    }
     let form = fields(&body);
     let token = field(&form, "token").map(str::trim).unwrap_or("");
     if token.is_empty() {
@@ -53,7 +94,7 @@ pub(crate) async fn login<B: Backend>(
         );
     };
     let tenant = principal.tenant.clone();
-    match state.sessions.create(principal).await {
+    match state.sessions.create(principal, &token_digest(token)).await {
         Ok(id) => {
             tracing::info!(tenant = %tenant, "console: signed in");
             let mut response = Redirect::to("/console").into_response();
@@ -128,6 +169,15 @@ async fn own_job<B: Backend>(
     session: &Session,
     id: &str,
 ) -> Result<JobId, Response> {
+    own_record(state, session, id).await.map(|job| job.id)
+}
+
+/// The record of job `id` if the principal may act on it (another tenant's is 404).
+async fn own_record<B: Backend>(
+    state: &State<B>,
+    session: &Session,
+    id: &str,
+) -> Result<JobRecord, Response> {
     let not_found = || error_page(StatusCode::NOT_FOUND, &format!("no job {id}"), who(session));
     let job_id = id.parse::<JobId>().map_err(|_| not_found())?;
     match state.backend.store().get(&job_id).await {
@@ -135,7 +185,7 @@ async fn own_job<B: Backend>(
             if session.principal.admin
                 || job.owner.as_deref() == Some(session.principal.tenant.as_str()) =>
         {
-            Ok(job_id)
+            Ok(job)
         }
         Ok(_) => Err(not_found()),
         Err(error) => {
@@ -205,6 +255,41 @@ pub(crate) async fn retry<B: Backend>(
     job_action(state, headers, id, body, "retry").await
 }
 
+/// Sends a finished job's webhook again: queues a `notify` task (admin or write, CSRF).
+pub(crate) async fn resend_webhook<B: Backend>(
+    AxumState(state): AxumState<State<B>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = fields(&body);
+    let session = match authorized(&state, &headers, &form, |p| p.write, "write").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let job = match own_record(&state, &session, &id).await {
+        Ok(job) => job,
+        Err(r) => return r,
+    };
+    if !job.state.is_terminal() || job.request.callback_url().is_none() {
+        return error_page(
+            StatusCode::CONFLICT,
+            &format!(
+                "job {}: only a finished job with a callback_url has a webhook to send again",
+                job.id
+            ),
+            who(&session),
+        );
+    }
+    match state.backend.resend_webhook(&job).await {
+        Ok(_) => {
+            tracing::info!(tenant = %session.principal.tenant, job.id = %job.id, "console: webhook queued again");
+            Redirect::to(&format!("/console/jobs/{}?resent=1", job.id)).into_response()
+        }
+        Err(error) => failed(&session, "queue the webhook", &error),
+    }
+}
+
 /// Cancel or retry the selected jobs (`id` repeated, `action`); reports each one.
 pub(crate) async fn bulk<B: Backend>(
     AxumState(state): AxumState<State<B>>,
@@ -261,23 +346,45 @@ fn queue(name: &str) -> Option<TaskKind> {
     TaskKind::ALL.into_iter().find(|k| k.queue_name() == name)
 }
 
+/// The prelude of every action on a queue: the session (CSRF and the `admin` scope checked),
+/// the queue named `name` (404 when there is none) and the form's fields.
+async fn admin_queue<B: Backend>(
+    state: &State<B>,
+    headers: &HeaderMap,
+    name: &str,
+    body: &Bytes,
+) -> Result<(Session, TaskKind, Vec<(String, String)>), Response> {
+    let form = fields(body);
+    let session = authorized(state, headers, &form, |p| p.admin, "admin").await?;
+    match queue(name) {
+        Some(kind) => Ok((session, kind, form)),
+        None => Err(error_page(
+            StatusCode::NOT_FOUND,
+            &format!("no queue {name}"),
+            who(&session),
+        )),
+    }
+}
+
+/// The 503 of a queue action whose Redis call failed (`what`: "retry the task").
+fn failed(session: &Session, what: &str, error: &BackendError) -> Response {
+    tracing::warn!(%error, "console: could not {what}");
+    error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("could not {what}; retry later"),
+        who(session),
+    )
+}
+
 pub(crate) async fn retry_dead<B: Backend>(
     AxumState(state): AxumState<State<B>>,
     headers: HeaderMap,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = fields(&body);
-    let session = match authorized(&state, &headers, &form, |p| p.admin, "admin").await {
-        Ok(s) => s,
+    let (session, kind, form) = match admin_queue(&state, &headers, &name, &body).await {
+        Ok(found) => found,
         Err(r) => return r,
-    };
-    let Some(kind) = queue(&name) else {
-        return error_page(
-            StatusCode::NOT_FOUND,
-            &format!("no queue {name}"),
-            who(&session),
-        );
     };
     let Some(task) = field(&form, "task").filter(|t| !t.is_empty()) else {
         return error_page(
@@ -293,14 +400,7 @@ pub(crate) async fn retry_dead<B: Backend>(
             &format!("no dead task {task} in {name}"),
             who(&session),
         ),
-        Err(error) => {
-            tracing::warn!(%error, "console: could not retry a dead task");
-            error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "could not retry the task; retry later",
-                who(&session),
-            )
-        }
+        Err(error) => failed(&session, "retry the task", &error),
     }
 }
 
@@ -310,28 +410,13 @@ pub(crate) async fn retry_all_dead<B: Backend>(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = fields(&body);
-    let session = match authorized(&state, &headers, &form, |p| p.admin, "admin").await {
-        Ok(s) => s,
+    let (session, kind, _) = match admin_queue(&state, &headers, &name, &body).await {
+        Ok(found) => found,
         Err(r) => return r,
-    };
-    let Some(kind) = queue(&name) else {
-        return error_page(
-            StatusCode::NOT_FOUND,
-            &format!("no queue {name}"),
-            who(&session),
-        );
     };
     match state.backend.retry_all_dead(kind).await {
         Ok(_) => Redirect::to("/console/dead").into_response(),
-        Err(error) => {
-            tracing::warn!(%error, "console: could not retry dead tasks");
-            error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "could not retry the tasks; retry later",
-                who(&session),
-            )
-        }
+        Err(error) => failed(&session, "retry the tasks", &error),
     }
 }
 
@@ -341,31 +426,16 @@ pub(crate) async fn purge_dead<B: Backend>(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = fields(&body);
-    let session = match authorized(&state, &headers, &form, |p| p.admin, "admin").await {
-        Ok(s) => s,
+    let (session, kind, _) = match admin_queue(&state, &headers, &name, &body).await {
+        Ok(found) => found,
         Err(r) => return r,
-    };
-    let Some(kind) = queue(&name) else {
-        return error_page(
-            StatusCode::NOT_FOUND,
-            &format!("no queue {name}"),
-            who(&session),
-        );
     };
     match state.backend.purge_dead(kind).await {
         Ok(n) => {
             tracing::info!(tenant = %session.principal.tenant, queue = %name, purged = n, "console: dead tasks purged");
             Redirect::to("/console/dead").into_response()
         }
-        Err(error) => {
-            tracing::warn!(%error, "console: could not purge dead tasks");
-            error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "could not purge the tasks; retry later",
-                who(&session),
-            )
-        }
+        Err(error) => failed(&session, "purge the tasks", &error),
     }
 }
 
@@ -395,30 +465,15 @@ async fn set_paused<B: Backend>(
     body: Bytes,
     paused: bool,
 ) -> Response {
-    let form = fields(&body);
-    let session = match authorized(&state, &headers, &form, |p| p.admin, "admin").await {
-        Ok(s) => s,
+    let (session, kind, _) = match admin_queue(&state, &headers, &name, &body).await {
+        Ok(found) => found,
         Err(r) => return r,
-    };
-    let Some(kind) = queue(&name) else {
-        return error_page(
-            StatusCode::NOT_FOUND,
-            &format!("no queue {name}"),
-            who(&session),
-        );
     };
     match state.backend.set_paused(kind, paused).await {
         Ok(changed) => {
             tracing::info!(tenant = %session.principal.tenant, queue = %name, paused, changed, "console: queue paused or resumed");
             Redirect::to("/console").into_response()
         }
-        Err(error) => {
-            tracing::warn!(%error, "console: could not pause or resume a queue");
-            error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "could not change the queue; retry later",
-                who(&session),
-            )
-        }
+        Err(error) => failed(&session, "change the queue", &error),
     }
 }

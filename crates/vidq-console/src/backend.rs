@@ -3,6 +3,7 @@
 //! its `Producer` and token set, so the console acts exactly as the API does.
 
 use std::future::Future;
+use std::pin::Pin;
 
 use redis::aio::ConnectionManager;
 use vidq_core::workers::WorkerInfo;
@@ -23,6 +24,26 @@ pub struct Principal {
     pub write: bool,
 }
 
+/// What the replica's one subscription to job transitions delivers to the console's live
+/// pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Live {
+    /// Job `id` moved to `to` at `at_ms` (Redis's clock).
+    Moved {
+        /// The job.
+        id: String,
+        /// Its new state.
+        to: JobState,
+        /// When (Unix ms).
+        at_ms: u64,
+    },
+    /// The subscription was (re)made or fell behind: what happened meanwhile was not received.
+    Resync,
+}
+
+/// A stream of [`Live`] messages for one open page; it ends when the server stops.
+pub type LiveStream = Pin<Box<dyn futures::Stream<Item = Live> + Send>>;
+
 /// What a cancel did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Canceled {
@@ -38,6 +59,21 @@ pub trait Backend: Send + Sync + 'static {
     /// The principal whose token is `token` (`None` for an unknown token or one without the
     /// `read` scope). The console never stores or logs the token.
     fn authenticate(&self, token: &str) -> Option<Principal>;
+
+    /// The principal of the token whose SHA-256 digest is `digest`, if that token is still
+    /// configured (tokens reload on SIGHUP): a session ends when its token is removed.
+    fn authenticate_digest(&self, digest: &[u8; 32]) -> Option<Principal>;
+
+    /// A new receiver of the replica's job transitions (`None` when the server has no feed:
+    /// live pages then re-read on a timer).
+    fn live(&self) -> Option<LiveStream>;
+
+    /// Queues a `notify` task for a finished job with a `callback_url` (its webhook is sent
+    /// again); false when it has no callback or has not finished.
+    fn resend_webhook(
+        &self,
+        job: &JobRecord,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 
     /// The job store (records, per-tenant indexes, jobs per state).
     fn store(&self) -> &JobStore;

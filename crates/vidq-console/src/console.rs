@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 
 use crate::html::{error_page, secure_headers};
 use crate::session::{Session, Sessions};
-use crate::{Backend, actions, job_page, pages};
+use crate::{Backend, actions, job_page, live, overview, pages};
 
 /// How the console keeps sessions.
 #[derive(Debug, Clone)]
@@ -20,6 +20,10 @@ pub struct ConsoleSettings {
     /// Always mark the cookie `Secure` (it is anyway when the request came over https, as
     /// `X-Forwarded-Proto: https` from a proxy says).
     pub secure_cookie: bool,
+    /// Sign-in attempts a client address may make per minute (GCRA in Redis; default 10).
+    pub sign_in_per_minute: u32,
+    /// Sign-in attempts a client address may make at once before that rate applies (default 10).
+    pub sign_in_burst: u32,
 }
 
 impl Default for ConsoleSettings {
@@ -27,6 +31,8 @@ impl Default for ConsoleSettings {
         Self {
             session_ttl: Duration::from_secs(8 * 3600),
             secure_cookie: false,
+            sign_in_per_minute: 10,
+            sign_in_burst: 10,
         }
     }
 }
@@ -40,6 +46,7 @@ pub(crate) struct Inner<B> {
 pub(crate) type State<B> = Arc<Inner<B>>;
 
 const CSS: &str = include_str!("assets/console.css");
+const JS: &str = include_str!("assets/console.js");
 
 /// The console's routes, to be nested at `/console` (every link and the cookie's path assume
 /// it) in a router of any state `S`.
@@ -58,13 +65,15 @@ pub fn router<B: Backend, S: Clone + Send + Sync + 'static>(
         settings,
     });
     Router::new()
-        .route("/", get(pages::overview::<B>))
+        .route("/", get(overview::overview::<B>))
         .route("/login", get(pages::login_form).post(actions::login::<B>))
         .route("/logout", post(actions::logout::<B>))
         .route("/jobs", get(pages::jobs::<B>))
         .route("/jobs/{id}", get(job_page::job::<B>))
         .route("/jobs/{id}/cancel", post(actions::cancel::<B>))
         .route("/jobs/{id}/retry", post(actions::retry::<B>))
+        .route("/jobs/{id}/webhook", post(actions::resend_webhook::<B>))
+        .route("/events", get(live::events::<B>))
         .route("/jobs:bulk", post(actions::bulk::<B>))
         .route("/dead", get(pages::dead::<B>))
         .route("/dead/{queue}/retry", post(actions::retry_dead::<B>))
@@ -80,16 +89,22 @@ pub fn router<B: Backend, S: Clone + Send + Sync + 'static>(
         .route("/queues/{queue}/pause", post(actions::pause::<B>))
         .route("/queues/{queue}/resume", post(actions::resume::<B>))
         .route("/console.css", get(css))
+        .route("/console.js", get(js))
         .with_state(state)
 }
 
 async fn css() -> Response {
-    let mut response = CSS.into_response();
+    asset(CSS, "text/css; charset=utf-8")
+}
+
+async fn js() -> Response {
+    asset(JS, "text/javascript; charset=utf-8")
+}
+
+fn asset(text: &'static str, content_type: &'static str) -> Response {
+    let mut response = text.into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     secure_headers(headers);
     response
 }
@@ -102,13 +117,24 @@ pub(crate) async fn session<B: Backend>(
     page_view: bool,
 ) -> Result<Session, Response> {
     match state.sessions.find(headers).await {
-        Ok(Some(session)) => Ok(session),
-        Ok(None) if page_view => Err(Redirect::to("/console/login").into_response()),
-        Ok(None) => Err(error_page(
-            StatusCode::FORBIDDEN,
-            "sign in first: this action needs a session",
-            None,
-        )),
+        // The token must still be configured (tokens reload on SIGHUP), with its scopes now.
+        Ok(Some(mut session)) => match session
+            .digest()
+            .and_then(|d| state.backend.authenticate_digest(&d))
+        {
+            Some(principal) => {
+                session.principal = principal;
+                Ok(session)
+            }
+            None => {
+                if let Err(error) = state.sessions.delete(headers).await {
+                    tracing::warn!(%error, "console: could not delete a session");
+                }
+                tracing::info!(tenant = %session.principal.tenant, "console: session ended: its token was removed");
+                Err(signed_out(page_view))
+            }
+        },
+        Ok(None) => Err(signed_out(page_view)),
         Err(error) => {
             tracing::error!(%error, "console: could not read the session from Redis");
             Err(error_page(
@@ -118,6 +144,23 @@ pub(crate) async fn session<B: Backend>(
             ))
         }
     }
+}
+
+/// A page view goes to the sign-in form (the cookie cleared), an action is 403.
+fn signed_out(page_view: bool) -> Response {
+    let mut response = if page_view {
+        Redirect::to("/console/login").into_response()
+    } else {
+        error_page(
+            StatusCode::FORBIDDEN,
+            "sign in first: this action needs a session",
+            None,
+        )
+    };
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, crate::session::clear_cookie());
+    response
 }
 
 /// Whether the cookie must be `Secure` for this request.

@@ -80,6 +80,19 @@ pub(crate) fn page(
     who: Option<(&Principal, &str)>,
     body: &str,
 ) -> Response {
+    live_page(status, title, who, body, None)
+}
+
+/// A page that updates itself (console.js) when a job moves: any job (`"all"`) or the one
+/// job whose id `live` is; its `data-live-part` elements are swapped in place.
+pub(crate) fn live_page(
+    status: StatusCode,
+    title: &str,
+    who: Option<(&Principal, &str)>,
+    body: &str,
+    live: Option<&str>,
+) -> Response {
+    let live = live.map_or(String::new(), |l| format!(r#" data-live="{}""#, esc(l)));
     let nav = match who {
         Some((principal, csrf)) => {
             let scope = if principal.admin {
@@ -107,9 +120,9 @@ pub(crate) fn page(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{} · vidq console</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="stylesheet" href="/console/console.css"></head>
+<link rel="stylesheet" href="/console/console.css"><script src="/console/console.js" defer></script></head>
 <body><header><span class="brand">vidq console</span>{nav}</header>
-<main><h1>{}</h1>
+<main{live}><h1>{}</h1>
 {body}
 </main></body></html>"#,
         esc(title),

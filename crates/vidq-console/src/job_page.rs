@@ -5,11 +5,11 @@ use std::fmt::Write as _;
 use axum::extract::{Path, State as AxumState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use vidq_core::{JobId, JobRecord, JobState};
+use vidq_core::{JobId, JobRecord, JobState, WebhookDelivery};
 
 use crate::Backend;
 use crate::console::{State, session};
-use crate::html::{button, error_page, esc, page, time, took};
+use crate::html::{button, error_page, esc, live_page, time, took};
 use crate::pages::{unavailable, who};
 
 pub(crate) async fn job<B: Backend>(
@@ -37,7 +37,11 @@ pub(crate) async fn job<B: Backend>(
         Ok(_) => return not_found(),
         Err(e) => return unavailable(&session, &e.to_string()),
     };
-    let mut body = String::new();
+    let deliveries = match state.backend.store().deliveries(&job.id).await {
+        Ok(d) => d,
+        Err(e) => return unavailable(&session, &e.to_string()),
+    };
+    let mut body = String::from(r#"<div data-live-part="job">"#);
     let r = &job.request;
     let _ = write!(
         body,
@@ -114,6 +118,9 @@ pub(crate) async fn job<B: Backend>(
         }
     }
     body.push_str(&timeline(&job));
+    if r.callback_url().is_some() {
+        body.push_str(&webhooks(&deliveries));
+    }
     if principal.write {
         let id = job.id.to_string();
         body.push_str(r#"<p id="actions">"#);
@@ -133,13 +140,24 @@ pub(crate) async fn job<B: Backend>(
                 &[],
             ));
         }
+        if job.state.is_terminal() && r.callback_url().is_some() {
+            body.push_str(&button(
+                &format!("/console/jobs/{id}/webhook"),
+                "Send the webhook again",
+                &session.csrf,
+                &[],
+            ));
+        }
         body.push_str("</p>");
     }
-    page(
+    body.push_str("</div>");
+    let id = job.id.to_string();
+    live_page(
         StatusCode::OK,
         &format!("Job {}", job.id),
         who(&session),
         &body,
+        Some(&id),
     )
 }
 
@@ -162,5 +180,28 @@ fn timeline(job: &JobRecord) -> String {
         since = t.at_ms;
     }
     out.push_str("</table>");
+    out
+}
+
+/// The webhook's delivery attempts, newest first, as the worker's `notify` task recorded them.
+fn webhooks(deliveries: &[WebhookDelivery]) -> String {
+    let mut out = String::from(
+        r#"<h2>Webhook deliveries</h2><table id="deliveries"><tr><th>at</th><th>attempt</th><th>outcome</th><th>HTTP status</th><th>error</th></tr>"#,
+    );
+    for d in deliveries {
+        let _ = write!(
+            out,
+            r#"<tr data-outcome="{outcome}" data-attempt="{attempt}"><td>{at}</td><td class="n">{attempt}</td><td>{outcome}</td><td class="n">{status}</td><td>{error}</td></tr>"#,
+            at = time(d.at_ms),
+            attempt = d.attempt,
+            outcome = esc(&d.outcome),
+            status = d.status.map_or(String::from("—"), |s| s.to_string()),
+            error = esc(d.error.as_deref().unwrap_or("")),
+        );
+    }
+    out.push_str("</table>");
+    if deliveries.is_empty() {
+        out.push_str(r#"<p class="hint" id="no-deliveries">No delivery attempt yet.</p>"#);
+    }
     out
 }

@@ -7,18 +7,16 @@ use std::fmt::Write as _;
 use axum::extract::{Query, State as AxumState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse as _, Redirect, Response};
-use vidq_core::{JobId, JobRecord, JobState, TaskKind};
+use vidq_core::{JobId, JobRecord, TaskKind};
 
 use crate::console::{State, session};
 use crate::filters::Filters;
-use crate::html::{button, csrf_field, error_page, esc, page, time};
+use crate::html::{button, csrf_field, error_page, esc, live_page, page, time};
 use crate::session::Session;
 use crate::{Backend, Principal};
 
 /// Jobs per page of the list.
 const PAGE: usize = 50;
-/// Newest jobs an `img_uuid` search reads (there is no index by `img_uuid`).
-pub(crate) const IMG_UUID_SEARCH_DEPTH: usize = 1_000;
 
 pub(crate) fn who(session: &Session) -> Option<(&Principal, &str)> {
     Some((&session.principal, session.csrf.as_str()))
@@ -34,87 +32,6 @@ pub(crate) async fn login_form() -> Response {
 <button type="submit" id="sign-in">Sign in</button></form>
 <p class="hint">The token is checked like the API's bearer tokens and never stored: the session keeps its name and scopes.</p>"#,
     )
-}
-
-pub(crate) async fn overview<B: Backend>(
-    AxumState(state): AxumState<State<B>>,
-    headers: HeaderMap,
-) -> Response {
-    let session = match session(&state, &headers, true).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let principal = &session.principal;
-    let store = state.backend.store();
-    let mut body = String::new();
-    if principal.admin {
-        let counts = match store.state_counts().await {
-            Ok(c) => c,
-            Err(e) => return unavailable(&session, &e.to_string()),
-        };
-        body.push_str(
-            r#"<h2>Jobs per state</h2><table id="states"><tr><th>state</th><th>jobs</th></tr>"#,
-        );
-        for s in JobState::ALL {
-            let n = counts.get(&s).copied().unwrap_or(0);
-            let _ = write!(
-                body,
-                r#"<tr data-state="{s}"><td><a href="/console/jobs?state={s}">{s}</a></td><td class="n">{n}</td></tr>"#,
-                s = s.as_str()
-            );
-        }
-        body.push_str("</table><p class=\"hint\">Unfinished states: jobs in them now; finished states: jobs that ended there since the counts began.</p>");
-        body.push_str(r#"<h2>Queues</h2><table id="queues"><tr><th>queue</th><th>due</th><th>scheduled</th><th>leased</th><th>dead</th><th>claimed</th></tr>"#);
-        for kind in TaskKind::ALL {
-            let q = kind.queue_name();
-            let (d, paused) = match (
-                state.backend.depth(kind).await,
-                state.backend.paused(kind).await,
-            ) {
-                (Ok(d), Ok(paused)) => (d, paused),
-                (Err(e), _) | (_, Err(e)) => return unavailable(&session, &e.to_string()),
-            };
-            let toggle = if paused {
-                format!(
-                    r#"<span class="state s-paused" data-paused="true">paused</span> {}"#,
-                    button(
-                        &format!("/console/queues/{q}/resume"),
-                        "Resume",
-                        &session.csrf,
-                        &[]
-                    )
-                )
-            } else {
-                format!(
-                    r#"<span data-paused="false">running</span> {}"#,
-                    button(
-                        &format!("/console/queues/{q}/pause"),
-                        "Pause",
-                        &session.csrf,
-                        &[]
-                    )
-                )
-            };
-            let _ = write!(
-                body,
-                r#"<tr data-queue="{q}"><td>{q}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n"><a href="/console/dead#{q}">{}</a></td><td>{toggle}</td></tr>"#,
-                d.due, d.scheduled, d.leased, d.dead,
-            );
-        }
-        body.push_str("</table><p class=\"hint\">A paused queue's tasks are not claimed (its depth still counts; tasks running go on): e.g. pause submit during an upstream incident.</p>");
-    } else {
-        let n = match store.unfinished_count(Some(&principal.tenant)).await {
-            Ok(n) => n,
-            Err(e) => return unavailable(&session, &e.to_string()),
-        };
-        let _ = write!(
-            body,
-            r#"<p>Unfinished jobs of <b>{}</b>: <span class="n" id="unfinished">{n}</span>. <a href="/console/jobs">See the jobs</a>.</p>
-<p class="hint">Queue depths and dead tasks are shared by every tenant: an admin token sees them.</p>"#,
-            esc(&principal.tenant)
-        );
-    }
-    page(StatusCode::OK, "Overview", who(&session), &body)
 }
 
 pub(crate) fn unavailable(session: &Session, detail: &str) -> Response {
@@ -163,7 +80,7 @@ pub(crate) async fn jobs<B: Backend>(
             csrf_field(&session.csrf)
         );
     }
-    body.push_str(r#"<table id="jobs"><tr>"#);
+    body.push_str(r#"<div data-live-part="jobs"><table id="jobs"><tr>"#);
     if actions {
         body.push_str("<th></th>");
     }
@@ -175,6 +92,7 @@ pub(crate) async fn jobs<B: Backend>(
     if page_of.jobs.is_empty() {
         body.push_str(r#"<p class="hint" id="empty">No jobs on this page.</p>"#);
     }
+    body.push_str("</div>");
     if actions {
         body.push_str(r#"<p><button type="submit" name="action" value="cancel" data-action="Cancel selected">Cancel selected</button> <button type="submit" name="action" value="retry" data-action="Retry selected">Retry selected</button></p></form>"#);
     }
@@ -186,7 +104,7 @@ pub(crate) async fn jobs<B: Backend>(
             esc(&href)
         );
     }
-    page(StatusCode::OK, "Jobs", who(&session), &body)
+    live_page(StatusCode::OK, "Jobs", who(&session), &body, Some("all"))
 }
 
 fn job_row(job: &JobRecord, actions: bool) -> String {
@@ -212,8 +130,8 @@ fn job_row(job: &JobRecord, actions: bool) -> String {
     )
 }
 
-/// Finds one job by id, by the idempotency key it was created with (the tenant's), or by its
-/// upstream `img_uuid` among the newest [`IMG_UUID_SEARCH_DEPTH`] jobs listed.
+/// Finds one job by id, by upstream's `img_uuid` (an index the transition script writes), or
+/// by the idempotency key it was created with (the tenant's): each one key read, no scan.
 async fn search<B: Backend>(
     state: &State<B>,
     session: &Session,
@@ -222,47 +140,28 @@ async fn search<B: Backend>(
 ) -> Response {
     let principal = &session.principal;
     let store = state.backend.store();
-    let visible =
-        |job: &JobRecord| principal.admin || job.owner.as_deref() == Some(&principal.tenant);
-    if let Ok(id) = q.parse::<JobId>() {
-        match store.get(&id).await {
-            Ok(Some(job)) if visible(&job) => return to_job(&job.id),
-            Ok(_) => {}
-            Err(e) => return unavailable(session, &e.to_string()),
-        }
-    }
     let key_tenant = tenant.unwrap_or(principal.tenant.as_str());
-    match idempotent_job(state, key_tenant, q).await {
-        Ok(Some(id)) => match store.get(&id).await {
-            Ok(Some(job)) if visible(&job) => return to_job(&job.id),
+    let mut candidates = Vec::new();
+    if let Ok(id) = q.parse::<JobId>() {
+        candidates.push(id);
+    }
+    match tokio::try_join!(
+        store.job_by_img_uuid(q),
+        store.idempotent_job(Some(key_tenant), q)
+    ) {
+        Ok((by_img, by_key)) => candidates.extend(by_img.into_iter().chain(by_key)),
+        Err(e) => return unavailable(session, &e.to_string()),
+    }
+    for id in candidates {
+        match store.get(&id).await {
+            Ok(Some(job))
+                if (principal.admin || job.owner.as_deref() == Some(&principal.tenant))
+                    && tenant.is_none_or(|t| job.owner.as_deref() == Some(t)) =>
+            {
+                return to_job(&job.id);
+            }
             Ok(_) => {}
             Err(e) => return unavailable(session, &e.to_string()),
-        },
-        Ok(None) => {}
-        Err(e) => return unavailable(session, &e),
-    }
-    let mut cursor = None;
-    let mut read = 0;
-    while read < IMG_UUID_SEARCH_DEPTH {
-        let listed = match tenant {
-            Some(t) => store.list_tenant(t, None, cursor.as_ref(), 100).await,
-            None => store.list(None, cursor.as_ref(), 100).await,
-        };
-        let page_of = match listed {
-            Ok(p) => p,
-            Err(e) => return unavailable(session, &e.to_string()),
-        };
-        read += page_of.jobs.len().max(1);
-        if let Some(job) = page_of
-            .jobs
-            .iter()
-            .find(|j| j.img_uuid.as_deref() == Some(q) && visible(j))
-        {
-            return to_job(&job.id);
-        }
-        match page_of.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => break,
         }
     }
     page(
@@ -270,7 +169,7 @@ async fn search<B: Backend>(
         "Jobs",
         who(session),
         &format!(
-            r#"{}<p class="error" id="not-found">No job has the id, idempotency key or (among the newest {IMG_UUID_SEARCH_DEPTH}) img_uuid {}.</p>"#,
+            r#"{}<p class="error" id="not-found">No job has the id, img_uuid or idempotency key {}.</p>"#,
             Filters::default().form(principal),
             esc(q)
         ),
@@ -279,26 +178,6 @@ async fn search<B: Backend>(
 
 fn to_job(id: &JobId) -> Response {
     Redirect::to(&format!("/console/jobs/{id}")).into_response()
-}
-
-/// The job an idempotency key of `tenant` points at (`<prefix>:idem:<tenant>:{<key>}`).
-async fn idempotent_job<B: Backend>(
-    state: &State<B>,
-    tenant: &str,
-    key: &str,
-) -> Result<Option<JobId>, String> {
-    #[derive(serde::Deserialize)]
-    struct Held {
-        id: JobId,
-    }
-    let redis_key = format!("{}:idem:{tenant}:{{{key}}}", state.backend.store().prefix());
-    let mut conn = state.backend.redis();
-    let raw: Option<String> = redis::cmd("GET")
-        .arg(&redis_key)
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(raw.and_then(|raw| serde_json::from_str::<Held>(&raw).ok().map(|h| h.id)))
 }
 
 /// Dead tasks shown per queue.

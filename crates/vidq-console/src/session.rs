@@ -1,6 +1,8 @@
 //! Sessions: a random id in an `HttpOnly; SameSite=Strict; Path=/console` cookie, and in Redis
 //! under `<prefix>:console:session:<sha256 of the id>` the principal (the token's name and
-//! scopes, never the token) and the session's CSRF token, expiring after the session TTL.
+//! scopes, never the token), the SHA-256 digest of the token (checked against the configured
+//! tokens on every request, so a session ends when its token is removed) and the session's
+//! CSRF token, expiring after the session TTL.
 
 use std::time::Duration;
 
@@ -21,6 +23,22 @@ pub(crate) struct Session {
     pub(crate) principal: Principal,
     /// Every action form carries it; a POST without it is refused.
     pub(crate) csrf: String,
+    /// Hex SHA-256 of the token signed in with (the token itself is never stored).
+    pub(crate) token_digest: String,
+}
+
+/// Hex SHA-256 of `token`.
+pub(crate) fn token_digest(token: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+impl Session {
+    /// The digest of the session's token, if well formed.
+    pub(crate) fn digest(&self) -> Option<[u8; 32]> {
+        let bytes = hex::decode(&self.token_digest).ok()?;
+        bytes.try_into().ok()
+    }
 }
 
 impl Session {
@@ -63,11 +81,16 @@ impl Sessions {
     }
 
     /// Starts a session for `principal`; returns its id (the cookie's value).
-    pub(crate) async fn create(&self, principal: Principal) -> Result<String, redis::RedisError> {
+    pub(crate) async fn create(
+        &self,
+        principal: Principal,
+        digest: &[u8; 32],
+    ) -> Result<String, redis::RedisError> {
         let id = random_hex();
         let session = Session {
             principal,
             csrf: random_hex(),
+            token_digest: hex::encode(digest),
         };
         let value = serde_json::to_string(&session).map_err(|e| {
             redis::RedisError::from((redis::ErrorKind::Client, "session", e.to_string()))
@@ -97,6 +120,32 @@ impl Sessions {
         let mut conn = self.conn.clone();
         let raw: Option<String> = conn.get(self.key(&id)).await?;
         Ok(raw.and_then(|raw| serde_json::from_str(&raw).ok()))
+    }
+
+    /// Sign-in attempts from `client` allowed by a GCRA limit kept in Redis by Redis's clock
+    /// (`<prefix>:console:signin:<client>`): `per_minute` a minute, bursts of `burst`. `Err`
+    /// carries the wait before the next attempt may go.
+    pub(crate) async fn admit_sign_in(
+        &self,
+        client: &str,
+        per_minute: u32,
+        burst: u32,
+    ) -> Result<Result<(), Duration>, redis::RedisError> {
+        static GCRA: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(include_str!("signin.lua")));
+        let interval_ms = 60_000 / u64::from(per_minute.max(1));
+        let mut conn = self.conn.clone();
+        let wait_ms: u64 = GCRA
+            .key(format!("{}:console:signin:{client}", self.prefix))
+            .arg(interval_ms)
+            .arg(interval_ms * u64::from(burst.max(1)))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(if wait_ms == 0 {
+            Ok(())
+        } else {
+            Err(Duration::from_millis(wait_ms))
+        })
     }
 
     /// Ends the session the request's cookie names.

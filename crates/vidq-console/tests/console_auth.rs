@@ -21,6 +21,10 @@ struct App {
     store: JobStore,
     prefix: String,
     redis: redis::aio::ConnectionManager,
+    /// The served API (its tokens can be replaced, as SIGHUP does).
+    api: Api,
+    producer: Producer,
+    tokens: Vec<ApiToken>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -48,12 +52,12 @@ async fn spawn() -> App {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(
-        Api::new(producer, &settings.api, None).serve(listener, async move {
-            let _ = stopped.await;
-        }),
-    );
     let client = redis::Client::open(settings.redis.url.as_str()).unwrap();
+    // The replica's one subscription to transitions feeds the live pages, as in `vidq serve`.
+    let api = Api::new(producer.clone(), &settings.api, None).with_event_feed(client.clone());
+    tokio::spawn(api.clone().serve(listener, async move {
+        let _ = stopped.await;
+    }));
     App {
         base: format!("http://{addr}"),
         http: reqwest::Client::builder()
@@ -64,6 +68,9 @@ async fn spawn() -> App {
         store,
         prefix: settings.redis.prefix,
         redis: redis::aio::ConnectionManager::new(client).await.unwrap(),
+        api,
+        producer,
+        tokens: settings.api.tokens.clone(),
         _stop: stop,
     }
 }
@@ -877,4 +884,464 @@ async fn an_admin_pauses_and_resumes_a_queue_from_the_overview_and_a_writer_cann
     assert_eq!(resumed.status(), 303);
     assert!(!submit.is_paused().await.unwrap());
     assert_eq!(submit.claim(10).await.unwrap().len(), 1);
+}
+
+/// Reads the SSE stream until `until` matches the text read so far (or the deadline passes).
+async fn read_events(
+    response: &mut reqwest::Response,
+    deadline: Duration,
+    until: impl Fn(&str) -> bool,
+) -> String {
+    let mut text = String::new();
+    let end = tokio::time::Instant::now() + deadline;
+    while !until(&text) {
+        match tokio::time::timeout_at(end, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
+    }
+    text
+}
+
+#[tokio::test]
+async fn live_events_carry_the_tenants_own_transitions_only() {
+    let app = spawn().await;
+    let mine = app.create(WRITE_TOKEN, serde_json::json!({})).await;
+    let theirs = app.create(OTHER_TOKEN, serde_json::json!({})).await;
+    let (cookie, _) = app.sign_in(READ_TOKEN).await;
+    let mut events = app.get("/console/events", &cookie).await;
+    assert_eq!(events.status(), 200);
+    assert!(
+        events.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    // Give the stream its subscription, then move the other tenant's job first, then ours.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for id in [&theirs, &mine] {
+        app.store
+            .transition(
+                id,
+                &[JobState::Queued],
+                JobState::Canceled,
+                vidq_core::Patch::new(),
+            )
+            .await
+            .unwrap();
+    }
+    let mine_s = mine.to_string();
+    let text = read_events(&mut events, Duration::from_secs(20), |t| {
+        t.contains(&mine_s)
+    })
+    .await;
+    assert!(text.contains("event: job"), "{text}");
+    assert!(
+        text.contains(&mine_s) && text.contains(r#""state":"canceled""#),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&theirs.to_string()),
+        "another tenant's job leaked: {text}"
+    );
+    // An admin's stream carries every tenant's.
+    let (admin, _) = app.sign_in(ADMIN_TOKEN).await;
+    let mut all = app.get("/console/events", &admin).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let other = app.create(OTHER_TOKEN, serde_json::json!({})).await;
+    app.store
+        .transition(
+            &other,
+            &[JobState::Queued],
+            JobState::Canceled,
+            vidq_core::Patch::new(),
+        )
+        .await
+        .unwrap();
+    let other_s = other.to_string();
+    let text = read_events(&mut all, Duration::from_secs(20), |t| t.contains(&other_s)).await;
+    assert!(text.contains(&other_s), "{text}");
+    // Without a session there is no stream.
+    assert_eq!(
+        app.get("/console/events", "vidq_console=x").await.status(),
+        403
+    );
+}
+
+#[tokio::test]
+async fn live_pages_carry_the_script_and_their_swappable_parts() {
+    let app = spawn().await;
+    let id = app.create(WRITE_TOKEN, serde_json::json!({})).await;
+    let (cookie, _) = app.sign_in(WRITE_TOKEN).await;
+    for (path, live, part) in [
+        ("/console".to_owned(), "all".to_owned(), "overview"),
+        ("/console/jobs".to_owned(), "all".to_owned(), "jobs"),
+        (format!("/console/jobs/{id}"), id.to_string(), "job"),
+    ] {
+        let html = app.get(&path, &cookie).await.text().await.unwrap();
+        assert!(
+            html.contains(r#"<script src="/console/console.js" defer>"#),
+            "{path}"
+        );
+        assert!(
+            html.contains(&format!(r#"<main data-live="{live}">"#)),
+            "{path}: {html}"
+        );
+        assert!(
+            html.contains(&format!(r#"data-live-part="{part}""#)),
+            "{path}"
+        );
+    }
+    let js = app.get("/console/console.js", &cookie).await;
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(js.text().await.unwrap().contains("/console/events"));
+}
+
+#[tokio::test]
+async fn a_session_ends_when_its_token_is_removed() {
+    let app = spawn().await;
+    let (cookie, _) = app.sign_in(WRITE_TOKEN).await;
+    let (admin, _) = app.sign_in(ADMIN_TOKEN).await;
+    assert_eq!(app.get("/console/jobs", &cookie).await.status(), 200);
+    let mut events = app.get("/console/events", &cookie).await;
+    // The write token is removed (what SIGHUP does after the tokens file changed).
+    let kept: Vec<ApiToken> = app
+        .tokens
+        .iter()
+        .filter(|t| secrecy::ExposeSecret::expose_secret(&t.token) != WRITE_TOKEN)
+        .cloned()
+        .collect();
+    assert_eq!(app.api.replace_tokens(&kept), 3);
+    let page = app.get("/console/jobs", &cookie).await;
+    assert_eq!(page.status(), 303);
+    assert_eq!(page.headers()["location"], "/console/login");
+    assert!(
+        page.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let csrf = "0".repeat(64);
+    let action = app
+        .post("/console/logout", Some(&cookie), form(&[("csrf", &csrf)]))
+        .await;
+    assert_eq!(action.status(), 403);
+    // Its open live stream says so and ends; the admin's session goes on.
+    let text = read_events(&mut events, Duration::from_secs(15), |t| {
+        t.contains("signed-out")
+    })
+    .await;
+    assert!(text.contains("event: signed-out"), "{text}");
+    assert_eq!(app.get("/console/jobs", &admin).await.status(), 200);
+    // Signing in again with the removed token fails.
+    let again = app
+        .post("/console/login", None, form(&[("token", WRITE_TOKEN)]))
+        .await;
+    assert_eq!(again.status(), 401);
+}
+
+#[tokio::test]
+async fn sign_in_attempts_are_rate_limited_per_client_address() {
+    let app = spawn().await;
+    // The default burst is 10 from one address (the test's 127.0.0.1), then 10 a minute.
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let r = app
+            .post("/console/login", None, form(&[("token", "wrong-token")]))
+            .await;
+        statuses.push((r.status().as_u16(), r.headers().get("retry-after").cloned()));
+    }
+    assert!(
+        statuses[..10].iter().all(|(s, _)| *s == 401),
+        "{statuses:?}"
+    );
+    let (status, retry_after) = &statuses[11];
+    assert_eq!(*status, 429, "{statuses:?}");
+    let secs: u64 = retry_after
+        .as_ref()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=7).contains(&secs), "{secs}");
+    // A right token is limited too: the limit is on attempts, not failures.
+    let r = app
+        .post("/console/login", None, form(&[("token", ADMIN_TOKEN)]))
+        .await;
+    assert_eq!(r.status(), 429);
+}
+
+#[tokio::test]
+async fn the_overview_charts_jobs_finished_per_minute_and_shows_upstream_figures() {
+    let app = spawn().await;
+    let a = app.create(WRITE_TOKEN, serde_json::json!({})).await;
+    let b = app.create(WRITE_TOKEN, serde_json::json!({})).await;
+    let c = app.create(WRITE_TOKEN, serde_json::json!({})).await;
+    for (id, to) in [
+        (&a, JobState::Failed),
+        (&b, JobState::Expired),
+        (&c, JobState::Canceled),
+    ] {
+        app.store
+            .transition(
+                id,
+                &[JobState::Queued],
+                to,
+                vidq_core::Patch::new().error("x"),
+            )
+            .await
+            .unwrap();
+    }
+    let minutes = app.store.finished_per_minute(60).await.unwrap();
+    assert_eq!(minutes.len(), 60);
+    let last = minutes.last().unwrap();
+    assert_eq!((last.succeeded, last.failed, last.canceled), (0, 2, 1));
+    // The counter expires by itself (about 2 hours).
+    let mut redis = app.redis.clone();
+    let ttl: i64 = redis
+        .pttl(format!(
+            "{}:{{jobs}}:stats:minute:{}",
+            app.prefix, last.minute
+        ))
+        .await
+        .unwrap();
+    assert!((7_000_000..=7_200_000).contains(&ttl), "{ttl}");
+    // What the workers keep: a balance, today's submissions and uncertain ones, the budget.
+    let now: (u64, u64) = redis::cmd("TIME").query_async(&mut redis).await.unwrap();
+    let day = (now.0 / 86_400).to_string();
+    let _: () = redis
+        .hset_multiple(
+            format!("{}:{{limits}}:today", app.prefix),
+            &[
+                ("day", day.as_str()),
+                ("submissions", "7"),
+                ("uncertain", "2"),
+            ],
+        )
+        .await
+        .unwrap();
+    let _: () = redis
+        .set(format!("{}:{{limits}}:budget", app.prefix), 500)
+        .await
+        .unwrap();
+    let _: () = redis
+        .set(
+            format!("{}:{{limits}}:credits", app.prefix),
+            format!(r#"{{"count":1234.5,"at_ms":{}}}"#, now.0 * 1000),
+        )
+        .await
+        .unwrap();
+    let (admin, _) = app.sign_in(ADMIN_TOKEN).await;
+    let html = app.get("/console", &admin).await.text().await.unwrap();
+    assert!(html.contains(r#"<svg id="chart""#), "{html}");
+    assert!(
+        html.contains(r#"data-succeeded="0" data-failed="2" data-minutes="60""#),
+        "{html}"
+    );
+    assert_eq!(html.matches(r#"<rect class="bad""#).count(), 1, "{html}");
+    assert!(
+        html.contains(r#"<span class="n" id="credits">1234.5</span>"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"<span class="n" id="submissions-today">7</span> of <span id="daily-budget">500</span>"#), "{html}");
+    assert!(
+        html.contains(r#"<span class="n" id="uncertain">2</span>"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"id="workers-alive">0<"#), "{html}");
+    // A tenant's overview has none of the shared figures.
+    let (reader, _) = app.sign_in(READ_TOKEN).await;
+    let html = app.get("/console", &reader).await.text().await.unwrap();
+    assert!(
+        !html.contains("id=\"chart\"") && !html.contains("id=\"credits\""),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn search_finds_a_job_by_img_uuid_through_its_index() {
+    let app = spawn().await;
+    let id = app.create(WRITE_TOKEN, serde_json::json!({})).await;
+    let img = uuid::Uuid::new_v4().to_string();
+    app.store
+        .transition(
+            &id,
+            &[JobState::Queued],
+            JobState::Submitting,
+            vidq_core::Patch::new(),
+        )
+        .await
+        .unwrap();
+    app.store
+        .transition(
+            &id,
+            &[JobState::Submitting],
+            JobState::Processing,
+            vidq_core::Patch::new().img_uuid(img.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(app.store.job_by_img_uuid(&img).await.unwrap(), Some(id));
+    let key = format!("{}:{{jobs}}:img:{img}", app.prefix);
+    let mut redis = app.redis.clone();
+    let ttl: i64 = redis.pttl(&key).await.unwrap();
+    assert_eq!(ttl, -1, "an unfinished job's index entry does not expire");
+    let (cookie, _) = app.sign_in(READ_TOKEN).await;
+    let found = app.get(&format!("/console/jobs?q={img}"), &cookie).await;
+    assert_eq!(found.status(), 303);
+    assert_eq!(
+        found.headers()["location"],
+        format!("/console/jobs/{id}").as_str()
+    );
+    // Another tenant does not find it.
+    let (other, _) = app.sign_in(OTHER_TOKEN).await;
+    assert_eq!(
+        app.get(&format!("/console/jobs?q={img}"), &other)
+            .await
+            .status(),
+        404
+    );
+    // Once the job ends, the entry expires with the record.
+    app.store
+        .transition(
+            &id,
+            &[JobState::Processing],
+            JobState::Failed,
+            vidq_core::Patch::new().error("x"),
+        )
+        .await
+        .unwrap();
+    let job_ttl: i64 = redis.pttl(app.store.job_key(&id)).await.unwrap();
+    let ttl: i64 = redis.pttl(&key).await.unwrap();
+    assert!(
+        ttl > 0 && (job_ttl - ttl).abs() < 5_000,
+        "{ttl} vs {job_ttl}"
+    );
+}
+
+#[tokio::test]
+async fn the_job_page_lists_webhook_deliveries_and_sends_the_webhook_again() {
+    let app = spawn().await;
+    let response = app
+        .http
+        .post(format!("{}/v1/jobs", app.base))
+        .bearer_auth(WRITE_TOKEN)
+        .json(&serde_json::json!({
+            "reference_video_url": "https://videos.example.com/hook.mp4",
+            "model": 2000,
+            "callback_url": "https://hooks.example.com/done",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let id: JobId = body["id"].as_str().unwrap().parse().unwrap();
+    let (cookie, _) = app.sign_in(WRITE_TOKEN).await;
+    let csrf = app.csrf(&cookie).await;
+    // Not finished: nothing to send again.
+    let early = app
+        .post(
+            &format!("/console/jobs/{id}/webhook"),
+            Some(&cookie),
+            form(&[("csrf", &csrf)]),
+        )
+        .await;
+    assert_eq!(early.status(), 409);
+    app.store
+        .transition(
+            &id,
+            &[JobState::Queued],
+            JobState::Failed,
+            vidq_core::Patch::new().error("x"),
+        )
+        .await
+        .unwrap();
+    for (attempt, status, error, outcome) in [
+        (
+            1,
+            Some(503),
+            Some("hooks.example.com answered HTTP 503 Service Unavailable"),
+            "retry",
+        ),
+        (2, Some(200), None, "delivered"),
+    ] {
+        app.store
+            .record_delivery(
+                &id,
+                &vidq_core::WebhookDelivery {
+                    at_ms: 1_764_000_000_000 + attempt * 1000,
+                    attempt: attempt as u32,
+                    status,
+                    error: error.map(str::to_owned),
+                    outcome: outcome.to_owned(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let html = app
+        .get(&format!("/console/jobs/{id}"), &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let table = &html[html.find(r#"<table id="deliveries">"#).expect("deliveries")..];
+    let delivered = table.find(r#"data-outcome="delivered""#).unwrap();
+    let retried = table.find(r#"data-outcome="retry""#).unwrap();
+    assert!(delivered < retried, "newest first: {table}");
+    assert!(table.contains("<td class=\"n\">503</td>") && table.contains("answered HTTP 503"));
+    assert!(html.contains("Send the webhook again"), "{html}");
+    // The list expires with the job's record.
+    let mut redis = app.redis.clone();
+    let ttl: i64 = redis
+        .pttl(format!("{}:{{jobs}}:job:{id}:deliveries", app.prefix))
+        .await
+        .unwrap();
+    assert!(ttl > 0, "{ttl}");
+    // Without the CSRF token: refused, nothing queued.
+    let notify = vidq_core::TaskKind::Notify;
+    let before = app.producer.depth(notify).await.unwrap();
+    let forged = app
+        .post(
+            &format!("/console/jobs/{id}/webhook"),
+            Some(&cookie),
+            String::new(),
+        )
+        .await;
+    assert_eq!(forged.status(), 403);
+    // A reader may not.
+    let (reader, _) = app.sign_in(READ_TOKEN).await;
+    let reader_csrf = app.csrf(&reader).await;
+    let refused = app
+        .post(
+            &format!("/console/jobs/{id}/webhook"),
+            Some(&reader),
+            form(&[("csrf", &reader_csrf)]),
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(app.producer.depth(notify).await.unwrap(), before);
+    let sent = app
+        .post(
+            &format!("/console/jobs/{id}/webhook"),
+            Some(&cookie),
+            form(&[("csrf", &csrf)]),
+        )
+        .await;
+    assert_eq!(sent.status(), 303);
+    assert_eq!(
+        sent.headers()["location"],
+        format!("/console/jobs/{id}?resent=1").as_str()
+    );
+    let after = app.producer.depth(notify).await.unwrap();
+    assert_eq!(
+        after.due + after.scheduled,
+        before.due + before.scheduled + 1,
+        "{before:?} {after:?}"
+    );
 }

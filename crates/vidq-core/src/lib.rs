@@ -25,6 +25,7 @@ pub use job::{
     StoreError, SubmissionClaim, TransformRequest, TransformRequestInput, Transition, Transitioned,
     UnknownJobState, ValidationError, unix_ms_now,
 };
+pub use job::{DELIVERIES_CAP, MinuteCounts, WebhookDelivery};
 pub use job::{RecordedPart, TransferRecord, TransferUpload};
 pub use job::TraceContext;
 pub use settings::{SettingsError, load_settings};

@@ -80,6 +80,7 @@ struct Scripts {
     spend: Script,
     balance: Script,
     give_back: Script,
+    uncertain: Script,
 }
 
 /// Redis's clock in a script: `now` (Unix ms) and `day` (UTC days since the epoch).
@@ -94,6 +95,14 @@ const LUA_SPEND: &str = "if redis.call('HGET', KEYS[1], 'day') ~= tostring(day) 
   redis.call('HSET', KEYS[1], 'day', day)
 end
 redis.call('HINCRBYFLOAT', KEYS[1], 'spent', ARGV[1])
+";
+
+/// KEYS[1] today's figures: counts one uncertain submission today (Redis's day).
+const LUA_UNCERTAIN: &str = "if redis.call('HGET', KEYS[1], 'day') ~= tostring(day) then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'day', day)
+end
+redis.call('HINCRBY', KEYS[1], 'uncertain', 1)
 ";
 
 /// KEYS[1] today's figures, KEYS[2] in-flight jobs, ARGV[1] job id: an admitted submission
@@ -129,6 +138,7 @@ impl Limits {
                 spend: Script::new(&format!("{LUA_NOW}{LUA_SPEND}")),
                 balance: Script::new(&format!("{LUA_NOW}{LUA_BALANCE}")),
                 give_back: Script::new(&format!("{LUA_NOW}{LUA_GIVE_BACK}")),
+                uncertain: Script::new(&format!("{LUA_NOW}{LUA_UNCERTAIN}")),
             }),
         }
     }
@@ -189,6 +199,28 @@ impl Limits {
             .key(&self.keys[2])
             .arg(cost)
             .invoke_async(&mut conn)
+            .await
+    }
+
+    /// Counts one uncertain submission (a retry after an interrupted call) in today's figures
+    /// (Redis's UTC day, field `uncertain`), for the console.
+    pub(crate) async fn record_uncertain(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        self.scripts
+            .uncertain
+            .key(&self.keys[2])
+            .invoke_async(&mut conn)
+            .await
+    }
+
+    /// Stores the daily submission budget (`limits.daily_submissions`, 0 = none) in
+    /// `<prefix>:{limits}:budget`, for the console to show today's submissions against it.
+    pub(crate) async fn record_budget(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(format!("{}:{{limits}}:budget", self.prefix))
+            .arg(self.settings.daily_submissions)
+            .query_async(&mut conn)
             .await
     }
 

@@ -8,6 +8,9 @@ use tokio_util::sync::CancellationToken;
 use crate::pipeline::Pipeline;
 
 pub(crate) async fn watch_credits(pipeline: Pipeline, every: Duration, stop: CancellationToken) {
+    if let Err(err) = pipeline.limits().record_budget().await {
+        tracing::debug!(error = %err, "could not store the daily submission budget");
+    }
     if every.is_zero() {
         return;
     }

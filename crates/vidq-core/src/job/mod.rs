@@ -4,6 +4,7 @@ mod canonical;
 mod claim;
 mod codec;
 mod counts;
+mod dashboard;
 mod error;
 mod id;
 mod idempotency;
@@ -19,6 +20,7 @@ mod store;
 mod uploads;
 
 pub use claim::SubmissionClaim;
+pub use dashboard::{DELIVERIES_CAP, MinuteCounts, WebhookDelivery};
 pub use error::StoreError;
 pub use id::{InvalidJobId, JobId};
 pub use idempotency::{IdempotencyOutcome, MAX_IDEMPOTENCY_KEY_BYTES};

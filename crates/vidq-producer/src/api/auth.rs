@@ -94,12 +94,21 @@ impl Tokens {
     pub(crate) fn authorize(&self, headers: &HeaderMap, scope: Scope) -> Result<Caller, ApiError> {
         let presented =
             bearer(headers).ok_or_else(|| ApiError::unauthorized("a bearer token is required"))?;
-        let presented = digest(presented.expose_secret());
+        self.authorize_digest(&digest(presented.expose_secret()), scope)
+    }
+
+    /// The caller whose token's SHA-256 digest is `presented`, if it has `scope` (the
+    /// console checks a session's token this way on every request).
+    pub(crate) fn authorize_digest(
+        &self,
+        presented: &[u8; 32],
+        scope: Scope,
+    ) -> Result<Caller, ApiError> {
         let entries = self.snapshot();
         // Compare against every token, without stopping early, so timing reveals nothing.
         let mut found = None;
         for (index, entry) in entries.iter().enumerate() {
-            if bool::from(entry.digest.ct_eq(&presented)) {
+            if bool::from(entry.digest.ct_eq(presented)) {
                 found = Some((index, entry));
             }
         }

@@ -13,7 +13,7 @@ use reqwest::{Response, StatusCode, redirect};
 use secrecy::ExposeSecret;
 use tracing::instrument;
 use url::Url;
-use vidq_core::{JobTask, unix_ms_now};
+use vidq_core::{JobTask, WebhookDelivery, unix_ms_now};
 use vidq_queue::{Delivery, TaskError};
 
 use super::{TaskResult, retry, transient};
@@ -45,7 +45,13 @@ enum Failure {
     },
 }
 
-#[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current()))]
+// A span of the job's trace (messaging semantic conventions): its parent, the request that
+// created the job, is set once the record is read.
+#[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current(),
+    otel.name = "process notify", otel.kind = "consumer", messaging.system = "vidq",
+    messaging.destination.name = vidq_core::TaskKind::Notify.queue_name(),
+    messaging.message.id = %vidq_core::TaskKind::Notify.task_id(&task.job),
+    messaging.operation.type = "process"))]
 pub(crate) async fn notify(
     task: JobTask,
     pipeline: Data<Pipeline>,
@@ -56,6 +62,7 @@ pub(crate) async fn notify(
         tracing::warn!("job not found; its record expired before its webhook was sent");
         return Ok(());
     };
+    vidq_otel::set_parent(&tracing::Span::current(), job.trace.as_ref());
     let Some(url) = job.request.callback_url() else {
         return Ok(());
     };
@@ -66,7 +73,15 @@ pub(crate) async fn notify(
     let hooks = pipeline.webhooks();
     let event = Event::of(&job);
     let host = url.host_str().unwrap_or_default();
-    let (outcome, result) = match deliver(hooks, url, job.owner.as_deref(), &event).await {
+    let delivered = deliver(hooks, url, job.owner.as_deref(), &event).await;
+    let (status, error) = match &delivered {
+        Ok(status) => (Some(status.as_u16()), None),
+        Err(failure) => {
+            let text = failure_text(failure);
+            (http_status(&text), Some(text))
+        }
+    };
+    let (outcome, result) = match delivered {
         Ok(status) => {
             tracing::info!(webhook.host = host, http.status = status.as_u16(), job.state = %job.state, "webhook delivered");
             ("delivered", Ok(()))
@@ -98,7 +113,33 @@ pub(crate) async fn notify(
         Err(Failure::Rejected(reason)) => not_retried("rejected", reason, host),
     };
     metrics::counter!("vidq_webhooks_total", "outcome" => outcome).increment(1);
+    // For the console's job page (best effort: the delivery itself is what counts).
+    let record = WebhookDelivery {
+        at_ms: unix_ms_now(),
+        attempt: u32::try_from(attempt.current()).unwrap_or(u32::MAX),
+        status,
+        error,
+        outcome: outcome.to_owned(),
+    };
+    if let Err(err) = pipeline.store().record_delivery(&job.id, &record).await {
+        tracing::debug!(error = %err, "could not record the webhook delivery attempt");
+    }
     result
+}
+
+/// What a failed attempt was, for the delivery record (no URL: its query may hold a token).
+fn failure_text(failure: &Failure) -> String {
+    match failure {
+        Failure::Unsigned => "unsigned: no secret for the job's tenant".to_owned(),
+        Failure::Refused(refused) => refused.to_string(),
+        Failure::Rejected(reason) | Failure::Retry { reason, .. } => reason.clone(),
+    }
+}
+
+/// The HTTP status in a `judge` reason (`<host> answered HTTP 503 Service Unavailable`).
+fn http_status(reason: &str) -> Option<u16> {
+    let (_, rest) = reason.split_once("answered HTTP ")?;
+    rest.get(..3)?.parse().ok()
 }
 
 fn not_retried(outcome: &'static str, reason: String, host: &str) -> (&'static str, TaskResult) {

@@ -25,7 +25,13 @@ const CLAIM_MARGIN: Duration = Duration::from_secs(5);
 /// and then submits again, counting and logging that upstream may hold a duplicate (a worker
 /// died between upstream accepting and the id being stored). A job still unsubmitted at its
 /// deadline ends `expired` without being submitted.
-#[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current()))]
+// A span of the job's trace (messaging semantic conventions): its parent, the request that
+// created the job, is set once the record is read.
+#[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current(),
+    otel.name = "process submit", otel.kind = "consumer", messaging.system = "vidq",
+    messaging.destination.name = TaskKind::Submit.queue_name(),
+    messaging.message.id = %TaskKind::Submit.task_id(&task.job),
+    messaging.operation.type = "process"))]
 pub(crate) async fn submit(
     task: JobTask,
     pipeline: Data<Pipeline>,
@@ -41,6 +47,7 @@ pub(crate) async fn submit(
         tracing::warn!("job not found; it was deleted or expired");
         return Ok(());
     };
+    vidq_otel::set_parent(&tracing::Span::current(), job.trace.as_ref());
     let needs_upstream = match job.state {
         JobState::Queued => true,
         JobState::Submitting => job.img_uuid.is_none(),
@@ -117,6 +124,9 @@ pub(crate) async fn submit(
             // An earlier attempt ended (or a record from an older release has no claim)
             // without storing upstream's id: it may have been accepted.
             metrics::counter!("vidq_uncertain_submissions_total").increment(1);
+            if let Err(err) = pipeline.limits().record_uncertain().await {
+                tracing::debug!(error = %err, "could not count the uncertain submission");
+            }
             tracing::warn!(
                 "submitting again after an interrupted submission: upstream may hold a duplicate"
             );
