@@ -153,7 +153,7 @@ impl Client {
     /// Sends one request with the key and classifies the reply; logs one debug event.
     async fn call(&self, endpoint: &'static str, http: reqwest::RequestBuilder) -> Result<Reply> {
         let started = Instant::now();
-        let result = self.send(http).await;
+        let result = tracing::Instrument::instrument(self.send(http), self.span(endpoint)).await;
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match &result {
             Ok(_) => tracing::debug!(
@@ -173,14 +173,45 @@ impl Client {
         result
     }
 
+    /// The client span of one call (HTTP client semantic conventions); `send` records the
+    /// status code, an error marks it failed.
+    fn span(&self, endpoint: &'static str) -> tracing::Span {
+        let (method, name) = match endpoint {
+            "generate" => ("POST", "POST goenhance generate"),
+            "detail" => ("GET", "GET goenhance detail"),
+            "tokens" => ("GET", "GET goenhance tokens"),
+            _ => ("GET", "GET goenhance model_list"),
+        };
+        let url = &self.inner.base_url;
+        tracing::info_span!(
+            "goenhance request",
+            otel.name = name,
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = method,
+            server.address = url.host_str().unwrap_or_default(),
+            server.port = url.port_or_known_default().unwrap_or_default(),
+            http.response.status_code = tracing::field::Empty,
+            goenhance.endpoint = endpoint,
+        )
+    }
+
     async fn send(&self, http: reqwest::RequestBuilder) -> Result<Reply> {
         // The header is built from the secret here, per request, and marked sensitive.
         let response = http
             .bearer_auth(self.inner.api_key.expose_secret())
             .send()
             .await
-            .map_err(Error::from_transport)?;
+            .map_err(|err| {
+                tracing::Span::current().record("otel.status_code", "error");
+                Error::from_transport(err)
+            })?;
         let status = response.status();
+        let span = tracing::Span::current();
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_client_error() || status.is_server_error() {
+            span.record("otel.status_code", "error");
+        }
         let retry_after = response.headers().get(RETRY_AFTER).cloned();
         let body = read_capped(response).await?;
         envelope::classify(status, retry_after.as_ref(), &body)

@@ -62,6 +62,8 @@ pub struct EnqueueOptions {
     /// a job over one is not written, and the error is [`StoreError::QuotaExceeded`].
     /// Followed and replayed jobs are not creates and pass.
     pub quota: CreateQuota,
+    /// The trace a new job joins (the API request's span): each of its tasks is a span of it.
+    pub trace: Option<vidq_core::TraceContext>,
 }
 
 /// What [`Producer::enqueue_with`] did.
@@ -203,10 +205,13 @@ impl Producer {
             Some(hash) => hash,
             None => request_hash(&request)?,
         };
-        let plan = match &reuse_key {
+        let mut plan = match &reuse_key {
             Some((key, ttl)) => self.reuse_plan(key, *ttl, request, owner).await?,
             None => Plan::Create(self.new_record(request, owner)),
         };
+        if let Plan::Create(job) | Plan::Reuse(job, _) = &mut plan {
+            job.trace.clone_from(&options.trace);
+        }
         // A job claimed for reuse but not created must not stay offered.
         let withdraw = async |job: &JobRecord| {
             if let Some((key, _)) = &reuse_key {
@@ -448,7 +453,11 @@ impl Producer {
         }
         let jobs: Vec<JobRecord> = requests
             .into_iter()
-            .map(|request| self.new_record(request, owner))
+            .map(|request| {
+                let mut job = self.new_record(request, owner);
+                job.trace.clone_from(&options.trace);
+                job
+            })
             .collect();
         let outcomes = self.create_and_push(&jobs, &options.quota).await?;
         Ok(jobs

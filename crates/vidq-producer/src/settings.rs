@@ -33,6 +33,9 @@ pub struct ProducerSettings {
     /// is ignored here): `POST /v1/jobs` refuses a `callback_url` they would refuse.
     #[serde(default)]
     pub webhooks: vidq_core::CallbackPolicy,
+    /// OpenTelemetry traces (`[otel]`): off unless `otel.endpoint` is set.
+    #[serde(default)]
+    pub otel: vidq_otel::OtelSettings,
 }
 
 /// `[api]`: the HTTP API of `vidq serve`.
@@ -282,6 +285,7 @@ impl Default for ProducerSettings {
             api: ApiSettings::default(),
             storage: None,
             webhooks: vidq_core::CallbackPolicy::default(),
+            otel: vidq_otel::OtelSettings::default(),
         })
     }
 }
@@ -297,6 +301,7 @@ impl ProducerSettings {
         }
         settings.api.quotas.validate()?;
         settings.api.limits.validate()?;
+        settings.otel.validate().map_err(SettingsError::Invalid)?;
         let mut settings = settings;
         settings.api.tokens = settings.api.load_tokens()?;
         Ok(settings)

@@ -2,6 +2,7 @@
 
 mod buffer;
 mod error;
+mod otel;
 mod resume;
 mod settings;
 mod source;

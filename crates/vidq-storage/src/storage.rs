@@ -38,6 +38,8 @@ pub struct Storage {
     pub(crate) parts_in_flight: usize,
     presign_ttl: Duration,
     pub(crate) gauge: Arc<BufferGauge>,
+    /// Host and port of the S3 endpoint, for the request spans.
+    pub(crate) server: Arc<(String, u16)>,
 }
 
 /// What [`Storage::head`] learns about a stored object.
@@ -112,6 +114,10 @@ impl Storage {
             single_put_max: settings.single_put_max,
             sign_payload: settings.sign_payload(),
             gauge: Arc::default(),
+            server: Arc::new(crate::otel::server_of(
+                shared.endpoint_url(),
+                &settings.region,
+            )),
         })
     }
 

@@ -117,7 +117,8 @@ impl Storage {
             && len > self.part_size as u64
             && len <= self.single_put_max
         {
-            return self.put_streamed(key, content_type, stream, len).await;
+            let put = self.put_streamed(key, content_type, stream, len);
+            return self.traced("PutObject", "PUT", put).await;
         }
         let stream = std::pin::pin!(stream);
         let (mut reader, resumed) = match resume {
@@ -148,11 +149,11 @@ impl Storage {
                 let state = reader.hash_state();
                 if reader.at_end().await? {
                     let (bytes, sha256) = reader.finish()?;
-                    return self
-                        .put_whole(key, content_type, first.freeze(), bytes, sha256)
-                        .await;
+                    let put = self.put_whole(key, content_type, first.freeze(), bytes, sha256);
+                    return self.traced("PutObject", "PUT", put).await;
                 }
-                let upload_id = self.create_multipart(key, content_type).await?;
+                let create = self.create_multipart(key, content_type);
+                let upload_id = self.traced("CreateMultipartUpload", "POST", create).await?;
                 if let Some(journal) = &journal {
                     let recorded = journal.started(&upload_id).await;
                     if !matches!(recorded, Ok(true)) {
@@ -190,7 +191,8 @@ impl Storage {
                     Err(err) => return Err(Error::Journal(err)),
                 }
             }
-            self.complete(key, &upload_id, parts).await?;
+            let complete = self.complete(key, &upload_id, parts);
+            self.traced("CompleteMultipartUpload", "POST", complete).await?;
             Ok((bytes, sha256, count))
         }
         .await;
@@ -308,7 +310,8 @@ impl Storage {
             in_flight.spawn(
                 async move {
                     let bytes = part.bytes.len() as u64;
-                    let done = storage.upload_part(&key, &upload_id, number, part).await?;
+                    let put = storage.upload_part(&key, &upload_id, number, part);
+                    let done = storage.traced("UploadPart", "PUT", put).await?;
                     if let Some(journal) = journal {
                         let stored = StoredPart {
                             number,

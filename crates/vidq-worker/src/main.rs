@@ -35,10 +35,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(err) = vidq_core::telemetry::init(&settings.log) {
-        eprintln!("vidq-worker: {err}");
-        return ExitCode::from(2);
-    }
+    let otel = match vidq_otel::init(&settings.log, &settings.otel, "vidq-worker") {
+        Ok(otel) => otel,
+        Err(err) => {
+            eprintln!("vidq-worker: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {
@@ -46,13 +49,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(vidq_worker::run(settings, shutdown_signal())) {
+    let code = match runtime.block_on(vidq_worker::run(settings, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "worker stopped on an error");
             ExitCode::FAILURE
         }
-    }
+    };
+    // After the graceful stop: the spans of the last tasks are exported before exit.
+    otel.shutdown(std::time::Duration::from_secs(5));
+    code
 }
 
 async fn shutdown_signal() {

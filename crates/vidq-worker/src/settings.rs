@@ -49,6 +49,9 @@ pub struct WorkerSettings {
     /// This process's beat in the registry of live workers (`vidq workers`).
     #[serde(default)]
     pub heartbeat: crate::heartbeat::HeartbeatSettings,
+    /// OpenTelemetry traces (`[otel]`): off unless `otel.endpoint` is set.
+    #[serde(default)]
+    pub otel: vidq_otel::OtelSettings,
 }
 
 /// `[redis]`.
@@ -282,6 +285,7 @@ impl WorkerSettings {
                 return invalid(&name, "each secret must be at least 16 characters");
             }
         }
+        self.otel.validate().map_err(SettingsError::Invalid)?;
         if self.heartbeat.interval < Duration::from_millis(100) {
             return invalid("heartbeat.interval", "must be at least 100ms");
         }

@@ -91,11 +91,13 @@ pub(crate) struct BatchItem {
     ),
     security(("bearer" = []))
 )]
+#[tracing::instrument(name = "POST /v1/jobs:batch", skip_all, fields(otel.kind = "server", http.request.method = "POST", http.route = "/v1/jobs:batch"))]
 pub(crate) async fn create(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    vidq_otel::continue_trace(&headers);
     let caller = state.authorize(&headers, Scope::Write)?;
     if !is_json(&headers) {
         return Err(ApiError::unsupported_media_type());
@@ -144,7 +146,10 @@ pub(crate) async fn create(
         return Ok(refused(invalid, total));
     }
     let mut results: Vec<Option<BatchItem>> = (0..total).map(|_| None).collect();
-    let options = state.enqueue_options(&caller, None, String::new());
+    let options = crate::EnqueueOptions {
+        trace: vidq_otel::job_trace(&headers),
+        ..state.enqueue_options(&caller, None, String::new())
+    };
     let (indexes, requests): (Vec<usize>, Vec<TransformRequest>) = valid.into_iter().unzip();
     let mut retry_after: Option<Duration> = None;
     let mut created = 0;

@@ -59,11 +59,13 @@ pub(crate) struct IdempotencyHeader {
     ),
     security(("bearer" = []))
 )]
+#[tracing::instrument(name = "POST /v1/jobs", skip_all, fields(otel.kind = "server", http.request.method = "POST", http.route = "/v1/jobs"))]
 pub(crate) async fn create(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    vidq_otel::continue_trace(&headers);
     let caller = state.authorize(&headers, Scope::Write)?;
     if !is_json(&headers) {
         return Err(ApiError::unsupported_media_type());
@@ -84,7 +86,10 @@ pub(crate) async fn create(
         .producer
         .enqueue_with(
             request,
-            state.enqueue_options(&caller, idempotency_key, body_hash),
+            crate::EnqueueOptions {
+                trace: vidq_otel::job_trace(&headers),
+                ..state.enqueue_options(&caller, idempotency_key, body_hash)
+            },
         )
         .await
     {

@@ -111,6 +111,7 @@ impl AppState {
             owner: Some(caller.tenant.clone()),
             reuse_across_owners: self.reuse_across_tenants,
             quota: self.quotas.for_tenant(Some(&caller.tenant)),
+            trace: None,
         }
     }
 }

@@ -276,6 +276,11 @@ pub(crate) struct JobView {
     output: Option<OutputView>,
     /// The newest transitions, oldest first.
     history: Vec<TransitionView>,
+    /// The OpenTelemetry (W3C) trace id of the job's trace: its creating request's span and
+    /// each of its tasks (from the request's `traceparent`, or a new trace when the API
+    /// exports spans); `null` when it has none.
+    #[schema(example = "4bf92f3577b34da6a3ce929d0e0e4736")]
+    trace_id: Option<String>,
 }
 
 impl From<&JobRecord> for JobView {
@@ -305,6 +310,11 @@ impl From<&JobRecord> for JobView {
             error: job.error.clone(),
             output: job.output.as_ref().map(Into::into),
             history: job.history.iter().map(Into::into).collect(),
+            trace_id: job
+                .trace
+                .as_ref()
+                .and_then(|t| t.trace_id())
+                .map(str::to_owned),
         }
     }
 }

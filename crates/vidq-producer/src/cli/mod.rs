@@ -73,9 +73,10 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         Ok(s) => s,
         Err(err) => return fail(err),
     };
-    if let Err(err) = vidq_core::telemetry::init(&settings.log) {
-        return fail(err);
-    }
+    let otel = match vidq_otel::init(&settings.log, &settings.otel, "vidq-api") {
+        Ok(otel) => otel,
+        Err(err) => return fail(err),
+    };
     let producer = match Producer::connect(&settings).await {
         Ok(p) => p,
         Err(err) => {
@@ -97,6 +98,13 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         Command::Workers => workers::run(&settings).await,
         Command::Serve(args) => serve::run(producer, &settings, cli.config.as_deref(), args).await,
     };
+    // After the graceful stop: the last requests' spans are exported before exit.
+    if otel.exporting() {
+        let flushed = tokio::task::spawn_blocking(move || {
+            otel.shutdown(std::time::Duration::from_secs(5));
+        });
+        let _ = flushed.await;
+    }
     result.unwrap_or_else(fail)
 }
 

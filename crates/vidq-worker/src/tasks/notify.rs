@@ -45,7 +45,13 @@ enum Failure {
     },
 }
 
-#[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current()))]
+// A span of the job's trace (messaging semantic conventions): its parent, the request that
+// created the job, is set once the record is read.
+#[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current(),
+    otel.name = "process notify", otel.kind = "consumer", messaging.system = "vidq",
+    messaging.destination.name = vidq_core::TaskKind::Notify.queue_name(),
+    messaging.message.id = %vidq_core::TaskKind::Notify.task_id(&task.job),
+    messaging.operation.type = "process"))]
 pub(crate) async fn notify(
     task: JobTask,
     pipeline: Data<Pipeline>,
@@ -56,6 +62,7 @@ pub(crate) async fn notify(
         tracing::warn!("job not found; its record expired before its webhook was sent");
         return Ok(());
     };
+    vidq_otel::set_parent(&tracing::Span::current(), job.trace.as_ref());
     let Some(url) = job.request.callback_url() else {
         return Ok(());
     };

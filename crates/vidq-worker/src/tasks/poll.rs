@@ -12,7 +12,13 @@ use super::{TaskResult, TaskTimer, retry, transient};
 use crate::limits::Admission;
 use crate::pipeline::Pipeline;
 
-#[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current()))]
+// A span of the job's trace (messaging semantic conventions): its parent, the request that
+// created the job, is set once the record is read.
+#[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current(),
+    otel.name = "process poll", otel.kind = "consumer", messaging.system = "vidq",
+    messaging.destination.name = TaskKind::Poll.queue_name(),
+    messaging.message.id = %TaskKind::Poll.task_id(&task.job),
+    messaging.operation.type = "process"))]
 pub(crate) async fn poll(
     task: JobTask,
     pipeline: Data<Pipeline>,
@@ -29,6 +35,7 @@ pub(crate) async fn poll(
         tracing::warn!("job not found; it was deleted or expired");
         return Ok(());
     };
+    vidq_otel::set_parent(&tracing::Span::current(), job.trace.as_ref());
     if job.state != JobState::Processing {
         // A poll that moved the job on but died before its follow-up was pushed (Redis lost
         // the push, the worker crashed): push it again. One live task per job step makes this

@@ -25,7 +25,13 @@ const CLAIM_MARGIN: Duration = Duration::from_secs(5);
 /// and then submits again, counting and logging that upstream may hold a duplicate (a worker
 /// died between upstream accepting and the id being stored). A job still unsubmitted at its
 /// deadline ends `expired` without being submitted.
-#[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current()))]
+// A span of the job's trace (messaging semantic conventions): its parent, the request that
+// created the job, is set once the record is read.
+#[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current(),
+    otel.name = "process submit", otel.kind = "consumer", messaging.system = "vidq",
+    messaging.destination.name = TaskKind::Submit.queue_name(),
+    messaging.message.id = %TaskKind::Submit.task_id(&task.job),
+    messaging.operation.type = "process"))]
 pub(crate) async fn submit(
     task: JobTask,
     pipeline: Data<Pipeline>,
@@ -41,6 +47,7 @@ pub(crate) async fn submit(
         tracing::warn!("job not found; it was deleted or expired");
         return Ok(());
     };
+    vidq_otel::set_parent(&tracing::Span::current(), job.trace.as_ref());
     let needs_upstream = match job.state {
         JobState::Queued => true,
         JobState::Submitting => job.img_uuid.is_none(),

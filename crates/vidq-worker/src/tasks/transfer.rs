@@ -28,7 +28,13 @@ use crate::pipeline::Pipeline;
 
 const CONTENT_TYPE: &str = "video/mp4";
 
-#[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current()))]
+// A span of the job's trace (messaging semantic conventions): its parent, the request that
+// created the job, is set once the record is read.
+#[instrument(skip_all, fields(job.id = %task.job, task.attempt = attempt.current(),
+    otel.name = "process transfer", otel.kind = "consumer", messaging.system = "vidq",
+    messaging.destination.name = TaskKind::Transfer.queue_name(),
+    messaging.message.id = %TaskKind::Transfer.task_id(&task.job),
+    messaging.operation.type = "process"))]
 pub(crate) async fn transfer(
     task: JobTask,
     pipeline: Data<Pipeline>,
@@ -42,6 +48,7 @@ pub(crate) async fn transfer(
         tracing::warn!("job not found; it was deleted or expired");
         return Ok(());
     };
+    vidq_otel::set_parent(&tracing::Span::current(), job.trace.as_ref());
     if job.state != JobState::Transferring {
         return Ok(()); // a stale or duplicate transfer
     }
