@@ -75,8 +75,11 @@ pub struct TestEnv {
     pub prefix: String,
     /// The test's bucket (created).
     pub bucket: String,
-    /// Redis URL.
+    /// Redis URL: the server; on a cluster its first seed, on Sentinel its first sentinel
+    /// (read through [`TestEnv::redis`] there).
     pub redis_url: String,
+    /// The Redis shape the test runs on.
+    pub redis: crate::RedisShape,
     /// The S3 server.
     pub s3: S3Endpoint,
     /// A producer on the test's prefix.
@@ -88,21 +91,43 @@ pub struct TestEnv {
 impl TestEnv {
     /// A fresh environment named after `name`, with its bucket created.
     pub async fn new(name: &str) -> anyhow::Result<Self> {
+        Self::on(name, crate::RedisShape::standalone_from_env()).await
+    }
+
+    /// A fresh environment named after `name` on the Redis `shape`, with its bucket created.
+    pub async fn on(name: &str, shape: crate::RedisShape) -> anyhow::Result<Self> {
+        Self::on_with(name, shape, &S3Endpoint::from_env()?, &[]).await
+    }
+
+    /// A fresh environment named after `name` on `shape` and `s3`, its bucket created; the
+    /// producer also gets the `VIDQ__...` `settings` (e.g. `VIDQ__JOBS__DEADLINE`).
+    pub async fn on_with(
+        name: &str,
+        shape: crate::RedisShape,
+        s3: &S3Endpoint,
+        settings: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let prefix = unique(&format!("t-{name}"));
         let bucket = unique(&format!("b-{}", name.replace('_', "-")));
-        let redis_url = redis_url();
-        let s3 = S3Endpoint::from_env()?;
-        let mut settings = ProducerSettings::default();
-        settings.redis.url = redis_url.clone();
-        settings.redis.prefix = prefix.clone();
-        let producer = Producer::connect(&settings).await?;
-        let storage = Storage::new(&self_storage_settings(&s3, &bucket)).await?;
+        let mut vars = shape.settings_env();
+        vars.push(("VIDQ__REDIS__PREFIX".to_owned(), prefix.clone()));
+        vars.extend(
+            settings
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let producer_settings: ProducerSettings =
+            vidq_core::load_settings(vidq_producer::DEFAULTS, None, vars)
+                .with_context(|| format!("producer settings on {}", shape.mode()))?;
+        let producer = Producer::connect(&producer_settings).await?;
+        let storage = Storage::new(&self_storage_settings(s3, &bucket)).await?;
         storage.ensure_bucket().await?;
         Ok(Self {
             prefix,
             bucket,
-            redis_url,
-            s3,
+            redis_url: shape.first_url(),
+            redis: shape,
+            s3: s3.clone(),
             producer,
             storage,
         })
@@ -117,7 +142,6 @@ impl TestEnv {
         overrides: &[(&str, &str)],
     ) -> BTreeMap<String, String> {
         let mut env: BTreeMap<String, String> = [
-            ("VIDQ__REDIS__URL", self.redis_url.as_str()),
             ("VIDQ__REDIS__PREFIX", self.prefix.as_str()),
             ("VIDQ__GOENHANCE__BASE_URL", sim_url),
             ("VIDQ__GOENHANCE__API_KEY", "sim-key"),
@@ -143,6 +167,7 @@ impl TestEnv {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .chain(self.redis.settings_env())
         .collect();
         for (k, v) in overrides {
             env.insert((*k).to_owned(), (*v).to_owned());
@@ -150,29 +175,28 @@ impl TestEnv {
         env
     }
 
-    /// Every Redis key under this test's prefix (SCAN, fine for tests).
+    /// Every Redis key under this test's prefix (SCAN of every primary, fine for tests).
     pub async fn redis_keys(&self) -> anyhow::Result<Vec<String>> {
-        let client = redis::Client::open(self.redis_url.as_str())?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        let mut keys = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{}:*", self.prefix))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        let mut keys: Vec<String> = self
+            .redis
+            .scan(&format!("{}:*", self.prefix))
+            .await?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
         keys.sort();
+        keys.dedup();
         Ok(keys)
+    }
+
+    /// A connection to the primary holding `key` (the server on standalone).
+    pub async fn redis_conn_for(
+        &self,
+        key: &str,
+    ) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        let url = self.redis.url_for_key(key).await?;
+        let client = redis::Client::open(url.as_str())?;
+        Ok(client.get_multiplexed_async_connection().await?)
     }
 
     /// Deletes this test's keys (never anything else), and its bucket with what it holds.
@@ -186,19 +210,8 @@ impl TestEnv {
                 .await?;
         }
         s3.delete_bucket().bucket(&self.bucket).send().await?;
-        let keys = self.redis_keys().await?;
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let client = redis::Client::open(self.redis_url.as_str())?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        for chunk in keys.chunks(500) {
-            redis::cmd("DEL")
-                .arg(chunk)
-                .query_async::<()>(&mut conn)
-                .await?;
-        }
-        Ok(())
+        let keys = self.redis.scan(&format!("{}:*", self.prefix)).await?;
+        self.redis.delete(&keys).await
     }
 }
 

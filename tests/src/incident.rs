@@ -63,8 +63,7 @@ pub async fn live_tasks_per_job(
     queue: &str,
 ) -> anyhow::Result<HashMap<String, usize>> {
     let key = |kind: &str| format!("{}:{{{queue}}}:{kind}", env.prefix);
-    let client = redis::Client::open(env.redis_url.as_str())?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn = env.redis_conn_for(&key("due")).await?;
     let (due, lease, data): (Vec<String>, Vec<String>, HashMap<String, Vec<u8>>) = redis::pipe()
         .atomic()
         .zrange(key("due"), 0, -1)

@@ -15,12 +15,11 @@ use anyhow::Context as _;
 use aws_sdk_s3::error::ProvideErrorMetadata as _;
 use tokio::process::{Child, Command};
 use vidq_core::{JobId, TaskKind};
-use vidq_producer::{Producer, ProducerSettings};
-use vidq_storage::{Storage, StorageSettings};
 
 use crate::incident::live_tasks_per_job;
+pub use crate::redis_rigs::{ClusterRig, SentinelRig};
 use crate::redis_server::wait_listening;
-use crate::{S3Endpoint, Sim, TestEnv, free_port, unique, wait_until};
+use crate::{RedisShape, S3Endpoint, Sim, TestEnv, free_port, unique, wait_until};
 
 /// The four queues of the pipeline.
 pub const QUEUES: [TaskKind; 4] = [
@@ -288,47 +287,40 @@ pub async fn test_env(
     s3: &S3Endpoint,
     deadline: Option<Duration>,
 ) -> anyhow::Result<TestEnv> {
-    let prefix = unique(&format!("t-{name}"));
-    let bucket = unique(&format!("b-{}", name.replace('_', "-")));
-    let mut settings = ProducerSettings::default();
-    settings.redis.url = redis_url.to_owned();
-    settings.redis.prefix = prefix.clone();
-    if let Some(deadline) = deadline {
-        settings.jobs.deadline = deadline;
-    }
-    let producer = Producer::connect(&settings).await?;
-    let mut storage_settings = StorageSettings::new(&bucket);
-    storage_settings.endpoint = Some(s3.endpoint.clone());
-    storage_settings.region = s3.region.clone();
-    storage_settings.access_key_id = Some(s3.access_key.clone());
-    storage_settings.secret_access_key = Some(s3.secret_key.clone().into());
-    let storage = Storage::new(&storage_settings).await?;
-    storage.ensure_bucket().await?;
-    Ok(TestEnv {
-        prefix,
-        bucket,
-        redis_url: redis_url.to_owned(),
-        s3: s3.clone(),
-        producer,
-        storage,
-    })
+    test_env_on(
+        name,
+        RedisShape::Standalone(redis_url.to_owned()),
+        s3,
+        deadline,
+    )
+    .await
+}
+
+/// [`test_env`] on any Redis shape.
+pub async fn test_env_on(
+    name: &str,
+    shape: RedisShape,
+    s3: &S3Endpoint,
+    deadline: Option<Duration>,
+) -> anyhow::Result<TestEnv> {
+    let deadline = deadline.map(as_millis_setting);
+    let settings: Vec<(&str, &str)> = deadline
+        .as_deref()
+        .map(|d| ("VIDQ__JOBS__DEADLINE", d))
+        .into_iter()
+        .collect();
+    TestEnv::on_with(name, shape, s3, &settings).await
+}
+
+/// `d` as whole milliseconds, a duration the settings loader reads (`"1500ms"`).
+fn as_millis_setting(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
 }
 
 /// Deletes the Redis keys under the test's prefix (its bucket goes with its private s3s-fs).
 pub async fn forget_keys(env: &TestEnv) -> anyhow::Result<()> {
-    let keys = env.redis_keys().await?;
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let client = redis::Client::open(env.redis_url.as_str())?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    for chunk in keys.chunks(500) {
-        redis::cmd("DEL")
-            .arg(chunk)
-            .query_async::<()>(&mut conn)
-            .await?;
-    }
-    Ok(())
+    let keys = env.redis.scan(&format!("{}:*", env.prefix)).await?;
+    env.redis.delete(&keys).await
 }
 
 /// Live tasks (due or leased) per queue that belong to one of `jobs`, as `job id -> count`;
