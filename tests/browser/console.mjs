@@ -3,7 +3,7 @@
 // condition with a deadline; a failed check exits non-zero with what was seen.
 import { chromium } from 'playwright-core';
 import { createServer } from 'node:http';
-import { readdirSync, writeFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 const API = process.env.VIDQ_API;
@@ -13,6 +13,9 @@ const READ = process.env.VIDQ_READ_TOKEN;
 const BUCKET_DIR = process.env.VIDQ_S3_BUCKET_DIR;
 const SCREENS = process.env.VIDQ_SCREENS;
 const WORKER_PID = process.env.VIDQ_WORKER_PID;
+const GONE = process.env.VIDQ_GONE_TOKEN; // removed from the API's config mid-test (SIGHUP)
+const API_CONFIG = process.env.VIDQ_API_CONFIG;
+const API_PID = Number(process.env.VIDQ_API_PID);
 
 function check(ok, what) {
   if (!ok) throw new Error(`check failed: ${what}`);
@@ -125,6 +128,18 @@ try {
   // Sign in (write token of tenant studio) and see a job enqueued through the API.
   const writer = await signIn(WRITE);
   await shot(writer.page, 'overview-tenant');
+  // The jobs page is open before the job exists; it must appear and reach succeeded live,
+  // by server-sent events: no reload, no navigation (a marker in the window survives).
+  await writer.page.goto(`${API}/console/jobs`);
+  await writer.page.waitForSelector('body[data-live="connected"]');
+  let navigations = 0;
+  const countNavigation = (frame) => {
+    if (frame === writer.page.mainFrame()) navigations += 1;
+  };
+  writer.page.on('framenavigated', countNavigation);
+  await writer.page.evaluate(() => {
+    window.__noReload = 'still here';
+  });
   const created = await api('POST', '/v1/jobs', WRITE, {
     reference_video_url: 'https://videos.example/console/first.mp4',
     model: 2000,
@@ -132,13 +147,20 @@ try {
   });
   check(created.status === 202, `POST /v1/jobs: ${created.status}`);
   const id = created.body.id;
-  await writer.page.goto(`${API}/console/jobs`);
-  check((await writer.page.locator(`tr[data-job="${id}"]`).count()) === 1, 'the new job is listed');
-  await until('the job to reach succeeded in the list', 90, async () => {
-    await writer.page.goto(`${API}/console/jobs`);
-    return (await writer.page.locator(`tr[data-job="${id}"]`).getAttribute('data-state')) === 'succeeded';
+  const row = writer.page.locator(`tr[data-job="${id}"]`);
+  await until('the new job to appear on the open jobs page', 30, async () => (await row.count()) === 1);
+  check(true, 'the new job appeared on the open jobs page');
+  const seen = new Set();
+  await until('the job to reach succeeded on the open jobs page', 90, async () => {
+    const state = (await row.count()) === 1 ? await row.getAttribute('data-state') : null;
+    if (state) seen.add(state);
+    return state === 'succeeded';
   });
-  check(true, 'the job reached succeeded on the jobs page');
+  writer.page.off('framenavigated', countNavigation);
+  const marker = await writer.page.evaluate(() => window.__noReload);
+  const updates = Number(await writer.page.getAttribute('body', 'data-live-updates'));
+  check(navigations === 0 && marker === 'still here', `no navigation or reload happened (${navigations} navigations)`);
+  check(updates >= 2, `the job reached succeeded live (${updates} live updates; states seen: ${[...seen].join(' → ')})`);
   await shot(writer.page, 'jobs');
 
   // Its stored object becomes the recorded WebM; the page plays it.
@@ -206,6 +228,27 @@ try {
   check(true, 'the retried dead task left the dead list');
   await until('the webhook delivered after the retry', 60, async () => deliveries.some((d) => d.healthy));
   check(true, 'the retried webhook was delivered (200)');
+  // The job page lists both delivery attempts: the refused one (400) and the delivered one.
+  const hookedId = hooked.body.id;
+  await admin.page.goto(`${API}/console/jobs/${hookedId}`);
+  await until('both delivery attempts on the job page', 30, async () => {
+    await admin.page.goto(`${API}/console/jobs/${hookedId}`);
+    return (await admin.page.locator('#deliveries tr[data-outcome]').count()) >= 2;
+  });
+  const rejectedRow = await admin.page.textContent('#deliveries tr[data-outcome="rejected"]');
+  const deliveredRow = await admin.page.textContent('#deliveries tr[data-outcome="delivered"]');
+  check(rejectedRow.includes('400') && deliveredRow.includes('200'), `webhook deliveries listed (400 refused, then 200 delivered)`);
+  // Send the webhook again: one more delivery reaches the receiver and is listed.
+  const sentBefore = deliveries.filter((d) => d.healthy).length;
+  await admin.page.click('button[data-action="Send the webhook again"]');
+  await admin.page.waitForURL(`**/console/jobs/${hookedId}?resent=1`);
+  await until('the webhook sent again', 60, async () => deliveries.filter((d) => d.healthy).length > sentBefore);
+  await until('the second delivered attempt on the job page', 30, async () => {
+    await admin.page.goto(`${API}/console/jobs/${hookedId}`);
+    return (await admin.page.locator('#deliveries tr[data-outcome="delivered"]').count()) === 2;
+  });
+  check(true, 'Send the webhook again delivered it once more, and the page lists it');
+  await shot(admin.page, 'job-webhooks');
   // Two more refused webhooks, then Retry all.
   healthy = false;
   const more = [];
@@ -257,6 +300,14 @@ try {
   check(deliveries.length === deliveredBefore, 'the purged webhook was not delivered');
   await admin.page.goto(`${API}/console`);
   check((await admin.page.locator('#queues tr[data-queue="notify"]').count()) === 1, 'the admin overview shows the queues');
+  // The chart of the last hour: every job so far ended this hour.
+  const chart = admin.page.locator('svg#chart');
+  check((await chart.count()) === 1, 'the overview has the finished-per-minute chart');
+  const charted = Number(await chart.getAttribute('data-succeeded'));
+  const bars = await admin.page.locator('svg#chart rect.ok').count();
+  const box = await chart.boundingBox();
+  check(charted >= 5 && bars >= 1 && box.width > 300 && box.height > 60, `the chart renders (${charted} succeeded in ${bars} bars, ${Math.round(box.width)}×${Math.round(box.height)} px)`);
+  check((await admin.page.textContent('#workers-alive')).trim() === '1', 'the overview counts one live worker');
   await shot(admin.page, 'overview');
   // The Workers page lists the worker process check-console started, with its queues.
   await admin.page.click('nav a[href="/console/workers"]');
@@ -307,6 +358,20 @@ try {
   const after = await api('GET', `/v1/jobs/${queued.body.id}`, ADMIN);
   check(after.body.state !== 'canceled', `the forged cancel changed nothing (state ${after.body.state})`);
   await shot(admin.page, 'forged-refused');
+
+  // A session whose token is removed from the config (SIGHUP reloads it) is signed out: the
+  // open page is told by its event stream and goes to the sign-in form.
+  const gone = await signIn(GONE);
+  await gone.page.goto(`${API}/console/jobs`);
+  await gone.page.waitForSelector('body[data-live="connected"]');
+  const config = readFileSync(API_CONFIG, 'utf8');
+  const without = config.replace(/\[\[api\.tokens\]\]\nname = "leaver"\ntoken = "[^"]*"\nscopes = \["read"\]\n/, '');
+  check(without !== config, 'the leaving token was removed from the config');
+  writeFileSync(API_CONFIG, without);
+  process.kill(API_PID, 'SIGHUP');
+  await gone.page.waitForURL('**/console/login', { timeout: 20000 });
+  await gone.page.goto(`${API}/console/jobs`);
+  check(gone.page.url().endsWith('/console/login'), 'the session of a removed token is signed out');
 
   await shot((await signIn(READ)).page, 'overview-read');
   const login = await browser.newPage();

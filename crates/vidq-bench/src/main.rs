@@ -23,8 +23,8 @@ use crate::report::Section;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// Scenarios to run: a b c d e f g (queue, scheduled, poll-step, end-to-end, in-flight,
-    /// transfer, memory), or `all`.
+    /// Scenarios to run: a b c d e f g h (queue, scheduled, poll-step, end-to-end, in-flight,
+    /// transfer, memory, console pages), or `all`.
     #[arg(required = true)]
     scenarios: Vec<String>,
     /// Small sizes, seconds per scenario: checks the harness works (asserts no speed).
@@ -51,7 +51,7 @@ struct Args {
     command: Option<String>,
 }
 
-const ALL: [&str; 7] = ["a", "b", "c", "d", "e", "f", "g"];
+const ALL: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
         } else if let Some(one) = ALL.iter().find(|a| **a == s.as_str()) {
             chosen.push(one);
         } else {
-            anyhow::bail!("unknown scenario {s:?}: use a..g or all");
+            anyhow::bail!("unknown scenario {s:?}: use a..h or all");
         }
     }
     let bins = match args.bins {
@@ -87,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
             "d" => scenario::end_to_end::run(&ctx).await,
             "e" => scenario::in_flight::run(&ctx).await,
             "f" => scenario::transfer::run(&ctx).await,
+            "h" => scenario::console::run(&ctx).await,
             _ => scenario::memory::run(&ctx).await,
         }
         .with_context(|| format!("scenario {s}"))?;

@@ -1,5 +1,6 @@
 //! One file per scenario of issue 7; each returns its [`Section`](crate::report::Section).
 
+pub(crate) mod console;
 pub(crate) mod end_to_end;
 pub(crate) mod in_flight;
 pub(crate) mod memory;
