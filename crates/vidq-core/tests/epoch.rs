@@ -67,7 +67,7 @@ async fn a_brand_new_redis_gets_a_marker_and_stays_ready() {
     let watch = start(conn, &h.prefix, Duration::from_secs(60));
     assert_eq!(watch.key, format!("{}:epoch", h.prefix));
     wait_for("the first read", async || watch.status.marker().is_some()).await;
-    let mut raw = h.conn().await;
+    let mut raw = h.raw().await;
     let value = marker(&mut raw, &watch.key).await.expect("a marker");
     assert_eq!(watch.status.marker().as_ref(), Some(&value));
     let (uuid, time) = value.split_once('@').expect("<uuid>@<time>");
@@ -91,7 +91,7 @@ async fn a_deleted_marker_is_one_change_and_not_ready_for_a_while() {
     let watch = start(conn, &h.prefix, Duration::from_millis(700));
     wait_for("the first read", async || watch.status.marker().is_some()).await;
     let before = watch.status.marker().unwrap();
-    let mut raw = h.conn().await;
+    let mut raw = h.raw().await;
 
     let _: () = raw.del(&watch.key).await.unwrap();
     wait_for("the change to be seen", async || watch.status.changes() > 0).await;
@@ -129,7 +129,7 @@ async fn a_marker_made_by_another_process_is_a_change_for_this_one() {
     .await;
     assert_eq!(second.status.marker(), first.status.marker());
     assert_eq!(second.status.changes(), 0);
-    let mut raw = h.conn().await;
+    let mut raw = h.raw().await;
 
     let _: () = raw
         .set(&first.key, "restored-from-an-older-snapshot")

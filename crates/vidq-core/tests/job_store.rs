@@ -310,9 +310,14 @@ async fn terminal_transition_publishes_an_event() {
     let h = harness().await;
     let job = queued();
     h.store.create(&job).await.unwrap();
-    let mut pubsub = h.client.get_async_pubsub().await.unwrap();
-    pubsub.subscribe(h.store.events_channel()).await.unwrap();
-    let mut messages = pubsub.into_on_message();
+    // Sharded pub/sub (SSUBSCRIBE), on the node of the channel's slot on a cluster; subscribed
+    // before anything is published.
+    let mut messages = h.redis.subscribe_sharded(vec![h.store.events_channel()]);
+    let subscribed = tokio::time::timeout(WAIT, messages.next()).await;
+    assert!(
+        matches!(subscribed, Ok(Some(vidq_redis::Delivery::Subscribed))),
+        "subscribed within the deadline"
+    );
 
     h.store
         .transition(&job.id, &[Queued], Submitting, Patch::new())
@@ -331,10 +336,17 @@ async fn terminal_transition_publishes_an_event() {
     let Transitioned::Applied { at_ms, .. } = applied else {
         panic!("{applied:?}")
     };
-    let message = tokio::time::timeout(WAIT, messages.next())
-        .await
-        .expect("event within the deadline")
-        .unwrap();
+    let message = tokio::time::timeout(WAIT, async {
+        loop {
+            match messages.next().await {
+                Some(vidq_redis::Delivery::Message(m)) => return m,
+                Some(vidq_redis::Delivery::Subscribed) => {}
+                None => panic!("the subscription ended"),
+            }
+        }
+    })
+    .await
+    .expect("event within the deadline");
     let event: JobEvent = serde_json::from_slice(message.get_payload_bytes()).unwrap();
     assert_eq!(
         event,

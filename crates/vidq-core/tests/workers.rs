@@ -55,7 +55,7 @@ async fn a_beat_lists_the_worker_with_its_queues_and_redis_times() {
     assert!(a.id.starts_with(&a.host));
 
     let (secs, micros): (u64, u64) = redis::cmd("TIME")
-        .query_async(&mut h.conn().await)
+        .query_async(&mut h.raw().await)
         .await
         .unwrap();
     let redis_now = secs * 1000 + micros / 1000;
@@ -115,7 +115,7 @@ async fn a_worker_that_stops_beating_drops_out_by_redis_time() {
     .await;
     // The read pruned it from both keys, not just from its answer.
     let [set, info] = reg.keys();
-    let mut conn = h.conn().await;
+    let mut conn = h.raw().await;
     let members: Vec<String> = conn.zrange(set, 0, -1).await.unwrap();
     assert_eq!(members, vec![alive.id.clone()]);
     let fields: Vec<String> = conn.hkeys(info).await.unwrap();
@@ -135,7 +135,7 @@ async fn a_clean_stop_removes_the_worker_at_once() {
         !reg.remove(&w.id).await.unwrap(),
         "a second remove finds nothing"
     );
-    let mut conn = h.conn().await;
+    let mut conn = h.raw().await;
     let [set, info] = reg.keys();
     let exists: u32 = conn.exists(&[set, info]).await.unwrap();
     assert_eq!(exists, 0, "the last worker's stop leaves no keys");
@@ -150,7 +150,7 @@ async fn the_keys_expire_with_the_last_worker() {
     reg.beat(&mut w, Duration::from_millis(200)).await.unwrap();
     let [set, info] = reg.keys();
     let (set, info) = (set.to_owned(), info.to_owned());
-    let mut conn = h.conn().await;
+    let mut conn = h.raw().await;
     wait_for("the registry keys to expire", async || {
         let exists: u32 = conn.exists(&[&set, &info]).await.unwrap();
         exists == 0

@@ -15,7 +15,8 @@ pub(crate) struct Keys {
     pub(crate) dead: String,
     /// HASH id -> reason of death.
     pub(crate) why: String,
-    /// Pub/sub channel announcing immediately-due work.
+    /// Sharded pub/sub channel (`SPUBLISH`/`SSUBSCRIBE`, in the queue's slot) announcing
+    /// immediately-due work.
     pub(crate) wake: String,
     /// Fair queues: ZSET id -> due time (ms) of every task waiting in a group.
     pub(crate) ready: String,
@@ -56,9 +57,17 @@ impl Keys {
 mod tests {
     use super::*;
 
+    /// Every key and the wake-up channel of one queue (and the `paused` key and the group
+    /// ZSETs the scripts build from them) map to one Redis Cluster slot, redis-rs's slot
+    /// function deciding; two queues may map to two.
     #[test]
     fn keys_share_the_queue_hash_tag() {
+        use redis::cluster_routing::Slot;
+
         let k = Keys::new("p", "submit");
+        let paused = format!("{}paused", k.due.strip_suffix("due").unwrap());
+        let group = format!("{}tenant-a", k.group_prefix);
+        let slot = Slot::for_key("{submit}");
         for key in [
             &k.due,
             &k.lease,
@@ -66,14 +75,19 @@ mod tests {
             &k.dlv,
             &k.dead,
             &k.why,
+            &k.wake,
             &k.ready,
             &k.gm,
             &k.groups,
             &k.vt,
             &k.hold,
             &k.group_prefix,
+            &paused,
+            &group,
         ] {
             assert!(key.starts_with("p:{submit}:"), "{key}");
+            assert_eq!(Slot::for_key(key), slot, "{key}");
         }
+        assert_ne!(Slot::for_key(&Keys::new("p", "poll").due), slot);
     }
 }

@@ -124,23 +124,30 @@ pub(crate) async fn enqueue(
         .await
 }
 
-async fn subscribe(ctx: &Ctx, producer: &Producer) -> anyhow::Result<redis::aio::PubSub> {
-    let client = redis::Client::open(ctx.redis_url.as_str())?;
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(producer.store().events_channel()).await?;
-    Ok(pubsub)
+/// The terminal events, sharded (`SSUBSCRIBE`), subscribed before it returns so no event of
+/// the jobs enqueued after it is missed.
+async fn subscribe(ctx: &Ctx, producer: &Producer) -> anyhow::Result<vidq_redis::Subscription> {
+    let settings = vidq_redis::RedisSettings::standalone(ctx.redis_url.as_str());
+    let redis = vidq_redis::Redis::connect(&settings).await?;
+    let mut events = redis.subscribe_sharded(vec![producer.store().events_channel()]);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.next()).await {
+            Ok(Some(vidq_redis::Delivery::Subscribed)) => return Ok(events),
+            Ok(Some(vidq_redis::Delivery::Message(_))) => {}
+            Ok(None) | Err(_) => anyhow::bail!("could not subscribe to the job events"),
+        }
+    }
 }
 
 /// Terminal events until `n` arrived: their states, and when the first and last came.
 async fn collect(
-    mut pubsub: redis::aio::PubSub,
+    mut stream: vidq_redis::Subscription,
     n: u64,
     worker: &mut Worker,
     start: Instant,
 ) -> anyhow::Result<(Vec<JobState>, Duration, Duration)> {
     let mut states = Vec::new();
     let mut first = None;
-    let mut stream = pubsub.on_message();
     let deadline = start + Duration::from_secs(120 + n / 10);
     while (states.len() as u64) < n {
         anyhow::ensure!(
@@ -149,7 +156,8 @@ async fn collect(
             states.len()
         );
         worker.check_running()?;
-        let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(1), stream.next()).await
+        let Ok(Some(vidq_redis::Delivery::Message(msg))) =
+            tokio::time::timeout(Duration::from_secs(1), stream.next()).await
         else {
             continue;
         };

@@ -61,9 +61,13 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let deadline = Instant::now() + Duration::from_secs(60 + n / 50);
     loop {
         worker.check_running()?;
-        let (a, b, c, d): (u64, u64, u64, u64) = redis::pipe()
+        // One pipeline per queue: their keys live in two slots (`{submit}`, `{poll}`).
+        let (a, b): (u64, u64) = redis::pipe()
             .zcard(&submit[0])
             .zcard(&submit[1])
+            .query_async(&mut admin)
+            .await?;
+        let (c, d): (u64, u64) = redis::pipe()
             .zcard(&poll[0])
             .zcard(&poll[1])
             .query_async(&mut admin)

@@ -24,10 +24,16 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let m1 = snapshot(&mut admin).await?;
     drain(ctx, &q, n, 100).await?;
     let m2 = snapshot(&mut admin).await?;
-    let left: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{PREFIX}:{{{queue}}}:*"))
-        .query_async(&mut admin)
-        .await?;
+    // Every key a (non-fair) queue writes, by name: no `KEYS`/`SCAN`, which a cluster answers
+    // for one node only. All share the queue's hash tag, so this is one slot's pipeline.
+    let mut exists = redis::pipe();
+    for kind in [
+        "due", "lease", "data", "dlv", "dead", "why", "hold", "paused",
+    ] {
+        exists.exists(format!("{PREFIX}:{{{queue}}}:{kind}"));
+    }
+    let found: Vec<bool> = exists.query_async(&mut admin).await?;
+    let left: Vec<bool> = found.into_iter().filter(|&e| e).collect();
 
     let peer = crate::bullmq::run(
         ctx,

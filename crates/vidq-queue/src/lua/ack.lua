@@ -57,6 +57,6 @@ if #moved > 0 then
   redis.call('ZREM', KEYS[1], unpack(moved))
   redis.call('HSET', KEYS[3], unpack(hs))
   redis.call('ZADD', KEYS[4], unpack(again))
-  redis.call('PUBLISH', ARGV[1], '1')
+  redis.call('SPUBLISH', ARGV[1], '1')
 end
 return res

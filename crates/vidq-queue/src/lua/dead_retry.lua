@@ -19,5 +19,5 @@ redis.call('ZREM', KEYS[1], unpack(ids))
 redis.call('HDEL', KEYS[2], unpack(ids))
 if #hs > 0 then redis.call('HSET', KEYS[3], unpack(hs)) end
 redis.call('ZADD', KEYS[4], unpack(za))
-redis.call('PUBLISH', ARGV[1], '1')
+redis.call('SPUBLISH', ARGV[1], '1')
 return #ids

@@ -14,6 +14,6 @@ if ARGV[3] == 'dead' then
 else
   redis.call('HSET', KEYS[2], ARGV[1], tok .. ' ' .. (f + 1) .. ' ' .. c)
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[1])
-  redis.call('PUBLISH', ARGV[6], '1')
+  redis.call('SPUBLISH', ARGV[6], '1')
 end
 return 1

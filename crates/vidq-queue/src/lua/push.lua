@@ -63,5 +63,5 @@ if #hs > 0 then
   end
   woken = true
 end
-if woken then redis.call('PUBLISH', ARGV[1], '1') end
+if woken then redis.call('SPUBLISH', ARGV[1], '1') end
 return res

@@ -17,6 +17,6 @@ end
 if #back > 0 then
   redis.call('ZREM', KEYS[1], unpack(back))
   redis.call('ZADD', KEYS[3], unpack(za))
-  redis.call('PUBLISH', ARGV[1], '1')
+  redis.call('SPUBLISH', ARGV[1], '1')
 end
 return #back

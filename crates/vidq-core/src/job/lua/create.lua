@@ -70,7 +70,7 @@ for i = 1, tonumber(ARGV[7]) do
     if terminal then
       redis.call('PEXPIRE', job, ARGV[2])
       redis.call('PEXPIRE', history, ARGV[2])
-      redis.call('PUBLISH', ARGV[3], event)
+      redis.call('SPUBLISH', ARGV[3], event)
     else
       redis.call('ZADD', KEYS[2], 'NX', now, id)
       redis.call('SADD', KEYS[3], id)

@@ -70,14 +70,14 @@ if to ~= '' then
   local who = redis.call('HMGET', KEYS[1], 'id', 'owner')
   -- Every transition, for followers (the API's event streams): `<events channel>:transitions`.
   if who[1] then
-    redis.call('PUBLISH', ARGV[9] .. ':transitions', '{"id":"' .. who[1] .. '",' .. string.sub(entry, 2))
+    redis.call('SPUBLISH', ARGV[9] .. ':transitions', '{"id":"' .. who[1] .. '",' .. string.sub(entry, 2))
   end
   local open_key = who[2] and (ARGV[11] .. who[2] .. ':unfinished')
   if ARGV[6] == '1' then
     redis.call('PEXPIRE', KEYS[1], ARGV[7])
     redis.call('PEXPIRE', KEYS[2], ARGV[7])
     local event = string.gsub(ARGV[10], '"at_ms":0', '"at_ms":' .. now, 1)
-    redis.call('PUBLISH', ARGV[9], event)
+    redis.call('SPUBLISH', ARGV[9], event)
     if KEYS[4] then
       local stats = KEYS[4] .. math.floor(tonumber(now) / 60000)
       redis.call('HINCRBY', stats, to, 1)
