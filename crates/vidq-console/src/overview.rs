@@ -199,7 +199,7 @@ impl Usage {
         };
         let budget = match self.budget {
             Some(b) if b > 0 => b.to_string(),
-            Some(_) => "no daily budget".to_owned(),
+            Some(_) => "no daily budget (counted only while limits.daily_submissions or limits.max_processing is set)".to_owned(),
             None => "unknown".to_owned(),
         };
         format!(

@@ -211,6 +211,8 @@ async fn measure(ctx: &Ctx, prefix: &str, jobs: usize, samples: usize) -> anyhow
         filled.as_secs_f64(),
         if ctx.bins.ends_with("release") {
             "release build"
+        } else if ctx.bins.ends_with("debug") {
+            "debug build"
         } else {
             "as built"
         },
