@@ -319,6 +319,7 @@ async fn worker_killed_during_multipart_uploads_leaves_no_open_upload() -> anyho
             &sim.base_url,
             &[
                 ("VIDQ__STORAGE__PART_SIZE", PART_SIZE),
+                ("VIDQ__STORAGE__SINGLE_PUT_MAX", "0"),
                 ("VIDQ__QUEUES__TRANSFER__CONCURRENCY", "2"),
             ],
         );
@@ -387,7 +388,13 @@ async fn a_job_cancelled_mid_transfer_leaves_no_object() -> anyhow::Result<()> {
             "2MiB",
         ])
         .await?;
-        let settings = env.worker_env(&sim.base_url, &[("VIDQ__STORAGE__PART_SIZE", PART_SIZE)]);
+        let settings = env.worker_env(
+            &sim.base_url,
+            &[
+                ("VIDQ__STORAGE__PART_SIZE", PART_SIZE),
+                ("VIDQ__STORAGE__SINGLE_PUT_MAX", "0"),
+            ],
+        );
         let _worker = Worker::start("pipe-cancel-w1", settings).await?;
         let started = Instant::now();
         let jobs = enqueue_jobs(&env, 2).await?;

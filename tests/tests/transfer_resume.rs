@@ -68,7 +68,11 @@ async fn kill_mid_transfer(env: &TestEnv, name: &str) -> anyhow::Result<Killed> 
     .await?;
     let settings = env.worker_env(
         &sim.base_url,
-        &[("VIDQ__STORAGE__PART_SIZE", &PART.to_string())],
+        &[
+            ("VIDQ__STORAGE__PART_SIZE", &PART.to_string()),
+            // Multipart (what resumes), not the streamed PutObject results up to 1 GiB get.
+            ("VIDQ__STORAGE__SINGLE_PUT_MAX", "0"),
+        ],
     );
     let mut worker = Worker::start(name, settings).await?;
     let started = Instant::now();

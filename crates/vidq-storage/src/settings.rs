@@ -74,14 +74,20 @@ pub struct StorageSettings {
     /// Results of a known length above `part_size` and up to this many bytes go up in one
     /// streamed PutObject (unsigned body, nothing buffered) instead of a multipart upload:
     /// fewer requests and no assembly by the store, but not resumable (a transfer that dies
-    /// sends it again from zero). Default 0: off, every result above one part is multipart.
-    /// At most 5 GiB (S3's PutObject limit).
-    #[serde(default)]
+    /// sends it again from zero). Default 1 GiB: a 1 GiB result went up 2.1× (s3s-fs) and
+    /// 1.7× (moto) faster that way than in parts (`scripts/bench f`); longer results, and
+    /// results of unknown length, are multipart and resumable. 0 turns it off. At most 5 GiB
+    /// (S3's PutObject limit).
+    #[serde(default = "default_single_put_max")]
     pub single_put_max: u64,
 }
 
 fn default_max_bytes() -> u64 {
     10 * 1024 * MIB
+}
+
+fn default_single_put_max() -> u64 {
+    1024 * MIB
 }
 
 fn default_region() -> String {
@@ -121,7 +127,7 @@ impl StorageSettings {
             checksum_metadata: false,
             sign_payload: None,
             max_bytes: default_max_bytes(),
-            single_put_max: 0,
+            single_put_max: default_single_put_max(),
         }
     }
 
@@ -239,6 +245,7 @@ mod tests {
         assert_eq!(s.prefix, "videos/");
         assert_eq!(s.part_size, 8 * MIB);
         assert_eq!(s.parts_in_flight, 3);
+        assert_eq!(s.single_put_max, 1024 * MIB);
         assert_eq!(s.presign_ttl, Duration::from_secs(900));
         assert!(!s.path_style(), "AWS uses virtual-hosted style by default");
         s.validate().expect("defaults are valid");

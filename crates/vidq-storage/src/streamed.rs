@@ -3,7 +3,9 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use aws_sdk_s3::config::StalledStreamProtectionConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -17,6 +19,17 @@ use crate::upload::Uploaded;
 
 /// Chunks handed to the request and not yet sent, at most.
 const AHEAD: usize = 4;
+/// How long the streamed body may send nothing before the request is cut. The SDK's default
+/// (5 s) is made for bodies in memory; this one goes at the download's pace, and the download
+/// already gives up after 60 s without a byte. Measured: moto stopped reading a 1 GiB body
+/// for more than 5 s, which failed the upload under the default.
+const STALL_GRACE: Duration = Duration::from_secs(60);
+
+fn stalled_upload_protection() -> StalledStreamProtectionConfig {
+    StalledStreamProtectionConfig::enabled()
+        .grace_period(STALL_GRACE)
+        .build()
+}
 
 /// The request body: what the forwarding loop sends through the channel.
 struct ChannelBody {
@@ -69,6 +82,10 @@ impl Storage {
             .body(body)
             .customize()
             .disable_payload_signing()
+            .config_override(
+                aws_sdk_s3::config::Builder::default()
+                    .stalled_stream_protection(stalled_upload_protection()),
+            )
             .send();
         let forward = async move {
             let mut stream = std::pin::pin!(stream);

@@ -120,6 +120,7 @@ impl Storage {
             let put = self.put_streamed(key, content_type, stream, len);
             return self.traced("PutObject", "PUT", put).await;
         }
+        let part_size = self.part_size_for(expected_len);
         let stream = std::pin::pin!(stream);
         let (mut reader, resumed) = match resume {
             Some(cp) => {
@@ -144,7 +145,7 @@ impl Storage {
                 (cp.upload_id, cp.parts, None)
             }
             None => {
-                let mut first = PartBuf::new(&self.gauge, self.part_size);
+                let mut first = PartBuf::new(&self.gauge, part_size);
                 reader.fill(&mut first).await?;
                 let state = reader.hash_state();
                 if reader.at_end().await? {
@@ -170,7 +171,13 @@ impl Storage {
         let outcome = async {
             let next = u32::try_from(stored.len() + 1).unwrap_or(u32::MAX);
             let sent = self
-                .send_parts(key, &upload_id, first, next, &mut reader, journal.clone())
+                .send_parts(
+                    key,
+                    &upload_id,
+                    (first, next, part_size),
+                    &mut reader,
+                    journal.clone(),
+                )
                 .await?;
             let (bytes, sha256) = reader.finish()?;
             let mut parts: Vec<CompletedPart> = stored
@@ -221,6 +228,18 @@ impl Storage {
             etag,
             parts: u32::try_from(count).unwrap_or(u32::MAX),
         })
+    }
+
+    /// The part size of a body of `len` bytes: `storage.part_size`, or more when that would
+    /// take over S3's 10,000 parts (whole MiB, so a resumed upload of the same body cuts it
+    /// the same way).
+    fn part_size_for(&self, len: Option<u64>) -> usize {
+        const MIB: u64 = 1024 * 1024;
+        let needed = len.map_or(0, |len| {
+            len.div_ceil(u64::from(MAX_PARTS)).div_ceil(MIB) * MIB
+        });
+        self.part_size
+            .max(usize::try_from(needed).unwrap_or(usize::MAX))
     }
 
     async fn put_whole(
@@ -281,9 +300,9 @@ impl Storage {
     }
 
     /// Uploads `first` (when given) and the rest of the source as parts `number`, `number +
-    /// 1`, ..., reading the next part while earlier ones are on the wire. At most
-    /// `parts_in_flight` uploads plus one part being filled exist at any time. Each part the
-    /// store confirms is told to `journal` with the sha256 state at its end.
+    /// 1`, ... of `part_size` bytes, reading the next part while earlier ones are on the wire.
+    /// At most `parts_in_flight` uploads plus one part being filled exist at any time. Each
+    /// part the store confirms is told to `journal` with the sha256 state at its end.
     ///
     /// Each part goes up in a task of its own, so signing and sending it run on another core
     /// while this one hashes and copies the next part. The tasks belong to a [`JoinSet`]: if
@@ -292,8 +311,7 @@ impl Storage {
         &self,
         key: &str,
         upload_id: &str,
-        first: Option<(Part, String)>,
-        mut number: u32,
+        (first, mut number, part_size): (Option<(Part, String)>, u32, usize),
         reader: &mut Reader<S>,
         journal: Option<Arc<dyn Journal>>,
     ) -> Result<Vec<CompletedPart>>
@@ -341,7 +359,7 @@ impl Storage {
             number -= 1;
         }
         loop {
-            let mut next = PartBuf::new(&self.gauge, self.part_size);
+            let mut next = PartBuf::new(&self.gauge, part_size);
             {
                 let fill = reader.fill(&mut next);
                 let mut fill = std::pin::pin!(fill);
@@ -377,7 +395,7 @@ impl Storage {
             number += 1;
             if number > MAX_PARTS {
                 return Err(Error::TooManyParts {
-                    part_size: self.part_size as u64,
+                    part_size: part_size as u64,
                 });
             }
             spawn(&mut in_flight, number, next.freeze(), state);
@@ -532,6 +550,20 @@ mod tests {
     fn copy_source_encodes_the_key() {
         assert_eq!(copy_source("b", "videos/a-1.mp4"), "b/videos/a-1.mp4");
         assert_eq!(copy_source("b", "a b+é"), "b/a%20b%2B%C3%A9");
+    }
+
+    #[tokio::test]
+    async fn parts_grow_so_a_known_length_takes_at_most_10000() {
+        let mut settings = crate::StorageSettings::new("b");
+        settings.endpoint = Some("http://127.0.0.1:1".into());
+        let storage = Storage::new(&settings).await.unwrap();
+        let mib = 1024 * 1024;
+        assert_eq!(storage.part_size_for(None), 8 * mib);
+        assert_eq!(storage.part_size_for(Some(1024 * mib as u64)), 8 * mib);
+        // 100 GiB in 8 MiB parts would be 12,800 parts.
+        let big = 100 * 1024 * mib as u64;
+        assert_eq!(storage.part_size_for(Some(big)), 11 * mib);
+        assert!(big.div_ceil(11 * mib as u64) <= u64::from(MAX_PARTS));
     }
 
     fn assert_send<T: Send>(_: &T) {}

@@ -24,10 +24,11 @@ const PART_SIZE: u64 = 8 * 1024 * 1024;
 const PARTS_IN_FLIGHT: usize = 3;
 
 pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
-    let size = ctx.size("64MiB", "1GiB");
+    let size = std::env::var("VIDQ_BENCH_TRANSFER_SIZE")
+        .unwrap_or_else(|_| ctx.size("64MiB", "1GiB").to_owned());
+    let runs = ctx.size(1, 3);
     let mut s = Section::new(format!("(f) transfer: one {size} result"));
-    let s3 = S3::start(ctx).await?;
-    let bucket = s3.bucket("bench-f")?;
+    let load_before = load_average();
     let sim = Sim::start(
         ctx,
         &[
@@ -36,240 +37,286 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
             "--processing-max",
             "0ms",
             "--result-size",
-            size,
+            &size,
         ],
     )
     .await?;
-
-    // curl, on a result URL of the simulator's own.
     let url = result_url(&sim).await?;
-    let sim_cpu = Cpu::of(sim.pid());
-    let (curl_bytes, curl_secs) = peers::curl_to_devnull(&url).await?;
-    let curl_sim_cpu = sim_cpu.used();
-    let curl_rate = curl_bytes / curl_secs.max(1e-6) / MIB;
-    let gib = curl_bytes / GIB;
-
-    // The worker, end to end, with its defaults; then with unsigned request bodies.
-    let signed = run_worker(ctx, &sim, &s3, &bucket, &[]).await?;
-    anyhow::ensure!(
-        signed.bytes == curl_bytes,
-        "stored {} bytes, curl got {curl_bytes}",
-        signed.bytes
-    );
-    let unsigned = run_worker(
-        ctx,
-        &sim,
-        &s3,
-        &bucket,
-        &[("VIDQ__STORAGE__SIGN_PAYLOAD", "false")],
-    )
-    .await?;
-
-    // Plain clients doing the worker's work on the same S3.
-    let len = curl_bytes as u64;
-    let pipe = peers::curl_pipe_put(&s3, &bucket, "peer/pipe.mp4", &url, len).await?;
     let source = ctx.scratch.join(unique("f-source"));
     peers::curl_to_file(&url, &source).await?;
-    let (parts_secs, complete_secs) = peers::curl_multipart(
-        &s3,
-        &bucket,
-        "peer/multipart.mp4",
-        &source,
-        len,
-        PART_SIZE,
-        PARTS_IN_FLIGHT,
-    )
-    .await?;
-    let put_secs = peers::curl_put_file(&s3, &bucket, "peer/put.mp4", &source, len).await?;
+    let len = std::fs::metadata(&source)?.len();
+    let bytes = len as f64;
+    let gib = bytes / GIB;
+
+    let mut stores = vec![("s3s-fs", StoreRuns::default())];
+    let moto = S3::start_moto(ctx).await?.is_some();
+    if moto {
+        stores.push(("moto", StoreRuns::default()));
+    }
+
     let single_max = len.to_string();
     let single_put = [("VIDQ__STORAGE__SINGLE_PUT_MAX", single_max.as_str())];
-    let single = run_worker(ctx, &sim, &s3, &bucket, &single_put).await?;
-    let mut stores = vec![StoreRun {
-        kind: s3.kind,
-        worker: signed.clone(),
-        single,
-        put_rate: curl_bytes / put_secs.max(1e-6) / MIB,
-    }];
-    // The second store: moto's S3 server, when installed (scripts/install-moto).
-    drop(s3);
-    let moto = S3::start_moto(ctx).await?;
-    if let Some(moto) = &moto {
-        let bucket = unique("bench-f");
-        peers::create_bucket(moto, &bucket).await?;
-        let run = run_worker(ctx, &sim, moto, &bucket, &[]).await?;
-        anyhow::ensure!(
-            run.bytes == curl_bytes,
-            "moto: stored {} bytes, curl got {curl_bytes}",
-            run.bytes
-        );
-        let put_secs = peers::curl_put_file(moto, &bucket, "peer/put.mp4", &source, len).await?;
-        let single = run_worker(ctx, &sim, moto, &bucket, &single_put).await?;
-        stores.push(StoreRun {
-            kind: moto.kind,
-            worker: run,
-            single,
-            put_rate: curl_bytes / put_secs.max(1e-6) / MIB,
-        });
+    let multipart = [("VIDQ__STORAGE__SINGLE_PUT_MAX", "0")];
+    let unsigned = [
+        ("VIDQ__STORAGE__SINGLE_PUT_MAX", "0"),
+        ("VIDQ__STORAGE__SIGN_PAYLOAD", "false"),
+    ];
+    let (mut download, mut curl_sim_cpu) = (Vec::new(), Vec::new());
+    // Every measurement once per round, so a busy moment of the machine weighs on all alike.
+    for _ in 0..runs {
+        let sim_cpu = Cpu::of(sim.pid());
+        let (got, secs) = peers::curl_to_devnull(&url).await?;
+        anyhow::ensure!(got == bytes, "curl got {got} bytes, the file has {len}");
+        curl_sim_cpu.push(sim_cpu.used() / gib);
+        download.push(bytes / secs.max(1e-6) / MIB);
+        // A fresh store for every measurement: moto keeps about the size of every object it
+        // was sent, even deleted, and slows down as it grows.
+        for (kind, runs) in &mut stores {
+            let kind = *kind;
+            runs.defaults
+                .push(run_worker(ctx, &sim, kind, &[], bytes).await?);
+            runs.multipart
+                .push(run_worker(ctx, &sim, kind, &multipart, bytes).await?);
+            runs.unsigned
+                .push(run_worker(ctx, &sim, kind, &unsigned, bytes).await?);
+            runs.single
+                .push(run_worker(ctx, &sim, kind, &single_put, bytes).await?);
+            let (s3, bucket) = fresh_store(ctx, kind).await?;
+            let store_cpu = Cpu::of(s3.pid());
+            let secs = peers::curl_put_file(&s3, &bucket, "peer/put.mp4", &source, len).await?;
+            runs.put.push(bytes / secs.max(1e-6) / MIB);
+            runs.put_cpu.push(store_cpu.used() / gib);
+            peers::delete_object(&s3, &bucket, "peer/put.mp4").await?;
+            drop(s3);
+            let (s3, bucket) = fresh_store(ctx, kind).await?;
+            let store_cpu = Cpu::of(s3.pid());
+            let (parts_secs, complete_secs) = peers::curl_multipart(
+                &s3,
+                &bucket,
+                "peer/multipart.mp4",
+                &source,
+                len,
+                PART_SIZE,
+                PARTS_IN_FLIGHT,
+            )
+            .await?;
+            runs.multipart_put
+                .push(bytes / (parts_secs + complete_secs).max(1e-6) / MIB);
+            runs.complete.push(complete_secs);
+            runs.multipart_cpu.push(store_cpu.used() / gib);
+            peers::delete_object(&s3, &bucket, "peer/multipart.mp4").await?;
+        }
     }
     std::fs::remove_file(&source).ok();
-    let multipart_rate = curl_bytes / (parts_secs + complete_secs) / MIB;
-    let pipe_rate = curl_bytes / pipe / MIB;
+    let load_after = load_average();
+    let download = median(&download);
 
-    s.row("throughput (MiB/s)", fmt(signed.rate), fmt(curl_rate), "");
     s.row(
-        "worker ÷ curl",
-        ratio(signed.rate, curl_rate),
+        "curl download of the signed URL to /dev/null (MiB/s)",
         "",
-        "≥ 0.70×",
-    );
-    s.row(
-        "worker peak RSS (MiB)",
-        fmt(signed.peak_rss),
-        "",
-        "< 100 MiB",
-    );
-    s.row(
-        "… with `storage.sign_payload = false` (MiB/s)",
-        fmt(unsigned.rate),
-        "",
-        "",
-    );
-    s.row(
-        "multipart upload of the file by curl, 8 MiB × 3 in flight (MiB/s)",
-        "",
-        fmt(multipart_rate),
-        "",
-    );
-    s.row(
-        "… of which CompleteMultipartUpload (s)",
-        "",
-        fmt(complete_secs),
-        "",
-    );
-    s.row(
-        "worker ÷ curl multipart",
-        ratio(signed.rate, multipart_rate),
-        "",
-        "",
-    );
-    s.row(
-        "`curl` GET piped into `curl` PUT, one PutObject (MiB/s)",
-        "",
-        fmt(pipe_rate),
-        "",
-    );
-    s.row(
-        "CPU per GiB: worker / s3s-fs / vidq-sim (s)",
-        format!(
-            "{} / {} / {}",
-            fmt(signed.cpu.worker / gib),
-            fmt(signed.cpu.s3 / gib),
-            fmt(signed.cpu.sim / gib)
-        ),
-        "",
-        "",
-    );
-    s.row(
-        "… with `storage.sign_payload = false`",
-        format!(
-            "{} / {} / {}",
-            fmt(unsigned.cpu.worker / gib),
-            fmt(unsigned.cpu.s3 / gib),
-            fmt(unsigned.cpu.sim / gib)
-        ),
-        "",
+        fmt(download),
         "",
     );
     s.row(
         "vidq-sim CPU per GiB served to curl (s)",
         "",
-        fmt(curl_sim_cpu / gib),
+        fmt(median(&curl_sim_cpu)),
         "",
     );
-    for store in &stores {
-        let k = store.kind;
-        let w = &store.worker;
-        s.row(format!("{k}: vidq transfer (MiB/s)"), fmt(w.rate), "", "");
+    for (k, runs) in &stores {
+        let put = median(&runs.put);
+        let ceiling = download.min(put);
+        let defaults = WorkerRun::median(&runs.defaults);
+        let single = WorkerRun::median(&runs.single);
+        let multi = WorkerRun::median(&runs.multipart);
+        let unsigned = WorkerRun::median(&runs.unsigned);
+        let multipart_put = median(&runs.multipart_put);
         s.row(
-            format!(
-                "{k}: vidq with `storage.single_put_max` ≥ the size: one streamed PutObject (MiB/s)"
-            ),
-            fmt(store.single.rate),
+            format!("{k}: vidq transfer, defaults (MiB/s)"),
+            fmt(defaults.rate),
             "",
             "",
         );
         s.row(
             format!("{k}: one streamed PutObject of the file by curl (MiB/s)"),
             "",
-            fmt(store.put_rate),
+            fmt(put),
             "",
         );
         s.row(
             format!("{k}: vidq ÷ min(curl download, curl PUT)"),
-            ratio(w.rate, curl_rate.min(store.put_rate)),
+            ratio(defaults.rate, ceiling),
             "",
             "≥ 0.70×",
         );
         s.row(
             format!("{k}: worker peak RSS (MiB)"),
-            fmt(w.peak_rss),
+            fmt(defaults.peak_rss),
             "",
             "< 100 MiB",
         );
         s.row(
-            format!("{k}: CPU per GiB worker / store / vidq-sim (s)"),
+            format!("{k}: CPU per GiB worker / {k} / vidq-sim (s)"),
+            defaults.cpu_row(gib),
+            "",
+            "",
+        );
+        s.row(
+            format!("{k}: {k} CPU per GiB for curl's PUT (s)"),
+            "",
+            fmt(median(&runs.put_cpu)),
+            "",
+        );
+        s.row(
+            format!("{k}: vidq multipart (`single_put_max = 0`) (MiB/s)"),
+            fmt(multi.rate),
+            "",
+            "",
+        );
+        s.row(
+            format!("{k}: … ÷ min(curl download, curl PUT)"),
+            ratio(multi.rate, ceiling),
+            "",
+            "",
+        );
+        s.row(
+            format!("{k}: … worker peak RSS (MiB)"),
+            fmt(multi.peak_rss),
+            "",
+            "< 100 MiB",
+        );
+        s.row(
+            format!("{k}: … CPU per GiB worker / {k} / vidq-sim (s)"),
+            multi.cpu_row(gib),
+            "",
+            "",
+        );
+        s.row(
+            format!("{k}: … with `storage.sign_payload = false` (MiB/s)"),
+            fmt(unsigned.rate),
+            "",
+            "",
+        );
+        s.row(
+            format!("{k}: … … CPU per GiB worker / {k} / vidq-sim (s)"),
+            unsigned.cpu_row(gib),
+            "",
+            "",
+        );
+        s.row(
             format!(
-                "{} / {} / {}",
-                fmt(w.cpu.worker / gib),
-                fmt(w.cpu.s3 / gib),
-                fmt(w.cpu.sim / gib)
+                "{k}: multipart upload of the file by curl, {} MiB × {PARTS_IN_FLIGHT} in flight (MiB/s)",
+                PART_SIZE / (1024 * 1024)
             ),
+            "",
+            fmt(multipart_put),
+            "",
+        );
+        s.row(
+            format!("{k}: … of which CompleteMultipartUpload (s)"),
+            "",
+            fmt(median(&runs.complete)),
+            "",
+        );
+        s.row(
+            format!("{k}: … {k} CPU per GiB (s)"),
+            "",
+            fmt(median(&runs.multipart_cpu)),
+            "",
+        );
+        s.row(
+            format!("{k}: vidq multipart ÷ curl multipart"),
+            ratio(multi.rate, multipart_put),
+            "",
+            "",
+        );
+        s.row(
+            format!("{k}: vidq, one streamed PutObject (`single_put_max` ≥ the size) (MiB/s)"),
+            fmt(single.rate),
+            "",
+            "",
+        );
+        s.row(
+            format!("{k}: … ÷ min(curl download, curl PUT)"),
+            ratio(single.rate, ceiling),
+            "",
+            "",
+        );
+        s.row(
+            format!("{k}: … CPU per GiB worker / {k} / vidq-sim (s)"),
+            single.cpu_row(gib),
             "",
             "",
         );
     }
-    if moto.is_none() {
+    if !moto {
         s.note("moto's S3 server is not installed (scripts/install-moto): s3s-fs only.");
     }
+    s.note(format!(
+        "Medians of {runs} rounds; each round runs every line once. Load average (1 min) \
+         {load_before} before, {load_after} after."
+    ));
     s.note(
         "Per store: the worker with its defaults, against curl downloading the same signed \
          URL to /dev/null and curl uploading the same bytes from a local file in one streamed \
          PutObject (the store's fastest plain upload); the worker does both at once, so \
-         min(download, upload) is its ceiling.",
+         min(download, upload) is its ceiling. The worker's time is its job record's \
+         `transferring` → `succeeded` transitions; CPU is the user + system time of each \
+         process from the worker's start to the job's end.",
     );
     s.note(
-        "The worker's time is its job record's `transferring` → `succeeded` transitions: \
-         download from vidq-sim, sha256, length check, and a multipart upload to s3s-fs on \
-         local disk (8 MiB parts, 3 in flight, then CompleteMultipartUpload). The issue's peer \
-         is curl downloading the same signed URL to /dev/null: it stores nothing.",
-    );
-    s.note(
-        "The rows below it show what this machine and store allow. `curl multipart` is a plain \
-         client uploading the same bytes from a local file (no download) the way the worker \
-         does; s3s-fs then assembles the object by reading every part back, hashing it (MD5) \
-         and writing it again, so CompleteMultipartUpload alone takes seconds per GiB. \
-         The piped curls stream the download into one PutObject, which skips that \
-         assembly but has no parallel parts, no per-part retry, and a 5 GiB ceiling. s3s-fs \
-         hashes every byte with MD5 (twice for multipart), and with SHA-256 when the body is \
-         signed: its CPU, not the worker's, sets the rate here.",
-    );
-    s.note(
-        "`storage.sign_payload` defaults to true only for an `http://` endpoint such as this \
-         s3s-fs (over HTTPS, TLS guards the bytes): signed, the worker and the store each \
-         hash every part once more with SHA-256. The S3 requests of the curl peers are \
-         unsigned. CPU is the user + system time of each process from the worker's start to the \
-         job's end.",
+        "`curl multipart` is a plain client uploading the same bytes from a local file (no \
+         download) the way the worker's multipart upload does: the store's own ceiling for a \
+         multipart upload. s3s-fs assembles the object at CompleteMultipartUpload by reading \
+         every part back, hashing it (MD5) and writing it again; moto joins the parts in \
+         memory. The S3 requests of the curl peers are unsigned.",
     );
     Ok(s)
 }
 
-/// The worker's transfer into one store, and the store's fastest plain upload.
-struct StoreRun {
-    kind: &'static str,
-    worker: WorkerRun,
-    /// With `storage.single_put_max` at the result's size.
-    single: WorkerRun,
-    put_rate: f64,
+/// A store of `kind` (`s3s-fs` or `moto`) just started, and an empty bucket on it.
+async fn fresh_store(ctx: &Ctx, kind: &str) -> anyhow::Result<(S3, String)> {
+    if kind == "moto" {
+        let moto = S3::start_moto(ctx)
+            .await?
+            .context("moto's S3 server is no longer installed")?;
+        let bucket = unique("bench-f");
+        peers::create_bucket(&moto, &bucket).await?;
+        Ok((moto, bucket))
+    } else {
+        let s3 = S3::start(ctx).await?;
+        let bucket = s3.bucket("bench-f")?;
+        Ok((s3, bucket))
+    }
+}
+
+/// Every round's measurements of one store.
+#[derive(Default)]
+struct StoreRuns {
+    defaults: Vec<WorkerRun>,
+    multipart: Vec<WorkerRun>,
+    unsigned: Vec<WorkerRun>,
+    single: Vec<WorkerRun>,
+    put: Vec<f64>,
+    put_cpu: Vec<f64>,
+    multipart_put: Vec<f64>,
+    complete: Vec<f64>,
+    multipart_cpu: Vec<f64>,
+}
+
+/// The middle value (the upper one of an even count); 0 when empty.
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The 1-minute load average, as /proc/loadavg shows it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 /// One worker transfer: rate, bytes, peak RSS and the CPU the three processes used.
@@ -286,6 +333,33 @@ struct CpuUse {
     worker: f64,
     s3: f64,
     sim: f64,
+}
+
+impl WorkerRun {
+    /// Each figure's median over `runs` (figures of different runs may be mixed).
+    fn median(runs: &[WorkerRun]) -> WorkerRun {
+        let of = |f: fn(&WorkerRun) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+        WorkerRun {
+            rate: of(|r| r.rate),
+            bytes: of(|r| r.bytes),
+            peak_rss: of(|r| r.peak_rss),
+            cpu: CpuUse {
+                worker: of(|r| r.cpu.worker),
+                s3: of(|r| r.cpu.s3),
+                sim: of(|r| r.cpu.sim),
+            },
+        }
+    }
+
+    /// `worker / store / vidq-sim` CPU seconds per GiB.
+    fn cpu_row(&self, gib: f64) -> String {
+        format!(
+            "{} / {} / {}",
+            fmt(self.cpu.worker / gib),
+            fmt(self.cpu.s3 / gib),
+            fmt(self.cpu.sim / gib)
+        )
+    }
 }
 
 /// CPU seconds a process used since [`Cpu::of`]; 0 when it cannot be read.
@@ -311,10 +385,12 @@ impl Cpu {
 async fn run_worker(
     ctx: &Ctx,
     sim: &Sim,
-    s3: &S3,
-    bucket: &str,
+    kind: &str,
     overrides: &[(&str, &str)],
+    expected: f64,
 ) -> anyhow::Result<WorkerRun> {
+    let (s3, bucket) = fresh_store(ctx, kind).await?;
+    let (s3, bucket) = (&s3, bucket.as_str());
     let prefix = unique("bench-f");
     let mut env = vec![("VIDQ__JOBS__POLL_INTERVAL", "200ms")];
     env.extend_from_slice(overrides);
@@ -358,7 +434,18 @@ async fn run_worker(
             .with_context(|| format!("no transition to {state} in the history"))
     };
     let ms = at(JobState::Succeeded)?.saturating_sub(at(JobState::Transferring)?);
-    let bytes = job.output.as_ref().map_or(0, |o| o.bytes) as f64;
+    let output = job
+        .output
+        .as_ref()
+        .context("a succeeded job without output")?;
+    let bytes = output.bytes as f64;
+    anyhow::ensure!(
+        bytes == expected,
+        "{}: stored {bytes} bytes, the result has {expected}",
+        s3.kind
+    );
+    // s3s-fs keeps its files when it stops.
+    peers::delete_object(s3, bucket, &output.key).await?;
     Ok(WorkerRun {
         rate: bytes / (ms.max(1) as f64 / 1000.0) / MIB,
         bytes,

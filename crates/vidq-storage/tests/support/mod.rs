@@ -88,6 +88,8 @@ impl TestS3 {
         s.secret_access_key = Some(SecretString::from(self.secret_key.clone()));
         s.part_size = part_size as u64;
         s.parts_in_flight = parts_in_flight;
+        // These tests are about parts: no streamed PutObject unless a test asks for one.
+        s.single_put_max = 0;
         s
     }
 

@@ -1,5 +1,5 @@
 //! The plain clients scenario (f) measures beside the worker, all `curl`: a download to
-//! /dev/null, a download piped into one PutObject, and a multipart upload of a local file. The
+//! /dev/null, one streamed PutObject and a multipart upload of a local file. The
 //! S3 requests are signed here (SigV4 with `UNSIGNED-PAYLOAD`, as the AWS CLI does over TLS),
 //! since curl's own `--aws-sigv4` cannot sign a body read from a pipe.
 
@@ -38,40 +38,6 @@ pub(crate) async fn curl_to_devnull(url: &str) -> anyhow::Result<(f64, f64)> {
         (Some(bytes), Some(secs)) => Ok((bytes, secs)),
         _ => anyhow::bail!("unexpected curl output {text:?}"),
     }
-}
-
-/// Seconds for `curl GET url | curl PUT` into `key`: the download streamed into one
-/// PutObject of `len` bytes.
-pub(crate) async fn curl_pipe_put(
-    s3: &S3,
-    bucket: &str,
-    key: &str,
-    url: &str,
-    len: u64,
-) -> anyhow::Result<f64> {
-    let started = Instant::now();
-    let mut get = Command::new("curl")
-        .args(["-sS", "-f"])
-        .arg(url)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("running curl (GET)")?;
-    let body: Stdio = get
-        .stdout
-        .take()
-        .context("curl's stdout")?
-        .try_into()
-        .context("piping curl into curl")?;
-    let put = upload(s3, "PUT", bucket, key, "", len)
-        .stdin(body)
-        .output()
-        .await
-        .context("running curl (PUT)")?;
-    let got = get.wait().await?;
-    anyhow::ensure!(got.success(), "curl GET failed: {got}");
-    check(&put, "PUT")?;
-    Ok(started.elapsed().as_secs_f64())
 }
 
 /// A multipart upload of `file` (`len` bytes) by curl: `part_size` parts, `in_flight` curls at
@@ -177,6 +143,15 @@ pub(crate) async fn create_bucket(s3: &S3, bucket: &str) -> anyhow::Result<()> {
         .await
         .context("running curl (CreateBucket)")?;
     check(&out, "CreateBucket")
+}
+
+/// DeleteObject `key` (the scenario's objects are large; moto keeps them in memory).
+pub(crate) async fn delete_object(s3: &S3, bucket: &str, key: &str) -> anyhow::Result<()> {
+    let out = request(s3, "DELETE", bucket, key, "")
+        .output()
+        .await
+        .context("running curl (DeleteObject)")?;
+    check(&out, "DeleteObject")
 }
 
 /// curl uploading `len` bytes from stdin, with a Content-Length (no chunked encoding, which
