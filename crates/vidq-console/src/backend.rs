@@ -5,10 +5,10 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use redis::aio::ConnectionManager;
 use vidq_core::workers::WorkerInfo;
 use vidq_core::{JobId, JobRecord, JobState, JobStore, TaskKind};
 use vidq_queue::{DeadTask, Depth};
+use vidq_redis::Conn;
 
 /// A failure of the backend, shown to the operator as a short message (never a secret).
 pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
@@ -79,7 +79,7 @@ pub trait Backend: Send + Sync + 'static {
     fn store(&self) -> &JobStore;
 
     /// A connection to the store's Redis (sessions are kept there under the store's prefix).
-    fn redis(&self) -> ConnectionManager;
+    fn redis(&self) -> Conn;
 
     /// How many tasks of `kind` are due, scheduled, leased and dead.
     fn depth(&self, kind: TaskKind) -> impl Future<Output = Result<Depth, BackendError>> + Send;

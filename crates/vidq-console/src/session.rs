@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use redis::AsyncCommands as _;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
+use vidq_redis::Conn;
 
 use crate::Principal;
 
@@ -51,7 +51,7 @@ impl Session {
 /// Where sessions live.
 #[derive(Clone)]
 pub(crate) struct Sessions {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
     ttl: Duration,
 }
@@ -61,7 +61,7 @@ fn random_hex() -> String {
 }
 
 impl Sessions {
-    pub(crate) fn new(conn: ConnectionManager, prefix: &str, ttl: Duration) -> Self {
+    pub(crate) fn new(conn: Conn, prefix: &str, ttl: Duration) -> Self {
         Self {
             conn,
             prefix: prefix.to_owned(),

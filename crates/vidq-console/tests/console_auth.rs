@@ -54,7 +54,7 @@ async fn spawn() -> App {
     let (stop, stopped) = oneshot::channel::<()>();
     let client = redis::Client::open(settings.redis.url.as_str()).unwrap();
     // The replica's one subscription to transitions feeds the live pages, as in `vidq serve`.
-    let api = Api::new(producer.clone(), &settings.api, None).with_event_feed(client.clone());
+    let api = Api::new(producer.clone(), &settings.api, None).with_event_feed();
     tokio::spawn(api.clone().serve(listener, async move {
         let _ = stopped.await;
     }));

@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::Script;
-use redis::aio::ConnectionManager;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use vidq_redis::Conn;
 
 /// The Prometheus counter of epoch changes this process saw.
 pub const EPOCH_CHANGES_METRIC: &str = "vidq_redis_epoch_changes_total";
@@ -192,7 +192,7 @@ impl EpochStatus {
 /// a task you own.
 #[derive(Clone)]
 pub struct EpochWatch {
-    conn: ConnectionManager,
+    conn: Conn,
     key: String,
     script: Script,
     period: Duration,
@@ -216,9 +216,9 @@ impl EpochWatch {
     /// [`DEFAULT_EPOCH_UNREADY_FOR`] after a change, counting changes in
     /// [`EPOCH_CHANGES_METRIC`] of the global metrics recorder.
     #[must_use]
-    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+    pub fn new(conn: impl Into<Conn>, prefix: &str) -> Self {
         Self {
-            conn,
+            conn: conn.into(),
             key: format!("{prefix}:epoch"),
             script: Script::new(CHECK),
             period: DEFAULT_EPOCH_PERIOD,

@@ -17,8 +17,8 @@
 use std::time::Duration;
 
 use redis::Script;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+use vidq_redis::Conn;
 
 /// How often a worker beats by default.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
@@ -161,7 +161,7 @@ fn host_name() -> String {
 /// Reads and writes the worker registry under one key prefix; see the module docs.
 #[derive(Clone)]
 pub struct WorkerRegistry {
-    conn: ConnectionManager,
+    conn: Conn,
     set_key: String,
     info_key: String,
     beat: Script,
@@ -180,9 +180,9 @@ impl std::fmt::Debug for WorkerRegistry {
 impl WorkerRegistry {
     /// The registry at `<prefix>:{workers}` and `<prefix>:{workers}:info`.
     #[must_use]
-    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+    pub fn new(conn: impl Into<Conn>, prefix: &str) -> Self {
         Self {
-            conn,
+            conn: conn.into(),
             set_key: format!("{prefix}:{{workers}}"),
             info_key: format!("{prefix}:{{workers}}:info"),
             beat: Script::new(&format!("{PRUNE}{BEAT}")),

@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest as _, Sha256};
 use vidq_core::{
     CreateQuota, IdempotencyOutcome, JobId, JobRecord, JobState, JobStore, JobTask, Patch,
     StoreError, TaskKind, TransformRequest, Transitioned,
 };
 use vidq_queue::{DeadTask, Depth, Place, Pushed, QueueConfig, QueueError, RedisQueue};
+use vidq_redis::{Conn, Redis};
 
 use crate::ProducerSettings;
 use crate::reuse;
@@ -112,7 +112,8 @@ pub enum CancelOutcome {
 /// Enqueues jobs and reads them back. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Producer {
-    conn: ConnectionManager,
+    layer: Redis,
+    conn: Conn,
     store: JobStore,
     queues: [RedisQueue<JobTask>; 4],
     deadline: Duration,
@@ -123,19 +124,19 @@ const KINDS: [TaskKind; 4] = TaskKind::ALL;
 impl Producer {
     /// Connects to the Redis of `settings`.
     pub async fn connect(settings: &ProducerSettings) -> Result<Self, ProducerError> {
-        let client = redis::Client::open(settings.redis.url.as_str())?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(Duration::from_secs(10)))
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
-        let store = JobStore::new(conn.clone()).with_prefix(settings.redis.prefix.clone())?;
+        let layer = Redis::connect(&settings.redis).await.map_err(|e| match e {
+            vidq_redis::RedisError::Redis { source, .. } => ProducerError::Redis(source),
+            other => ProducerError::Queue(QueueError::Config(other.to_string())),
+        })?;
+        let conn = layer.conn();
+        let store = JobStore::on_redis(&layer).with_prefix(settings.redis.prefix.clone())?;
         let queue = |kind: TaskKind| {
             let config =
                 QueueConfig::new(kind.queue_name()).with_prefix(settings.redis.prefix.clone());
-            RedisQueue::from_parts(client.clone(), conn.clone(), config)
+            RedisQueue::from_redis(&layer, config)
         };
         Ok(Self {
+            layer: layer.clone(),
             conn: conn.clone(),
             store,
             queues: [
@@ -149,8 +150,14 @@ impl Producer {
     }
 
     /// The Redis connection underneath (shared with the store and the queues).
-    pub(crate) fn redis(&self) -> &ConnectionManager {
+    pub(crate) fn redis(&self) -> &Conn {
         &self.conn
+    }
+
+    /// The process's Redis connection layer (for subscriptions and WAIT).
+    #[must_use]
+    pub fn redis_layer(&self) -> &Redis {
+        &self.layer
     }
 
     /// The job store underneath (for listing and watching jobs).
@@ -425,6 +432,9 @@ impl Producer {
     async fn store_and_push(&self, record: &JobRecord) -> Result<(), ProducerError> {
         let id = record.id;
         self.store.create(record).await?;
+        // With redis.min_replicas_acked, the job is on that many replicas before the API
+        // answers (a failover right after cannot lose it silently).
+        self.store.wait_replicas(&id).await;
         if let Err(err) = self.push_submit(record).await {
             tracing::warn!(job.id = %id, error = %err, "job stored, but its first task could not be pushed; the reconciler will enqueue it");
         }
@@ -476,6 +486,10 @@ impl Producer {
         quota: &CreateQuota,
     ) -> Result<Vec<Result<(), StoreError>>, ProducerError> {
         let outcomes = self.store.create_within(jobs, quota).await?;
+        // One WAIT covers the whole script call (all job keys share the {jobs} slot).
+        if let Some((job, _)) = jobs.iter().zip(&outcomes).find(|(_, o)| o.is_ok()) {
+            self.store.wait_replicas(&job.id).await;
+        }
         let pushes = jobs
             .iter()
             .zip(&outcomes)

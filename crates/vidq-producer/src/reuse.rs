@@ -7,8 +7,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::AsyncCommands as _;
-use redis::aio::ConnectionManager;
 use vidq_core::{JobId, JobRecord, JobState, Output, TransformRequest, Transition, unix_ms_now};
+use vidq_redis::Conn;
 
 /// The Redis key for `request`'s upstream arguments, within `tenant` when given.
 pub(crate) fn key(prefix: &str, tenant: Option<&str>, request: &TransformRequest) -> String {
@@ -20,10 +20,7 @@ pub(crate) fn key(prefix: &str, tenant: Option<&str>, request: &TransformRequest
 }
 
 /// The job the index points at for `key`, if any (an unreadable entry counts as none).
-pub(crate) async fn lookup(
-    conn: &ConnectionManager,
-    key: &str,
-) -> Result<Option<JobId>, redis::RedisError> {
+pub(crate) async fn lookup(conn: &Conn, key: &str) -> Result<Option<JobId>, redis::RedisError> {
     let mut conn = conn.clone();
     let held: Option<String> = conn.get(key).await?;
     Ok(held.and_then(|id| id.parse().ok()))
@@ -56,7 +53,7 @@ return 0
 
 /// Points `key` at `id` for `ttl` if it still holds `seen`; `false` when another job took it.
 pub(crate) async fn claim(
-    conn: &ConnectionManager,
+    conn: &Conn,
     key: &str,
     seen: Option<&JobId>,
     id: &JobId,
@@ -76,7 +73,7 @@ pub(crate) async fn claim(
 }
 
 /// Undoes [`claim`] for a job that was not created after all.
-pub(crate) async fn release(conn: &ConnectionManager, key: &str, id: &JobId) {
+pub(crate) async fn release(conn: &Conn, key: &str, id: &JobId) {
     let mut conn = conn.clone();
     let done: Result<i64, _> = RELEASE
         .key(key)

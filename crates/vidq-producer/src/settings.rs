@@ -242,23 +242,8 @@ pub enum Scope {
     Admin,
 }
 
-/// `[redis]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisSettings {
-    /// `redis://` or `rediss://` URL.
-    pub url: String,
-    /// Prefix of every key; must match the workers'.
-    pub prefix: String,
-    /// How long `vidq serve`'s `/readyz` answers 503 after it saw Redis lose its data: the
-    /// epoch marker `<prefix>:epoch`, read every 2 s, was missing or had changed (default 60s).
-    #[serde(with = "humantime_serde", default = "default_epoch_unready_for")]
-    pub epoch_unready_for: Duration,
-}
-
-fn default_epoch_unready_for() -> Duration {
-    vidq_core::DEFAULT_EPOCH_UNREADY_FOR
-}
+// `[redis]`: the shared settings of the connection layer (standalone, cluster, Sentinel).
+use vidq_redis::RedisSettings;
 
 /// `[jobs]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -274,11 +259,7 @@ impl Default for ProducerSettings {
         // The compiled-in defaults always parse (a unit test checks it).
         load_settings(DEFAULTS, None, std::iter::empty()).unwrap_or_else(|_| Self {
             log: LogSettings::default(),
-            redis: RedisSettings {
-                url: "redis://127.0.0.1:6379".to_owned(),
-                prefix: "vidq".to_owned(),
-                epoch_unready_for: default_epoch_unready_for(),
-            },
+            redis: RedisSettings::default(),
             jobs: JobSettings {
                 deadline: Duration::from_secs(1800),
             },
@@ -294,6 +275,10 @@ impl ProducerSettings {
     /// Loads defaults, then `file`, then `VIDQ__...` from the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
         let settings: Self = load_settings(DEFAULTS, file, std::env::vars())?;
+        settings
+            .redis
+            .validate()
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
         if settings.jobs.deadline < Duration::from_secs(1) {
             return Err(SettingsError::Invalid(
                 "jobs.deadline: must be at least 1s".into(),

@@ -85,7 +85,7 @@ async fn many_streams_share_one_subscription_resume_and_are_capped_per_token() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let client = redis::Client::open(s.redis.url.as_str()).unwrap();
-    let api = Api::new(producer, &s.api, None).with_event_feed(client.clone());
+    let api = Api::new(producer, &s.api, None).with_event_feed();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(api.serve(listener, async move {
         let _ = stopped.await;

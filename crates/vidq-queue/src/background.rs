@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Context;
-use std::time::Duration;
 
 use futures::StreamExt;
 use futures::task::AtomicWaker;
@@ -154,31 +153,17 @@ async fn ack_batcher(
 }
 
 async fn wake_listener(store: Arc<Store>, wake: Arc<WakeSignal>, cancel: CancellationToken) {
-    let mut backoff = Duration::from_millis(100);
+    // Sharded (SSUBSCRIBE on the node holding the wake channel's slot); it subscribes again
+    // on its own after a lost connection or a failover, saying so with `Subscribed`.
+    let mut deliveries = store.redis.subscribe_sharded(vec![store.keys.wake.clone()]);
     loop {
-        let session = async {
-            let mut pubsub = store.client.get_async_pubsub().await?;
-            pubsub.subscribe(&store.keys.wake).await?;
-            // Anything pushed while we were not subscribed: look once.
-            wake.wake();
-            let mut messages = pubsub.on_message();
-            while messages.next().await.is_some() {
-                wake.wake();
-            }
-            Ok::<(), redis::RedisError>(())
-        };
         tokio::select! {
             () = cancel.cancelled() => return,
-            r = session => {
-                if let Err(e) = r {
-                    tracing::debug!(queue = %store.config.queue, error = %e, "wake-up subscription failed");
-                }
-            }
+            delivery = deliveries.next() => match delivery {
+                // A message, or (re)subscribed: anything pushed meanwhile — look once.
+                Some(_) => wake.wake(),
+                None => return,
+            },
         }
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }

@@ -5,7 +5,6 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -129,23 +128,30 @@ impl<T> RedisQueue<T> {
 
     /// Connect to Redis at `url` (reconnecting on its own after failures).
     pub async fn connect(url: &str, config: QueueConfig) -> Result<Self, QueueError> {
-        let client = redis::Client::open(url)?;
-        let manager = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(Duration::from_secs(10)))
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client.clone(), manager).await?;
-        Self::from_parts(client, conn, config)
+        Self::connect_with(&vidq_redis::RedisSettings::standalone(url), config).await
     }
 
-    /// Build on an existing client (for the wake-up subscription) and connection.
-    pub fn from_parts(
-        client: redis::Client,
-        conn: ConnectionManager,
+    /// Connect to the Redis deployment of `settings` (standalone, cluster or Sentinel).
+    pub async fn connect_with(
+        settings: &vidq_redis::RedisSettings,
         config: QueueConfig,
     ) -> Result<Self, QueueError> {
+        let redis = vidq_redis::Redis::connect(settings)
+            .await
+            .map_err(|e| match e {
+                vidq_redis::RedisError::Redis { source, .. } => QueueError::Redis(source),
+                other => QueueError::Config(other.to_string()),
+            })?;
+        Self::from_redis(&redis, config)
+    }
+
+    /// Build on the process's connection layer (its connection and sharded wake-ups).
+    pub fn from_redis(redis: &vidq_redis::Redis, config: QueueConfig) -> Result<Self, QueueError> {
         config.validate()?;
-        Ok(Self::from_store(Arc::new(Store::new(client, conn, config))))
+        Ok(Self::from_store(Arc::new(Store::new(
+            redis.clone(),
+            config,
+        ))))
     }
 
     /// The queue's settings.
@@ -328,7 +334,7 @@ impl<T> RedisQueue<T> {
 
     /// Whether the queue is paused.
     pub async fn is_paused(&self) -> Result<bool, QueueError> {
-        let mut conn = self.store.client.get_multiplexed_async_connection().await?;
+        let mut conn = self.store.redis.conn();
         let n: u64 = redis::cmd("EXISTS")
             .arg(self.paused_key())
             .query_async(&mut conn)
@@ -337,7 +343,7 @@ impl<T> RedisQueue<T> {
     }
 
     async fn set_paused(&self, paused: bool) -> Result<bool, QueueError> {
-        let mut conn = self.store.client.get_multiplexed_async_connection().await?;
+        let mut conn = self.store.redis.conn();
         let key = self.paused_key();
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -346,7 +352,7 @@ impl<T> RedisQueue<T> {
         } else {
             pipe.cmd("DEL").arg(&key);
         }
-        pipe.cmd("SPUBLISH")
+        pipe.cmd("PUBLISH")
             .arg(&self.store.keys.wake)
             .arg("")
             .ignore();

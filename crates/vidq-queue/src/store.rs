@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use vidq_redis::Conn;
 
 use crate::config::{MAX_BATCH, QueueConfig};
 use crate::error::QueueError;
@@ -64,8 +64,8 @@ pub(crate) struct RawDead {
 
 /// Connection, key names and scripts of one queue, shared by its handles and workers.
 pub(crate) struct Store {
-    pub(crate) client: redis::Client,
-    conn: ConnectionManager,
+    pub(crate) redis: vidq_redis::Redis,
+    conn: Conn,
     pub(crate) keys: Keys,
     pub(crate) config: QueueConfig,
     scripts: Scripts,
@@ -84,7 +84,7 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    pub(crate) fn new(client: redis::Client, conn: ConnectionManager, config: QueueConfig) -> Self {
+    pub(crate) fn new(redis: vidq_redis::Redis, config: QueueConfig) -> Self {
         let fair_weights = config
             .fair
             .iter()
@@ -92,8 +92,8 @@ impl Store {
             .filter_map(|(g, w)| Some((escape_group(g).ok()?, *w)))
             .collect();
         Self {
-            client,
-            conn,
+            conn: redis.conn(),
+            redis,
             keys: Keys::new(&config.prefix, &config.queue),
             config,
             scripts: Scripts::new(),
@@ -106,7 +106,7 @@ impl Store {
         self.round_trips.load(Ordering::Relaxed)
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         self.conn.clone()
     }

@@ -137,7 +137,7 @@ async fn a_held_queue_claims_nothing_and_the_held_task_keeps_its_turn_and_place(
     assert_eq!((held.due, held.scheduled), (0, 51));
     let mut plain = q.settings().clone();
     plain.fair = None;
-    let producer: RedisQueue<Payload> = RedisQueue::connect(&redis_url(), plain).await.unwrap();
+    let producer: RedisQueue<Payload> = common::connect(&redis_url(), plain).await.unwrap();
     assert_eq!(producer.depth().await.unwrap(), held);
     // A hold ends early when the resource frees up.
     assert!(q.end_hold().await.unwrap());
@@ -262,9 +262,7 @@ async fn grouped_tasks_die_are_retried_and_come_back_in_their_group() {
 async fn two_claimers_share_one_fair_order_and_never_take_a_task_twice() {
     let url = redis_url();
     let q: RedisQueue<Payload> = queue(&url, "fair-two", fair(&[])).await;
-    let other: RedisQueue<Payload> = RedisQueue::connect(&url, q.settings().clone())
-        .await
-        .unwrap();
+    let other: RedisQueue<Payload> = common::connect(&url, q.settings().clone()).await.unwrap();
     push(&q, "a", 200, Priority::Normal).await;
     push(&q, "b", 20, Priority::Normal).await;
     let run = |q: RedisQueue<Payload>| {

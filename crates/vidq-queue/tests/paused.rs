@@ -91,7 +91,7 @@ async fn pausing_one_queue_leaves_another_alone_and_resume_leaves_no_key() {
     let poll_config = submit.settings().clone();
     let mut poll_config = poll_config;
     poll_config.queue = "paused-poll".into();
-    let poll: RedisQueue<u32> = RedisQueue::connect(&url, poll_config).await.unwrap();
+    let poll: RedisQueue<u32> = common::connect(&url, poll_config).await.unwrap();
     submit.enqueue(&1).await.unwrap();
     poll.enqueue(&2).await.unwrap();
     submit.pause().await.unwrap();

@@ -232,9 +232,7 @@ async fn count(_n: u32, seen: Data<Arc<Log>>) -> Result<(), BoxDynError> {
 async fn an_undecodable_payload_goes_dead_and_the_worker_keeps_going() {
     let url = redis_url();
     let q: RedisQueue<u32> = queue(&url, "undecodable", |c| c).await;
-    let wrong: RedisQueue<String> = RedisQueue::connect(&url, q.settings().clone())
-        .await
-        .unwrap();
+    let wrong: RedisQueue<String> = common::connect(&url, q.settings().clone()).await.unwrap();
     q.enqueue(&1).await.unwrap();
     wrong.enqueue(&"not a number".to_owned()).await.unwrap();
     q.enqueue(&2).await.unwrap();

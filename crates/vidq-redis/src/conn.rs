@@ -32,6 +32,15 @@ pub(crate) enum Inner {
     Sentinel(Arc<SentinelShared>),
 }
 
+/// A standalone `Conn` over an existing `ConnectionManager` (tests and tools that made one).
+impl From<ConnectionManager> for Conn {
+    fn from(manager: ConnectionManager) -> Self {
+        Self {
+            inner: Inner::Standalone(manager),
+        }
+    }
+}
+
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let shape = match self.inner {

@@ -4,7 +4,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
     /// A `[redis]` setting is missing, malformed or contradicts another.
-    #[error("invalid setting {setting}: {reason}")]
+    #[error("{setting}: {reason}")]
     Invalid {
         /// The setting, e.g. `redis.urls[1]`.
         setting: String,

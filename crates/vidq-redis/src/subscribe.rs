@@ -223,6 +223,15 @@ async fn session(shared: &Shared, channels: &[String], tx: &mpsc::Sender<Deliver
             {
                 return Ended::Again(format!("SSUBSCRIBE on {shown}: {e}"));
             }
+            // Also classic SUBSCRIBE, so a publisher that still uses PUBLISH (broadcast to
+            // every node of a cluster) is heard during the move to SPUBLISH.
+            if let Err(e) = redis::cmd("SUBSCRIBE")
+                .arg(channel)
+                .exec_async(&mut conn)
+                .await
+            {
+                return Ended::Again(format!("SUBSCRIBE on {shown}: {e}"));
+            }
         }
         conns.push((shown.clone(), conn));
     }

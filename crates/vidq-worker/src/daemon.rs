@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio_util::sync::CancellationToken;
 use vidq_core::workers::WorkerRegistry;
 use vidq_core::{EpochWatch, JobStore, JobTask, TaskKind};
 use vidq_queue::{QueueConfig, RedisQueue, RetryPolicy, WorkerLeases};
+use vidq_redis::{Conn, Redis};
 use vidq_storage::Storage;
 
 use crate::heartbeat;
@@ -32,18 +32,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let metrics = telemetry::install().context("installing the metrics recorder")?;
-    let redis_client =
-        redis::Client::open(settings.redis.url.as_str()).context("invalid setting redis.url")?;
-    let manager = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(Duration::from_secs(10)))
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_max_delay(Duration::from_secs(2));
-    let conn = ConnectionManager::new_with_config(redis_client.clone(), manager)
+    // The one connection layer of this process (standalone, cluster or Sentinel).
+    let redis = Redis::connect(&settings.redis)
         .await
-        .context("connecting to Redis (redis.url)")?;
+        .context("connecting to Redis ([redis])")?;
+    let conn = redis.conn();
     warn_unless_noeviction(&conn).await;
 
-    let store = JobStore::new(conn.clone())
+    let store = JobStore::on_redis(&redis)
         .with_prefix(settings.redis.prefix.clone())?
         .with_finished_ttl(settings.jobs.finished_ttl);
     let upstream = settings.goenhance.client()?;
@@ -74,7 +70,7 @@ pub async fn run(
             config = config.with_fair_share(settings.fair_share.weights.clone());
             config.claim_batch = 1;
         }
-        RedisQueue::<JobTask>::from_parts(redis_client.clone(), conn.clone(), config)
+        RedisQueue::<JobTask>::from_redis(&redis, config)
     };
     let queues = Queues {
         submit: queue(TaskKind::Submit, &settings.queues.submit)?,
@@ -291,7 +287,7 @@ async fn log_exit(name: &'static str, task: impl Future<Output = std::io::Result
 }
 
 /// DESIGN §5: Redis must not evict vidq's keys.
-async fn warn_unless_noeviction(conn: &ConnectionManager) {
+async fn warn_unless_noeviction(conn: &Conn) {
     let mut conn = conn.clone();
     let reply: Result<Vec<String>, _> = redis::cmd("CONFIG")
         .arg("GET")

@@ -8,14 +8,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
-use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 use vidq_core::{EpochStatus, JobStore, JobTask, TaskKind};
 use vidq_queue::RedisQueue;
+use vidq_redis::Conn;
 
 #[derive(Clone)]
 pub(crate) struct Probes {
-    pub(crate) redis: ConnectionManager,
+    pub(crate) redis: Conn,
     pub(crate) metrics: PrometheusHandle,
     pub(crate) queues: Vec<(TaskKind, RedisQueue<JobTask>)>,
     pub(crate) store: JobStore,

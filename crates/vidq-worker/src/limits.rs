@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Script;
-use redis::aio::ConnectionManager;
 use serde::Deserialize;
 use vidq_core::JobId;
+use vidq_redis::Conn;
 
 use crate::pipeline::millis;
 
@@ -67,7 +67,7 @@ pub(crate) enum Admission {
 /// The shared limits. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Limits {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Arc<[String; 3]>,
     prefix: String,
     settings: LimitSettings,
@@ -122,9 +122,9 @@ redis.call('SET', KEYS[1], cjson.encode(balance))
 ";
 
 impl Limits {
-    pub(crate) fn new(conn: ConnectionManager, prefix: &str, settings: LimitSettings) -> Self {
+    pub(crate) fn new(conn: impl Into<Conn>, prefix: &str, settings: LimitSettings) -> Self {
         Self {
-            conn,
+            conn: conn.into(),
             keys: Arc::new([
                 format!("{prefix}:{{limits}}:rate"),
                 format!("{prefix}:{{limits}}:processing"),
@@ -309,11 +309,11 @@ mod tests {
 
     const DAY_MS: u64 = 86_400_000;
 
-    async fn limits(settings: LimitSettings) -> (Limits, ConnectionManager, String) {
+    async fn limits(settings: LimitSettings) -> (Limits, Conn, String) {
         let url = std::env::var("VIDQ_TEST_REDIS_URL")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
         let client = redis::Client::open(url).unwrap();
-        let conn = ConnectionManager::new(client).await.unwrap();
+        let conn = Conn::from(redis::aio::ConnectionManager::new(client).await.unwrap());
         let prefix = format!("vidqtest-limits-{:016x}", rand::random::<u64>());
         (Limits::new(conn.clone(), &prefix, settings), conn, prefix)
     }
@@ -329,12 +329,12 @@ mod tests {
         }
     }
 
-    async fn redis_now(conn: &mut ConnectionManager) -> u64 {
+    async fn redis_now(conn: &mut Conn) -> u64 {
         let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await.unwrap();
         secs * 1000 + micros / 1000
     }
 
-    async fn cleanup(conn: &mut ConnectionManager, prefix: &str) {
+    async fn cleanup(conn: &mut Conn, prefix: &str) {
         let keys: Vec<String> = conn.keys(format!("{prefix}:*")).await.unwrap();
         if !keys.is_empty() {
             let _: () = conn.del(keys).await.unwrap();
@@ -533,6 +533,30 @@ mod tests {
             (before..=after).contains(&at),
             "{before} <= {at} <= {after}"
         );
+        cleanup(&mut conn, &prefix).await;
+    }
+
+    #[tokio::test]
+    async fn uncertain_submissions_count_by_redis_day_and_the_budget_is_published() {
+        let (limits, mut conn, prefix) = limits(settings(500)).await;
+        let key = Limits::today_key(&prefix);
+        // Figures of another day are dropped first: the count starts over today.
+        let _: () = conn
+            .hset_multiple(&key, &[("day", "1"), ("uncertain", "9")])
+            .await
+            .unwrap();
+        limits.record_uncertain().await.unwrap();
+        limits.record_uncertain().await.unwrap();
+        let figures: HashMap<String, String> = conn.hgetall(&key).await.unwrap();
+        let today = (redis_now(&mut conn).await / DAY_MS).to_string();
+        assert_eq!(figures.get("day"), Some(&today));
+        assert_eq!(figures.get("uncertain").map(String::as_str), Some("2"));
+        limits.record_budget().await.unwrap();
+        let budget: u64 = conn
+            .get(format!("{prefix}:{{limits}}:budget"))
+            .await
+            .unwrap();
+        assert_eq!(budget, 500);
         cleanup(&mut conn, &prefix).await;
     }
 }

@@ -15,10 +15,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 use vidq_core::{JobId, JobState, StoreError, TaskKind};
 use vidq_queue::Pushed;
+use vidq_redis::Conn;
 
 use crate::pipeline::{Pipeline, millis};
 
@@ -38,7 +38,7 @@ pub struct ReconcilerConfig {
 /// Runs rounds until `stop` is cancelled.
 pub(crate) async fn run(
     pipeline: Pipeline,
-    mut conn: ConnectionManager,
+    mut conn: Conn,
     config: ReconcilerConfig,
     stop: CancellationToken,
 ) {
@@ -83,7 +83,7 @@ impl Undecodable {
 /// One round: returns how many jobs were re-enqueued.
 pub(crate) async fn round(
     pipeline: &Pipeline,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     config: &ReconcilerConfig,
     undecodable: &mut Undecodable,
 ) -> anyhow::Result<usize> {

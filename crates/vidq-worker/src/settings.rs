@@ -54,19 +54,8 @@ pub struct WorkerSettings {
     pub otel: vidq_otel::OtelSettings,
 }
 
-/// `[redis]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisSettings {
-    /// `redis://` or `rediss://` URL.
-    pub url: String,
-    /// Prefix of every key vidq writes.
-    pub prefix: String,
-    /// How long `/readyz` answers 503 after this process saw Redis lose its data: the epoch
-    /// marker `<prefix>:epoch`, read every 2 s, was missing or had changed (default 60s).
-    #[serde(with = "humantime_serde")]
-    pub epoch_unready_for: Duration,
-}
+/// `[redis]`: the shared settings of the connection layer (standalone, cluster, Sentinel).
+pub use vidq_redis::RedisSettings;
 
 /// `[jobs]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -292,9 +281,9 @@ impl WorkerSettings {
         if self.reconciler.batch == 0 {
             return invalid("reconciler.batch", "must be at least 1");
         }
-        if self.redis.prefix.is_empty() || self.redis.prefix.contains(['{', '}']) {
-            return invalid("redis.prefix", "must be non-empty and hold no braces");
-        }
+        self.redis
+            .validate()
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
         self.storage
             .validate()
             .map_err(|e| SettingsError::Invalid(e.to_string()))?;

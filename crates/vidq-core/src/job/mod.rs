@@ -14,6 +14,7 @@ mod patch;
 mod quota;
 mod record;
 mod request;
+mod replication;
 mod request_json;
 mod state;
 mod store;

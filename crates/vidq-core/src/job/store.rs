@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Script;
-use redis::aio::ConnectionManager;
+use vidq_redis::Conn;
 
 use super::codec::{self, encode_transition, to_json};
 use super::keys::Keys;
@@ -50,11 +50,13 @@ pub enum Transitioned {
 /// the sharded pub/sub channels `<prefix>:{jobs}:events` and `<prefix>:{jobs}:events:transitions`.
 #[derive(Clone)]
 pub struct JobStore {
-    pub(super) conn: ConnectionManager,
+    pub(super) conn: Conn,
     pub(super) keys: Keys,
     finished_ttl: Duration,
     history_cap: u32,
     pub(super) scripts: Arc<Scripts>,
+    /// The connection layer, for `WAIT` after writes a client relies on (see `replication.rs`).
+    pub(super) layer: Option<vidq_redis::Redis>,
 }
 
 pub(super) struct Scripts {
@@ -79,9 +81,9 @@ impl fmt::Debug for JobStore {
 impl JobStore {
     /// A store on `conn` with the default prefix, finished TTL and history cap.
     #[must_use]
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: impl Into<Conn>) -> Self {
         Self {
-            conn,
+            conn: conn.into(),
             keys: Keys::new(DEFAULT_PREFIX.to_owned()),
             finished_ttl: DEFAULT_FINISHED_TTL,
             history_cap: DEFAULT_HISTORY_CAP,
@@ -93,13 +95,14 @@ impl JobStore {
                 older_than: Script::new(include_str!("lua/older_than.lua")),
                 prune_unfinished: Script::new(include_str!("lua/prune_unfinished.lua")),
             }),
+            layer: None,
         }
     }
 
     /// Connects to the Redis at `url` and builds a store on it.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url)?;
-        Ok(Self::new(ConnectionManager::new(client).await?))
+        Ok(Self::new(redis::aio::ConnectionManager::new(client).await?))
     }
 
     /// Uses `prefix` for every key. It must be non-empty and hold no `{` or `}` (those would

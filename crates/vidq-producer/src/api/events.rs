@@ -1,6 +1,6 @@
 //! `GET /v1/jobs/{id}/events`: the job's transitions as server-sent events.
 //!
-//! Every transition is published on `<prefix>:events:transitions` by the transition script.
+//! Every transition is published on `<prefix>:{jobs}:events:transitions` by the transition script.
 //! With [`Api::with_event_feed`](super::Api::with_event_feed) (as `vidq serve` does), one
 //! pub/sub connection per replica receives them and fans them out to every open stream
 //! through a broadcast channel: a stream reads the job's record when it opens and again only
@@ -37,7 +37,6 @@ use crate::Scope;
 const POLL_EVERY: Duration = Duration::from_millis(250);
 /// Transitions buffered for the slowest stream before it lags (and re-reads the record).
 const FEED_CAPACITY: usize = 1024;
-const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 
 /// Open streams per token, and the replica's feed of transitions when there is one.
 #[derive(Debug)]
@@ -56,14 +55,10 @@ impl Events {
         }
     }
 
-    /// Feeds the streams from `channel` on a pub/sub connection of `client`'s (once).
-    pub(crate) fn set_feed(&self, client: redis::Client, channel: String) {
+    /// Feeds the streams from `channel`, a sharded subscription of `redis` (once).
+    pub(crate) fn set_feed(&self, redis: vidq_redis::Redis, channel: String) {
         let (tx, _) = broadcast::channel(FEED_CAPACITY);
-        let _ = self.feed.set(Arc::new(Feed {
-            client,
-            channel,
-            tx,
-        }));
+        let _ = self.feed.set(Arc::new(Feed { redis, channel, tx }));
     }
 
     /// A receiver of the feed's messages, for the console's live pages (`None` without a feed).
@@ -119,7 +114,7 @@ impl Drop for Slot {
 /// The replica's one subscription to the transitions channel.
 #[derive(Debug)]
 pub(crate) struct Feed {
-    client: redis::Client,
+    redis: vidq_redis::Redis,
     channel: String,
     tx: broadcast::Sender<Message>,
 }
@@ -142,35 +137,21 @@ pub(crate) struct Moved {
 }
 
 impl Feed {
-    /// Subscribes and forwards until `stop`; re-subscribes (after 1 s) when the connection
-    /// breaks.
+    /// Subscribes (sharded, on the node holding the channel) and forwards until `stop`; the
+    /// subscription comes back on its own after a lost connection or a failover, and each
+    /// time it does the streams resync.
     pub(crate) async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let mut deliveries = self.redis.subscribe_sharded(vec![self.channel.clone()]);
         loop {
-            match self.client.get_async_pubsub().await {
-                Ok(mut pubsub) => match pubsub.subscribe(&self.channel).await {
-                    Ok(()) => {
-                        let _ = self.tx.send(Message::Resync);
-                        let mut messages = pubsub.on_message();
-                        loop {
-                            tokio::select! {
-                                () = stop.cancelled() => return,
-                                message = messages.next() => match message {
-                                    Some(message) => self.forward(&message),
-                                    None => break,
-                                },
-                            }
-                        }
-                        tracing::warn!("the job event subscription ended; subscribing again");
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "subscribing to job events");
-                    }
-                },
-                Err(error) => tracing::warn!(%error, "connecting to Redis for job events"),
-            }
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep(RESUBSCRIBE_AFTER) => {}
+                delivery = deliveries.next() => match delivery {
+                    Some(vidq_redis::Delivery::Subscribed) => {
+                        let _ = self.tx.send(Message::Resync);
+                    }
+                    Some(vidq_redis::Delivery::Message(message)) => self.forward(&message),
+                    None => return,
+                },
             }
         }
     }

@@ -175,15 +175,13 @@ impl Api {
     }
 
     /// Feeds every `GET /v1/jobs/{id}/events` stream from one pub/sub connection of `client`
-    /// (the producer's Redis) to `<prefix>:events:transitions`, run by [`Api::serve`]; without
+    /// (the producer's Redis) to `<prefix>:{jobs}:events:transitions`, run by [`Api::serve`]; without
     /// it each stream reads its job's record every 250 ms.
     #[must_use]
-    pub fn with_event_feed(self, client: redis::Client) -> Self {
-        let channel = format!(
-            "{}:transitions",
-            self.state.producer.store().events_channel()
-        );
-        self.state.events.set_feed(client, channel);
+    pub fn with_event_feed(self) -> Self {
+        let channel = self.state.producer.store().transitions_channel();
+        let redis = self.state.producer.redis_layer().clone();
+        self.state.events.set_feed(redis, channel);
         self
     }
 
@@ -347,7 +345,7 @@ mod console_backend {
             self.0.producer.store()
         }
 
-        fn redis(&self) -> redis::aio::ConnectionManager {
+        fn redis(&self) -> vidq_redis::Conn {
             self.0.producer.redis().clone()
         }
 

@@ -12,14 +12,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use redis::Script;
-use redis::aio::ConnectionManager;
+use vidq_redis::Conn;
 
 /// Longest the shared check may take before the in-memory fallback decides.
 pub(crate) const SHARED_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The shared limit, with its in-memory fallback.
 pub(crate) struct RateLimiter {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
     script: Script,
     interval_ms: f64,
@@ -38,7 +38,7 @@ impl std::fmt::Debug for RateLimiter {
 
 impl RateLimiter {
     /// `per_second` on average and `burst` at once per token name, held under `prefix`.
-    pub(crate) fn new(conn: ConnectionManager, prefix: &str, per_second: f64, burst: u32) -> Self {
+    pub(crate) fn new(conn: Conn, prefix: &str, per_second: f64, burst: u32) -> Self {
         let interval_ms = 1000.0 / per_second;
         Self {
             conn,

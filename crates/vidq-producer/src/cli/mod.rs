@@ -95,7 +95,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         Command::Dead(cmd) => dead::run(&producer, cmd).await,
         Command::Queue(cmd) => queue::run(&producer, cmd).await,
         Command::Usage => usage::run(&producer, &settings).await,
-        Command::Workers => workers::run(&settings).await,
+        Command::Workers => workers::run(&producer, &settings).await,
         Command::Serve(args) => serve::run(producer, &settings, cli.config.as_deref(), args).await,
     };
     // After the graceful stop: the last requests' spans are exported before exit.

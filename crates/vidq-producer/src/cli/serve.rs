@@ -2,10 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use vidq_core::EpochWatch;
 use vidq_producer::{Api, Producer, ProducerSettings};
 use vidq_storage::Storage;
@@ -44,13 +42,11 @@ pub(crate) async fn run(
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, "serving the vidq API");
     println!("listening on http://{addr}");
-    let epoch = epoch_watch(settings).await?;
+    let epoch = epoch_watch(&producer, settings);
     let api = Api::new(producer, &settings.api, storage)
         .with_epoch_watch(epoch)
         .with_callback_policy(settings.webhooks.clone())
-        .with_event_feed(
-            redis::Client::open(settings.redis.url.as_str()).context("invalid redis.url")?,
-        );
+        .with_event_feed();
     let reloader = api.clone();
     let serving = api.serve(listener, shutdown_signal());
     tokio::pin!(serving);
@@ -127,19 +123,11 @@ impl Reloads {
     }
 }
 
-/// The watch of Redis's epoch marker, on a connection of its own (so a slow API request
-/// never delays it).
-async fn epoch_watch(settings: &ProducerSettings) -> anyhow::Result<EpochWatch> {
-    let client = redis::Client::open(settings.redis.url.as_str()).context("invalid redis.url")?;
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(Duration::from_secs(10)))
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_max_delay(Duration::from_secs(2));
-    let conn = ConnectionManager::new_with_config(client, config)
-        .await
-        .context("connecting to Redis (redis.url) for the epoch watch")?;
-    Ok(EpochWatch::new(conn, &settings.redis.prefix)
-        .with_unready_for(settings.redis.epoch_unready_for))
+/// The watch of Redis's epoch marker, on the process's multiplexed connection (requests are
+/// pipelined on it, so a slow API request does not hold the watch up).
+fn epoch_watch(producer: &Producer, settings: &ProducerSettings) -> EpochWatch {
+    EpochWatch::new(producer.redis_layer().conn(), &settings.redis.prefix)
+        .with_unready_for(settings.redis.epoch_unready_for)
 }
 
 async fn shutdown_signal() {

@@ -11,8 +11,7 @@ pub(crate) async fn run(
     producer: &Producer,
     settings: &ProducerSettings,
 ) -> anyhow::Result<ExitCode> {
-    let client = redis::Client::open(settings.redis.url.as_str())?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn = producer.redis_layer().conn();
     let prefix = &settings.redis.prefix;
     // Today is Redis's day (the workers' limits count by Redis's clock, not this host's).
     type Reply = ((u64, u64), HashMap<String, String>, Option<String>);

@@ -2,21 +2,16 @@
 //! heartbeats keep ([`vidq_core::workers`]).
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use vidq_core::workers::{WorkerInfo, WorkerRegistry};
-use vidq_producer::ProducerSettings;
+use vidq_producer::{Producer, ProducerSettings};
 
-pub(crate) async fn run(settings: &ProducerSettings) -> anyhow::Result<ExitCode> {
-    let client =
-        redis::Client::open(settings.redis.url.as_str()).context("invalid setting redis.url")?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(Duration::from_secs(10)));
-    let conn = redis::aio::ConnectionManager::new_with_config(client, config)
-        .await
-        .with_context(|| format!("connecting to {}", super::redact_url(&settings.redis.url)))?;
+pub(crate) async fn run(
+    producer: &Producer,
+    settings: &ProducerSettings,
+) -> anyhow::Result<ExitCode> {
+    let conn = producer.redis_layer().conn();
     let workers = WorkerRegistry::new(conn, &settings.redis.prefix)
         .list()
         .await

@@ -23,9 +23,7 @@ pub async fn queue<T>(
     adjust: impl FnOnce(QueueConfig) -> QueueConfig,
 ) -> RedisQueue<T> {
     let config = adjust(QueueConfig::new(test).with_prefix(unique_prefix(test)));
-    RedisQueue::connect(url, config)
-        .await
-        .expect("connect to redis")
+    connect(url, config).await.expect("connect to redis")
 }
 
 /// Poll `check` until it holds, or panic after `limit`.
@@ -47,8 +45,68 @@ where
     }
 }
 
-/// Every key under `prefix` (SCAN over our own prefix only).
+/// The cluster to run on instead of `redis_url()`: with `VIDQ_TEST_QUEUE_ON=cluster`, the
+/// seeds of `VIDQ_TEST_REDIS_CLUSTER_URLS` (the single-node run stays the default).
+pub fn cluster_urls() -> Option<Vec<String>> {
+    if std::env::var("VIDQ_TEST_QUEUE_ON").ok().as_deref() != Some("cluster") {
+        return None;
+    }
+    let urls = std::env::var("VIDQ_TEST_REDIS_CLUSTER_URLS")
+        .expect("VIDQ_TEST_QUEUE_ON=cluster needs VIDQ_TEST_REDIS_CLUSTER_URLS");
+    Some(urls.split(',').map(|u| u.trim().to_owned()).collect())
+}
+
+/// A queue on `url` — or, in the cluster run, on the cluster when `url` is `redis_url()`
+/// (a proxy's URL stays a single node).
+pub async fn connect<T>(
+    url: &str,
+    config: QueueConfig,
+) -> Result<RedisQueue<T>, vidq_queue::QueueError> {
+    match cluster_urls() {
+        Some(urls) if url == redis_url() => {
+            RedisQueue::connect_with(&vidq_redis::RedisSettings::cluster(urls), config).await
+        }
+        _ => RedisQueue::connect(url, config).await,
+    }
+}
+
+/// The nodes to SCAN: `url`, or every primary of the cluster in the cluster run.
+async fn scan_nodes(url: &str) -> Vec<String> {
+    let Some(urls) = cluster_urls().filter(|_| url == redis_url()) else {
+        return vec![url.to_owned()];
+    };
+    let client = redis::Client::open(urls[0].as_str()).expect("cluster seed url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut conn)
+        .await
+        .expect("CLUSTER NODES");
+    nodes
+        .lines()
+        .filter(|line| {
+            line.split(' ')
+                .nth(2)
+                .is_some_and(|flags| flags.contains("master"))
+        })
+        .filter_map(|line| line.split(' ').nth(1))
+        .map(|addr| format!("redis://{}", addr.split('@').next().unwrap_or(addr)))
+        .collect()
+}
+
+/// Every key under `prefix` (SCAN over our own prefix only; every primary on a cluster).
 pub async fn keys_under(url: &str, prefix: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    for node in scan_nodes(url).await {
+        keys.extend(keys_on_node(&node, prefix).await);
+    }
+    keys
+}
+
+async fn keys_on_node(url: &str, prefix: &str) -> Vec<String> {
     let client = redis::Client::open(url).expect("redis url");
     let mut conn = client
         .get_multiplexed_async_connection()

@@ -276,6 +276,9 @@ async fn accepted(pipeline: &Pipeline, id: &JobId, submitted: Submitted) -> Task
         .transition(id, &[JobState::Submitting], JobState::Processing, patch)
         .await
         .map_err(transient)?;
+    // With redis.min_replicas_acked, the stored img_uuid is on that many replicas before the
+    // poll is scheduled: a failover now cannot make a redelivery submit the job again.
+    pipeline.store().wait_replicas(id).await;
     metrics::histogram!("vidq_submission_unrecorded_seconds")
         .record(replied.elapsed().as_secs_f64());
     metrics::counter!("vidq_submissions_total").increment(1);
