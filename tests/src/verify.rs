@@ -138,6 +138,12 @@ pub async fn leftover_keys(env: &TestEnv) -> anyhow::Result<Vec<String>> {
     let keys = env.redis_keys().await?;
     let p = &env.prefix;
     let job = format!("{p}:{{jobs}}:job:");
+    // The console's keys that come with jobs: a job's img_uuid index entry (it expires with the
+    // job's record) and the jobs-ended-per-minute counters (each expires after 2 hours).
+    let with_jobs = [
+        format!("{p}:{{jobs}}:img:"),
+        format!("{p}:{{jobs}}:stats:minute:"),
+    ];
     let fixed = [
         format!("{p}:{{jobs}}:all"),
         format!("{p}:{{jobs}}:states"),
@@ -146,12 +152,18 @@ pub async fn leftover_keys(env: &TestEnv) -> anyhow::Result<Vec<String>> {
         format!("{p}:{{limits}}:credits"),
         format!("{p}:{{limits}}:rate"),
         format!("{p}:{{limits}}:today"),
+        // The daily submission budget the workers publish for the console.
+        format!("{p}:{{limits}}:budget"),
         // The live-worker registry (vidq_core::workers); it expires with the last heartbeat.
         format!("{p}:{{workers}}"),
         format!("{p}:{{workers}}:info"),
     ];
     Ok(keys
         .into_iter()
-        .filter(|k| !k.starts_with(&job) && !fixed.contains(k))
+        .filter(|k| {
+            !k.starts_with(&job)
+                && !with_jobs.iter().any(|w| k.starts_with(w.as_str()))
+                && !fixed.contains(k)
+        })
         .collect())
 }

@@ -327,6 +327,18 @@ mod tests {
         serde_json::from_value(serde_json::Value::Object(value)).unwrap()
     }
 
+    /// The only test here that installs the global subscriber.
+    #[test]
+    fn without_an_endpoint_no_exporter_is_built() {
+        let telemetry = init(&LogSettings::default(), &OtelSettings::default(), "t").unwrap();
+        assert!(!telemetry.exporting());
+        telemetry.shutdown(Duration::from_secs(1));
+        // A bad endpoint is refused before anything is installed, naming the setting.
+        let bad = settings(&[("endpoint", "ftp://c/")]);
+        let err = init(&LogSettings::default(), &bad, "t").err().unwrap();
+        assert!(err.to_string().contains("otel.endpoint"), "{err}");
+    }
+
     #[test]
     fn off_by_default() {
         let otel = OtelSettings::default();

@@ -107,15 +107,7 @@ pub(crate) async fn pause(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<PauseChange>, ApiError> {
-    let caller = state.authorize(&headers, Scope::Admin)?;
-    let kind = kind(&name)?;
-    let changed = state.producer.pause(kind).await?;
-    tracing::info!(queue = %name, by = %caller.tenant, changed, "queue paused");
-    Ok(Json(PauseChange {
-        queue: name,
-        paused: true,
-        changed,
-    }))
+    set_paused(&state, &headers, name, true).await
 }
 
 /// Resume a paused queue (idle workers are woken).
@@ -136,13 +128,27 @@ pub(crate) async fn resume(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<PauseChange>, ApiError> {
-    let caller = state.authorize(&headers, Scope::Admin)?;
+    set_paused(&state, &headers, name, false).await
+}
+
+/// Pauses (`true`) or resumes queue `name` for an admin caller: what both routes do.
+async fn set_paused(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: String,
+    paused: bool,
+) -> Result<Json<PauseChange>, ApiError> {
+    let caller = state.authorize(headers, Scope::Admin)?;
     let kind = kind(&name)?;
-    let changed = state.producer.resume(kind).await?;
-    tracing::info!(queue = %name, by = %caller.tenant, changed, "queue resumed");
+    let changed = if paused {
+        state.producer.pause(kind).await?
+    } else {
+        state.producer.resume(kind).await?
+    };
+    tracing::info!(queue = %name, by = %caller.tenant, changed, paused, "queue paused or resumed");
     Ok(Json(PauseChange {
         queue: name,
-        paused: false,
+        paused,
         changed,
     }))
 }
