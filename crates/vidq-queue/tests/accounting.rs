@@ -201,8 +201,7 @@ async fn a_lost_lease_stops_the_running_handler() {
     .await;
     // Another holder takes the task over: its lease is made to look expired, and a claim
     // elsewhere takes it with a new token.
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = common::admin(&url).await;
     let lease_key = format!("{}:{{acct-lost}}:lease", q.settings().prefix);
     let _: i64 = redis::cmd("ZADD")
         .arg(&lease_key)

@@ -70,6 +70,19 @@ pub async fn connect<T>(
     }
 }
 
+/// A plain connection for a test's own reads and writes: to `url`, or to the cluster in the
+/// cluster run (when `url` is `redis_url()`).
+pub async fn admin(url: &str) -> vidq_redis::Conn {
+    let settings = match cluster_urls() {
+        Some(urls) if url == redis_url() => vidq_redis::RedisSettings::cluster(urls),
+        _ => vidq_redis::RedisSettings::standalone(url),
+    };
+    vidq_redis::Redis::connect(&settings)
+        .await
+        .expect("connect to redis")
+        .conn()
+}
+
 /// The nodes to SCAN: `url`, or every primary of the cluster in the cluster run.
 async fn scan_nodes(url: &str) -> Vec<String> {
     let Some(urls) = cluster_urls().filter(|_| url == redis_url()) else {
