@@ -17,6 +17,9 @@ pub(crate) struct Ctx {
     pub(crate) bullmq_dir: PathBuf,
     /// Scratch folder for this run (S3 data, process logs); removed at the end of the run.
     pub(crate) scratch: PathBuf,
+    /// Seed nodes of a Redis Cluster that scenario (a) drains its queue on instead (nothing
+    /// else may use it: its figures are deltas of the counters of the queue's primary).
+    pub(crate) cluster: Option<Vec<String>>,
 }
 
 impl Ctx {
@@ -35,6 +38,7 @@ impl Ctx {
             bins,
             bullmq_dir,
             scratch,
+            cluster: None,
         };
         let mut conn = ctx.redis().await?;
         let _: String = redis::cmd("PING")
@@ -53,6 +57,62 @@ impl Ctx {
     pub(crate) async fn redis(&self) -> anyhow::Result<MultiplexedConnection> {
         let client = redis::Client::open(self.redis_url.as_str())?;
         Ok(client.get_multiplexed_async_connection().await?)
+    }
+
+    /// The settings a queue of scenario (a) connects with: the cluster's when one was given,
+    /// else the Redis under measurement.
+    pub(crate) fn queue_settings(&self) -> vidq_redis::RedisSettings {
+        match &self.cluster {
+            Some(urls) => vidq_redis::RedisSettings::cluster(urls.iter().cloned()),
+            None => vidq_redis::RedisSettings::standalone(self.redis_url.as_str()),
+        }
+    }
+
+    /// A connection to the node holding `queue`'s keys, whose counters measure it: the
+    /// cluster's primary of the queue's slot (from `CLUSTER SLOTS` on the first seed), else
+    /// the Redis under measurement.
+    pub(crate) async fn redis_for_queue(
+        &self,
+        prefix: &str,
+        queue: &str,
+    ) -> anyhow::Result<MultiplexedConnection> {
+        let Some(urls) = &self.cluster else {
+            return self.redis().await;
+        };
+        let seed = urls.first().context("--redis-cluster lists no node")?;
+        let mut conn = redis::Client::open(seed.as_str())?
+            .get_multiplexed_async_connection()
+            .await
+            .with_context(|| format!("no cluster node answers at {seed}"))?;
+        let slot = vidq_redis::slot(format!("{prefix}:{{{queue}}}:due").as_bytes());
+        let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut conn)
+            .await?;
+        for range in ranges {
+            let redis::Value::Array(fields) = range else {
+                continue;
+            };
+            let (Some(start), Some(end), Some(redis::Value::Array(primary))) =
+                (fields.first(), fields.get(1), fields.get(2))
+            else {
+                continue;
+            };
+            let (start, end): (u16, u16) = (
+                redis::from_redis_value(start.clone())?,
+                redis::from_redis_value(end.clone())?,
+            );
+            if !(start..=end).contains(&slot) {
+                continue;
+            }
+            let host: String = redis::from_redis_value(primary[0].clone())?;
+            let port: u16 = redis::from_redis_value(primary[1].clone())?;
+            let url = format!("redis://{host}:{port}");
+            return Ok(redis::Client::open(url.as_str())?
+                .get_multiplexed_async_connection()
+                .await?);
+        }
+        anyhow::bail!("no node of the cluster serves slot {slot}")
     }
 
     /// Host and port of the Redis under measurement (for redis-benchmark).

@@ -63,7 +63,7 @@ pub(crate) fn now_ms() -> u64 {
 pub(crate) async fn new_queue<T>(ctx: &Ctx, what: &str) -> anyhow::Result<RedisQueue<T>> {
     let mut config = QueueConfig::new(unique(what)).with_prefix(PREFIX);
     config.claim_batch = 200;
-    Ok(RedisQueue::connect(&ctx.redis_url, config).await?)
+    Ok(RedisQueue::connect_with(&ctx.queue_settings(), config).await?)
 }
 
 /// Pushes `n` copies of `payload`, due now, 1,000 per round trip.
@@ -127,7 +127,7 @@ pub(crate) async fn drain(
     n: u64,
     concurrency: usize,
 ) -> anyhow::Result<Drain> {
-    let mut admin = ctx.redis().await?;
+    let mut admin = ctx.redis_for_queue(PREFIX, &q.settings().queue).await?;
     let tally = Arc::new(Tally::default());
     let trips0 = q.round_trips();
     let before = snapshot(&mut admin).await?;

@@ -40,6 +40,10 @@ struct Args {
         default_value = "redis://127.0.0.1:6379"
     )]
     redis: String,
+    /// Seed nodes of a Redis Cluster (comma-separated `redis://` URLs) that scenario (a) runs
+    /// on instead of `--redis` (scripts/bench --redis-cluster starts one). Only (a) supports it.
+    #[arg(long, value_delimiter = ',')]
+    redis_cluster: Option<Vec<String>>,
     /// Folder of the BullMQ peer (with node_modules installed).
     #[arg(long, default_value = "bench/peers/bullmq")]
     bullmq_dir: PathBuf,
@@ -73,7 +77,15 @@ async fn main() -> anyhow::Result<()> {
             .context("executable has no folder")?
             .to_path_buf(),
     };
-    let ctx = Ctx::new(&args.redis, args.quick, bins, args.bullmq_dir).await?;
+    let mut ctx = Ctx::new(&args.redis, args.quick, bins, args.bullmq_dir).await?;
+    if let Some(urls) = args.redis_cluster {
+        anyhow::ensure!(
+            chosen.iter().all(|s| *s == "a"),
+            "--redis-cluster: only scenario a runs on a cluster (asked: {})",
+            chosen.join(" ")
+        );
+        ctx.cluster = Some(urls);
+    }
     let mut sections: Vec<Section> = Vec::new();
     for s in chosen {
         eprintln!(

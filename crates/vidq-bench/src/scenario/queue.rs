@@ -10,6 +10,9 @@ use crate::report::Section;
 use crate::stats::{fmt, ratio};
 
 pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
+    if ctx.cluster.is_some() {
+        return run_on_cluster(ctx).await;
+    }
     let n: u64 = ctx.size(5_000, 200_000);
     let levels: &[usize] = if ctx.quick { &[100] } else { &[10, 100, 500] };
     let mut s = Section::new(format!(
@@ -105,6 +108,63 @@ pub(crate) async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
          timed here. The peer column of redis-benchmark rows is Redis itself.",
         p.version()
     ));
+    Ok(s)
+}
+
+/// (a) on a Redis Cluster (`--redis-cluster`): the same drain through the cluster connection,
+/// its counters read on the primary holding the queue's slot. BullMQ and redis-benchmark are
+/// left out (they would need their own cluster clients); run (a) without the option beside it.
+async fn run_on_cluster(ctx: &Ctx) -> anyhow::Result<Section> {
+    let n: u64 = ctx.size(5_000, 200_000);
+    let levels: &[usize] = if ctx.quick { &[100] } else { &[10, 100, 500] };
+    let nodes = ctx.cluster.as_ref().map_or(0, Vec::len);
+    let mut s = Section::new(format!(
+        "(a) queue layer on a Redis Cluster ({nodes} seed nodes): {n} no-op tasks, one worker \
+         process"
+    ));
+    let mut best: Option<(usize, Drain)> = None;
+    for &c in levels {
+        let d = push_and_drain(ctx, n, c).await?;
+        s.row(
+            format!("tasks/s at concurrency {c}"),
+            fmt(d.tasks_per_s),
+            "",
+            "",
+        );
+        if best
+            .as_ref()
+            .is_none_or(|(_, b)| d.tasks_per_s > b.tasks_per_s)
+        {
+            best = Some((c, d));
+        }
+    }
+    let (c, d) = best.context("no concurrency level ran")?;
+    s.row(
+        format!("best tasks/s (at c{c})"),
+        fmt(d.tasks_per_s),
+        "",
+        "",
+    );
+    s.row(
+        "Redis commands per task on the queue's primary (scripts' inner commands included)",
+        fmt(d.cost.commands),
+        "",
+        "",
+    );
+    s.row("script calls per task", fmt(d.cost.scripts), "", "");
+    s.row(
+        "Redis CPU per task on the queue's primary (µs)",
+        fmt(d.cost.cpu_us),
+        "",
+        "",
+    );
+    s.row("client round trips per task", fmt(d.round_trips), "", "");
+    s.note(
+        "vidq: `RedisQueue` on a cluster connection (`redis.mode = cluster`, claim batch 200, \
+         batched acks) and one apalis worker in the harness process; a queue's keys share one \
+         hash slot, so one primary serves it. No peer column: BullMQ and redis-benchmark run \
+         only in the standalone (a).",
+    );
     Ok(s)
 }
 
