@@ -226,6 +226,9 @@ const BUILDERS: &[(&str, &str, Kind)] = &[
     ("{p}:{{limits}}:credits", "leftover allowlist", TestOnly),
     ("{p}:{{limits}}:rate", "leftover allowlist", TestOnly),
     ("{p}:{{limits}}:today", "leftover allowlist", TestOnly),
+    ("{p}:{{limits}}:budget", "leftover allowlist", TestOnly),
+    ("{p}:{{jobs}}:img:", "leftover allowlist", TestOnly),
+    ("{p}:{{jobs}}:stats:minute:", "leftover allowlist", TestOnly),
     ("{p}:{{workers}}", "leftover allowlist", TestOnly),
     ("{p}:{{workers}}:info", "leftover allowlist", TestOnly),
     (
