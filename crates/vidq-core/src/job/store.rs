@@ -220,7 +220,9 @@ impl JobStore {
             .arg(CreateQuota::arg(quota.unfinished))
             .arg(CreateQuota::arg(quota.per_day))
             .arg(CreateQuota::arg(quota.backlog))
-            .arg(records.len());
+            .arg(records.len())
+            // A nonce per call: the script knows itself run again (see create.lua).
+            .arg(uuid::Uuid::now_v7().simple().to_string());
         for record in records {
             let id = &record.id;
             let fields = codec::encode(record)?;

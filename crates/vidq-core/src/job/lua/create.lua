@@ -11,6 +11,9 @@
 -- ARGV[1] the owner, or ""   ARGV[2] finished TTL in ms   ARGV[3] events channel
 -- ARGV[4] most unfinished jobs of the owner, ARGV[5] most jobs the owner creates per UTC day,
 -- ARGV[6] most unfinished jobs in all (0: no limit)   ARGV[7] number of jobs M
+-- ARGV[8] this call's nonce, kept in each job's hash (`create_nonce`): a job found existing
+--         with the same nonce was created by this very call, run again (a client library
+--         resending it after a lost reply or a failover), and counts as created once
 -- then per job: "1" when terminal, created_at, id, event JSON, field/value pair count N,
 -- the N pairs, history entry count H, the H entries (oldest first).
 -- Returns {now ms, seconds to the next UTC midnight, code per job}: 1 created, 0 the id
@@ -33,8 +36,9 @@ if owner ~= '' then
 end
 local backlog = redis.call('SCARD', KEYS[3])
 
+local nonce = ARGV[8]
 local codes = {}
-local a = 8
+local a = 9
 for i = 1, tonumber(ARGV[7]) do
   local terminal = ARGV[a] == '1'
   local created_at, id, event = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
@@ -45,8 +49,13 @@ for i = 1, tonumber(ARGV[7]) do
   a = history_at + h
   local job, history = KEYS[7 + 2 * i], KEYS[8 + 2 * i]
   local code = 1
+  local replay = false
   if redis.call('EXISTS', job) == 1 then
-    code = 0
+    if redis.call('HGET', job, 'create_nonce') == nonce then
+      replay = true
+    else
+      code = 0
+    end
   elseif owner ~= '' and not terminal and max_open > 0 and open >= max_open then
     code = -1
   elseif owner ~= '' and max_day > 0 and today >= max_day then
@@ -54,8 +63,9 @@ for i = 1, tonumber(ARGV[7]) do
   elseif not terminal and max_backlog > 0 and backlog >= max_backlog then
     code = -3
   end
-  if code == 1 then
+  if code == 1 and not replay then
     redis.call('HSET', job, unpack(ARGV, fields_at, fields_at + 2 * n - 1))
+    redis.call('HSET', job, 'create_nonce', nonce)
     redis.call('DEL', history)
     if h > 0 then
       redis.call('RPUSH', history, unpack(ARGV, history_at, history_at + h - 1))
