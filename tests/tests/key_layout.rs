@@ -131,6 +131,11 @@ const BUILDERS: &[(&str, &str, Kind)] = &[
         Tagged("q"),
     ),
     (
+        "{prefix}:{{{queue}}}:due",
+        "<prefix>:{<queue>}:due (bench: which node holds a queue)",
+        Tagged("q"),
+    ),
+    (
         "{prefix}:{{submit}}:due",
         "<prefix>:{submit}:due (bench)",
         Tagged("submit"),
