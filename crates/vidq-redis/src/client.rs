@@ -28,7 +28,20 @@ pub(crate) struct Shared {
     pub(crate) settings: RedisSettings,
     pub(crate) conn: Conn,
     pub(crate) shape: Shape,
+    /// Sentinel mode: the task checking which node the Sentinels name.
+    watcher: Option<tokio::task::JoinHandle<()>>,
 }
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(watcher) = self.watcher.take() {
+            watcher.abort();
+        }
+    }
+}
+
+/// How often Sentinel mode asks the Sentinels whether the primary is still the same node.
+const SENTINEL_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 pub(crate) enum Shape {
     Standalone { info: ConnectionInfo },
@@ -128,11 +141,19 @@ impl Redis {
             }
         };
         tracing::debug!(redis = %settings.describe(), "connected to Redis");
+        let watcher = match &shape {
+            Shape::Sentinel(sentinel) => Some(tokio::spawn(SentinelShared::watch(
+                Arc::downgrade(sentinel),
+                SENTINEL_CHECK_EVERY,
+            ))),
+            _ => None,
+        };
         Ok(Self {
             shared: Arc::new(Shared {
                 settings: settings.clone(),
                 conn: Conn { inner: conn },
                 shape,
+                watcher,
             }),
         })
     }

@@ -19,6 +19,8 @@ use crate::settings::{RedisSettings, parse_url};
 struct Current {
     generation: u64,
     conn: MultiplexedConnection,
+    /// `host:port` of the primary it is connected to.
+    addr: String,
 }
 
 pub(crate) struct SentinelShared {
@@ -120,6 +122,7 @@ impl SentinelShared {
         // The Sentinels are asked, and the node they name must answer ROLE = master.
         let primary = client.async_get_client().await?;
         let info = primary.get_connection_info().clone();
+        let addr = show_addr(info.addr());
         let conn = primary
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?;
@@ -127,11 +130,15 @@ impl SentinelShared {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         tracing::info!(
             master_name = %self.master_name,
-            primary = %show_addr(info.addr()),
+            primary = %addr,
             generation,
             "connected to the Redis primary named by the Sentinels"
         );
-        let current = Current { generation, conn };
+        let current = Current {
+            generation,
+            conn,
+            addr,
+        };
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(current.clone());
         Ok(current)
     }
@@ -142,6 +149,27 @@ impl SentinelShared {
         let mut client = self.client.lock().await;
         let primary = client.async_get_client().await?;
         Ok(primary.get_connection_info().clone())
+    }
+
+    /// Every `every`, asks the Sentinels which node is the primary and drops the connection
+    /// when they name another one: after a failover the old primary may go on accepting
+    /// writes (which the new one will not have) until the Sentinels reconfigure it. Ends when
+    /// the last handle is dropped.
+    pub(crate) async fn watch(this: std::sync::Weak<Self>, every: std::time::Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(shared) = this.upgrade() else { return };
+            let Some(current) = shared.cached() else {
+                continue;
+            };
+            match shared.primary_info().await {
+                Ok(info) if show_addr(info.addr()) != current.addr => {
+                    shared.forget(current.generation, "the Sentinels name another primary");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::debug!(%error, "asking the Sentinels for the primary"),
+            }
+        }
     }
 
     /// Forget connection `generation`: the next request resolves the primary again.

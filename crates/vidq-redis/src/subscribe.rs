@@ -21,7 +21,7 @@ use crate::sentinel::show_addr;
 use crate::slot::slot;
 
 /// How often a subscriber checks that it still listens where the channels live.
-const CHECK_EVERY: Duration = Duration::from_secs(3);
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 const MAX_PAUSE: Duration = Duration::from_secs(2);
 
