@@ -352,7 +352,7 @@ impl<T> RedisQueue<T> {
         } else {
             pipe.cmd("DEL").arg(&key);
         }
-        pipe.cmd("PUBLISH")
+        pipe.cmd("SPUBLISH")
             .arg(&self.store.keys.wake)
             .arg("")
             .ignore();
