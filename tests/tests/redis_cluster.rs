@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use tokio::sync::Mutex;
 use vidq_core::JobState;
 use vidq_tests::rigs::ClusterRig;
 use vidq_tests::{
@@ -11,10 +12,15 @@ use vidq_tests::{
     wait_all_finished,
 };
 
+/// One test of this file at a time: each starts Redis processes and workers, and a rig's short
+/// node timeouts must not trip because another rig loaded the 2 cores.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
 /// The private rig does what the incident tests rely on: it starts ok, names the primary of a
 /// key, fails it over to its replica, and heals after a primary is SIGKILLed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_rig_fails_over_and_heals() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
     let mut rig = ClusterRig::start().await?;
     assert_eq!(rig.urls().len(), 6);
     let key = "rig-check:{poll}:due";
@@ -47,6 +53,7 @@ async fn the_cluster_rig_fails_over_and_heals() -> anyhow::Result<()> {
 /// The pipeline test on the shared cluster of `scripts/test`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_survives_faults_and_a_kill_9_on_the_cluster() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
     let env = TestEnv::on("cl-pipeline", RedisShape::cluster_from_env()?).await?;
     failover::pipeline_with_faults_and_a_kill_9(&env, "cl-pipeline", 100).await?;
     env.cleanup().await?;
@@ -139,10 +146,12 @@ async fn a_fleet_rides_out(incident: Incident) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_failover_of_the_poll_queue_mid_run_loses_no_job() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
     a_fleet_rides_out(Incident::FailoverOfThePollQueue).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkill_of_a_cluster_primary_mid_run_loses_no_job() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
     a_fleet_rides_out(Incident::KillOfTheJobStore).await
 }

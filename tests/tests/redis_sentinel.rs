@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use tokio::sync::Mutex;
 use vidq_core::JobState;
 use vidq_tests::rigs::SentinelRig;
 use vidq_tests::{
@@ -10,10 +11,15 @@ use vidq_tests::{
     wait_all_finished,
 };
 
+/// One test of this file at a time: each starts Redis processes and workers, and a rig's short
+/// node timeouts must not trip because another rig loaded the 2 cores.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
 /// The private rig does what the incident tests rely on: the sentinels name the primary and
 /// switch to the replica after the primary is SIGKILLed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sentinel_rig_switches_after_a_kill() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
     let mut rig = SentinelRig::start().await?;
     let before = rig.current_primary().await?;
     let (killed, at) = rig.kill_primary().await?;
@@ -35,6 +41,7 @@ async fn the_sentinel_rig_switches_after_a_kill() -> anyhow::Result<()> {
 /// The pipeline test on the shared Sentinel set of `scripts/test`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_survives_faults_and_a_kill_9_on_sentinel() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
     let env = TestEnv::on("se-pipeline", RedisShape::sentinel_from_env()?).await?;
     failover::pipeline_with_faults_and_a_kill_9(&env, "se-pipeline", 100).await?;
     env.cleanup().await?;
@@ -47,6 +54,7 @@ async fn the_pipeline_survives_faults_and_a_kill_9_on_sentinel() -> anyhow::Resu
 /// from the kill to the sentinels' switch and to the first job moving after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkill_of_the_primary_mid_run_is_followed_by_the_fleet() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
     let mut rig = SentinelRig::start().await?;
     let s3 = S3Endpoint::from_env()?;
     let acked = [("VIDQ__REDIS__MIN_REPLICAS_ACKED", "1")];
