@@ -235,14 +235,14 @@ impl Serve {
     }
 }
 
-fn fast_sim() -> [&'static str; 6] {
+fn fast_sim(result_size: &'static str) -> [&'static str; 6] {
     [
         "--processing-min",
         "1200ms",
         "--processing-max",
         "1500ms",
         "--result-size",
-        "8KiB",
+        result_size,
     ]
 }
 
@@ -354,7 +354,8 @@ fn descends_from(spans: &[Span], span: &Span, ancestor: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_job_is_one_trace_from_the_api_request_to_each_task() -> anyhow::Result<()> {
     let env = TestEnv::new("otel").await?;
-    let sim = Sim::start(&fast_sim()).await?;
+    // 11 MiB in parts of 5 MiB: a multipart upload of 3 parts.
+    let sim = Sim::start(&fast_sim("11MiB")).await?;
     let receiver = Receiver::start().await?;
     // Exports every 200 ms, so spans arrive while the processes run.
     let otel = [
@@ -362,11 +363,10 @@ async fn one_job_is_one_trace_from_the_api_request_to_each_task() -> anyhow::Res
         ("VIDQ__OTEL__HEADERS__X_COLLECTOR_KEY", "collector-s3cret"),
         ("OTEL_BSP_SCHEDULE_DELAY", "200"),
     ];
-    let mut worker = Worker::start(
-        "otel-worker",
-        env.worker_env(&sim.base_url, &worker_extra(&otel)),
-    )
-    .await?;
+    let mut extra = worker_extra(&otel);
+    extra.push(("VIDQ__STORAGE__PART_SIZE", "5242880"));
+    extra.push(("VIDQ__STORAGE__SINGLE_PUT_MAX", "0"));
+    let mut worker = Worker::start("otel-worker", env.worker_env(&sim.base_url, &extra)).await?;
     let mut api = Serve::start(&env, "otel-api", &otel).await?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -401,7 +401,9 @@ async fn one_job_is_one_trace_from_the_api_request_to_each_task() -> anyhow::Res
         "process notify",
         "POST goenhance generate",
         "GET goenhance detail",
-        "S3 PutObject",
+        "S3 CreateMultipartUpload",
+        "S3 UploadPart",
+        "S3 CompleteMultipartUpload",
     ];
     let spans = wait_until("the job's spans", Duration::from_secs(60), || async {
         let spans: Vec<Span> = receiver
@@ -495,20 +497,27 @@ async fn one_job_is_one_trace_from_the_api_request_to_each_task() -> anyhow::Res
             "{call:?}"
         );
     }
-    // The S3 request of the transfer.
-    let put = spans
-        .iter()
-        .find(|s| s.name == "S3 PutObject")
-        .context("S3 PutObject")?;
+    // The S3 requests of the transfer: the upload's start, each part, its completion.
     let transfer = spans
         .iter()
         .find(|s| s.name == "process transfer")
         .context("transfer span")?;
-    assert!(descends_from(&spans, put, &transfer.span_id), "{put:?}");
-    assert_eq!(put.kind, 3, "CLIENT: {put:?}");
-    assert_eq!(put.attr("http.request.method"), Some("PUT"));
-    assert_eq!(put.attr("http.response.status_code"), Some("200"));
-    assert!(put.attr("server.address").is_some_and(|a| !a.is_empty()));
+    let s3: Vec<&Span> = spans.iter().filter(|s| s.name.starts_with("S3 ")).collect();
+    let parts = s3.iter().filter(|s| s.name == "S3 UploadPart").count();
+    assert_eq!(parts, 3, "11 MiB in 5 MiB parts: {s3:#?}");
+    for span in &s3 {
+        assert_eq!(span.parent, transfer.span_id, "{span:?}");
+        assert_eq!(span.kind, 3, "CLIENT: {span:?}");
+        let method = if span.name == "S3 UploadPart" {
+            "PUT"
+        } else {
+            "POST"
+        };
+        assert_eq!(span.attr("http.request.method"), Some(method), "{span:?}");
+        assert_eq!(span.attr("http.response.status_code"), Some("200"));
+        assert!(span.attr("server.address").is_some_and(|a| !a.is_empty()));
+        assert_eq!(span.attr("rpc.service"), Some("S3"));
+    }
 
     // The collector's key is sent, never logged.
     worker.terminate(Duration::from_secs(30)).await?;
@@ -574,7 +583,7 @@ async fn without_an_endpoint_nothing_is_exported_and_a_bad_one_is_refused() -> a
 
     // Unset: a job goes through a worker and the API, and nothing reaches the receiver, even
     // after both stopped (a stop flushes any exporter).
-    let sim = Sim::start(&fast_sim()).await?;
+    let sim = Sim::start(&fast_sim("8KiB")).await?;
     let mut worker = Worker::start(
         "otel-off-worker",
         env.worker_env(&sim.base_url, &worker_extra(&sdk_vars)),
