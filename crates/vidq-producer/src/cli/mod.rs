@@ -80,10 +80,11 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
     let producer = match Producer::connect(&settings).await {
         Ok(p) => p,
         Err(err) => {
-            return fail(format!(
-                "connecting to {}: {err}",
-                redact_url(&settings.redis.url)
-            ));
+            let target = match settings.redis.mode {
+                vidq_redis::Mode::Standalone => redact_url(&settings.redis.url),
+                _ => settings.redis.describe(),
+            };
+            return fail(format!("connecting to {target}: {err}"));
         }
     };
     let result = match cli.command {
