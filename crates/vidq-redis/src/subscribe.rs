@@ -223,15 +223,6 @@ async fn session(shared: &Shared, channels: &[String], tx: &mpsc::Sender<Deliver
             {
                 return Ended::Again(format!("SSUBSCRIBE on {shown}: {e}"));
             }
-            // Also classic SUBSCRIBE, so a publisher that still uses PUBLISH (broadcast to
-            // every node of a cluster) is heard during the move to SPUBLISH.
-            if let Err(e) = redis::cmd("SUBSCRIBE")
-                .arg(channel)
-                .exec_async(&mut conn)
-                .await
-            {
-                return Ended::Again(format!("SUBSCRIBE on {shown}: {e}"));
-            }
         }
         conns.push((shown.clone(), conn));
     }
@@ -248,7 +239,7 @@ async fn session(shared: &Shared, channels: &[String], tx: &mpsc::Sender<Deliver
                     return Ended::Again("the push channel closed".into());
                 };
                 match push.kind {
-                    PushKind::SMessage | PushKind::Message => {
+                    PushKind::SMessage => {
                         if let Some(msg) = Msg::from_push_info(push)
                             && tx.send(Delivery::Message(msg)).await.is_err()
                         {
