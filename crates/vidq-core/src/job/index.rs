@@ -6,6 +6,10 @@
 //! - `{jobs}:all` and `{jobs}:tenant:<owner>` keep an id after its record expired;
 //!   [`JobStore::list`] and [`JobStore::list_tenant`] drop such ids as they meet them and
 //!   [`JobStore::prune_index`] sweeps the oldest ones of each (the reconciler calls it).
+//! - `{jobs}:state:<state>` and `{jobs}:tenant:<owner>:state:<state>` (the jobs in one state
+//!   now, for a filtered listing) move with the job in the create and transition scripts, so
+//!   they never disagree with a live job; a finished job's id stays in its terminal state's
+//!   index after the record expired and is dropped like `{jobs}:all`'s.
 //! - `{jobs}:active` can keep a finished or vanished job; the reconciler meets it through
 //!   [`JobStore::stale_active`] and calls [`JobStore::remove_active`].
 //!
@@ -28,8 +32,6 @@ use super::{JobId, JobRecord, JobState, JobStore, StoreError};
 pub const MAX_PAGE: usize = 100;
 /// An index entry younger than this is left alone even when its record is missing.
 pub const INDEX_GRACE_MS: u64 = 60_000;
-/// Ids one filtered listing examines per returned job, at most.
-const SCAN_FACTOR: usize = 4;
 
 /// Where the next page of [`JobStore::list`] starts: opaque text for API clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,22 +127,28 @@ impl JobStore {
     }
 
     /// Jobs newest first, `limit` at most (capped at [`MAX_PAGE`]), optionally only those in
-    /// `state`, starting after `cursor`. Bounded: with a state filter one call examines at
-    /// most 4 × `limit` jobs, so a page may hold fewer than `limit` jobs and still have a
-    /// `next_cursor`. Ids whose record expired are dropped from the index as they are met;
-    /// unreadable records are skipped with a warning.
+    /// `state`, starting after `cursor`. With a state filter the page is read from that
+    /// state's own index `{jobs}:state:<state>` (kept by the create and transition scripts in
+    /// the same atomic step as the job's move), so a filtered page costs what an unfiltered
+    /// one does, however few jobs are in that state. A job that moved between the index read
+    /// and the record read is left out of the page. Ids whose record expired are dropped from
+    /// the index as they are met; unreadable records are skipped with a warning.
     pub async fn list(
         &self,
         state: Option<JobState>,
         cursor: Option<&ListCursor>,
         limit: usize,
     ) -> Result<JobPage, StoreError> {
-        self.list_in(&self.keys.all(), None, state, cursor, limit)
-            .await
+        let key = match state {
+            Some(s) => self.keys.state(s.as_str()),
+            None => self.keys.all(),
+        };
+        self.list_in(&key, None, state, cursor, limit).await
     }
 
     /// [`Self::list`] of the jobs `tenant` owns only, read from its own index
-    /// `{jobs}:tenant:<tenant>` (written at create): the cost does not grow with other tenants'
+    /// `{jobs}:tenant:<tenant>` (written at create), or with a state filter
+    /// `{jobs}:tenant:<tenant>:state:<state>`: the cost does not grow with other tenants'
     /// jobs. Jobs without an owner are never listed here.
     pub async fn list_tenant(
         &self,
@@ -149,14 +157,11 @@ impl JobStore {
         cursor: Option<&ListCursor>,
         limit: usize,
     ) -> Result<JobPage, StoreError> {
-        self.list_in(
-            &self.keys.tenant_all(tenant),
-            Some(tenant),
-            state,
-            cursor,
-            limit,
-        )
-        .await
+        let key = match state {
+            Some(s) => self.keys.tenant_state(tenant, s.as_str()),
+            None => self.keys.tenant_all(tenant),
+        };
+        self.list_in(&key, Some(tenant), state, cursor, limit).await
     }
 
     async fn list_in(
@@ -168,11 +173,7 @@ impl JobStore {
         limit: usize,
     ) -> Result<JobPage, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
-        let batch = if state.is_some() {
-            limit * SCAN_FACTOR
-        } else {
-            limit
-        };
+        let batch = limit;
         let entries = self.index_page(key, cursor, batch).await?;
         let ids: Vec<JobId> = entries.iter().map(|(id, _)| *id).collect();
         let records = self.get_many(&ids).await?;
@@ -230,6 +231,11 @@ impl JobStore {
     /// not hold its owner's quota for good.
     pub async fn prune_index(&self, limit: usize) -> Result<usize, StoreError> {
         let mut pruned = self.prune_zset(&self.keys.all(), limit).await?;
+        for state in JobState::ALL {
+            pruned += self
+                .prune_zset(&self.keys.state(state.as_str()), limit)
+                .await?;
+        }
         pruned += self
             .prune_unfinished(&self.keys.unfinished(), limit)
             .await?;
@@ -239,6 +245,11 @@ impl JobStore {
             pruned += self
                 .prune_zset(&self.keys.tenant_all(&tenant), limit)
                 .await?;
+            for state in JobState::ALL {
+                pruned += self
+                    .prune_zset(&self.keys.tenant_state(&tenant, state.as_str()), limit)
+                    .await?;
+            }
             pruned += self
                 .prune_unfinished(&self.keys.tenant_unfinished(&tenant), limit)
                 .await?;

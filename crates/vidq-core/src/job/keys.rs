@@ -72,6 +72,24 @@ impl Keys {
         format!("{}tenant:{tenant}", self.base)
     }
 
+    /// `<prefix>:{jobs}:state:`: what a state follows in [`Self::state`] (the scripts build
+    /// the key from the state they move a job to).
+    pub(super) fn state_prefix(&self) -> String {
+        format!("{}state:", self.base)
+    }
+
+    /// `<prefix>:{jobs}:state:<state>`: ZSET id → created_at of the jobs in that state now
+    /// (kept by the create and transition scripts).
+    pub(super) fn state(&self, state: &str) -> String {
+        format!("{}state:{state}", self.base)
+    }
+
+    /// `<prefix>:{jobs}:tenant:<tenant>:state:<state>`: ZSET id → created_at of one owner's
+    /// jobs in that state now. Tenant names hold no `:`, so this never names a tenant's index.
+    pub(super) fn tenant_state(&self, tenant: &str, state: &str) -> String {
+        format!("{}tenant:{tenant}:state:{state}", self.base)
+    }
+
     /// `<prefix>:{jobs}:tenants`: SET of the owners that have a `tenant:<tenant>` index.
     pub(super) fn tenants(&self) -> String {
         format!("{}tenants", self.base)
@@ -187,6 +205,8 @@ mod tests {
             k.unfinished(),
             k.tenant_unfinished("tenant-a"),
             k.tenant_today("tenant-a"),
+            k.state("queued"),
+            k.tenant_state("tenant-a", "succeeded"),
             k.states(),
             k.idempotency(None, "order-1"),
             k.idempotency(Some("tenant-a"), "order-1"),
@@ -199,6 +219,15 @@ mod tests {
         assert_one_slot("key", &all);
         assert_eq!(k.transitions(), format!("{}:transitions", k.events()));
         assert_eq!(k.job(&a), format!("{}{a}", k.job_prefix()));
+        assert_eq!(k.state("queued"), format!("{}queued", k.state_prefix()));
+        assert_eq!(
+            k.tenant_state("t", "queued"),
+            format!("{}:state:queued", k.tenant_all("t"))
+        );
+        assert_eq!(
+            k.tenant_state("t", "failed"),
+            format!("{}t:state:failed", k.tenant_prefix())
+        );
         assert_eq!(
             k.tenant_unfinished("t"),
             format!("{}t:unfinished", k.tenant_prefix())
@@ -225,6 +254,8 @@ mod tests {
                     k.tenant_unfinished(owner),
                     k.tenant_today(owner),
                     k.states(),
+                    k.state_prefix(),
+                    k.tenant_state(owner, "queued"),
                     k.job(&a),
                     k.history(&a),
                     k.job(&b),
@@ -242,7 +273,10 @@ mod tests {
                     k.unfinished(),
                     k.stats_minute_prefix(),
                     k.img_prefix(),
+                    k.state_prefix(),
+                    k.state("processing"),
                     format!("{}{owner}:unfinished", k.tenant_prefix()),
+                    format!("{}{owner}:state:processing", k.tenant_prefix()),
                     k.events(),
                     format!("{}:transitions", k.events()),
                 ],
@@ -273,7 +307,14 @@ mod tests {
             ),
             (
                 "prune_zset pipeline",
-                vec![k.job(&a), k.job(&b), k.job(&c), k.all()],
+                vec![
+                    k.job(&a),
+                    k.job(&b),
+                    k.job(&c),
+                    k.all(),
+                    k.state("succeeded"),
+                    k.tenant_state(owner, "failed"),
+                ],
             ),
             ("count_transition pipeline", vec![k.states()]),
             (

@@ -222,7 +222,8 @@ impl JobStore {
             .arg(CreateQuota::arg(quota.backlog))
             .arg(records.len())
             // A nonce per call: the script knows itself run again (see create.lua).
-            .arg(uuid::Uuid::now_v7().simple().to_string());
+            .arg(uuid::Uuid::now_v7().simple().to_string())
+            .arg(self.keys.state_prefix());
         for record in records {
             let id = &record.id;
             let fields = codec::encode(record)?;
@@ -438,6 +439,7 @@ impl JobStore {
             .key(self.keys.unfinished())
             .key(self.keys.stats_minute_prefix())
             .key(self.keys.img_prefix())
+            .key(self.keys.state_prefix())
             .arg(expected.join(" "))
             .arg(to.map_or("", JobState::as_str))
             .arg("")

@@ -14,6 +14,9 @@
 -- ARGV[8] this call's nonce, kept in each job's hash (`create_nonce`): a job found existing
 --         with the same nonce was created by this very call, run again (a client library
 --         resending it after a lost reply or a failover), and counts as created once
+-- ARGV[9] `<prefix>:{jobs}:state:`: each job goes in the zset of its state, this plus the
+--         state (score created_at), and with an owner in `tenant:<owner>:state:<state>` too
+--         (KEYS[5] plus `:state:` plus the state)
 -- then per job: "1" when terminal, created_at, id, event JSON, field/value pair count N,
 -- the N pairs, history entry count H, the H entries (oldest first).
 -- Returns {now ms, seconds to the next UTC midnight, code per job}: 1 created, 0 the id
@@ -38,7 +41,8 @@ local backlog = redis.call('SCARD', KEYS[3])
 
 local nonce = ARGV[8]
 local codes = {}
-local a = 9
+local state_prefix = ARGV[9]
+local a = 10
 for i = 1, tonumber(ARGV[7]) do
   local terminal = ARGV[a] == '1'
   local created_at, id, event = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
@@ -90,7 +94,12 @@ for i = 1, tonumber(ARGV[7]) do
         open = open + 1
       end
     end
-    redis.call('HINCRBY', KEYS[8], redis.call('HGET', job, 'state'), 1)
+    local state = redis.call('HGET', job, 'state')
+    redis.call('HINCRBY', KEYS[8], state, 1)
+    redis.call('ZADD', state_prefix .. state, 'NX', created_at, id)
+    if owner ~= '' then
+      redis.call('ZADD', KEYS[5] .. ':state:' .. state, 'NX', created_at, id)
+    end
   end
   codes[i] = code
 end

@@ -13,6 +13,10 @@
 --          hash of this plus the Unix minute (Redis's clock), field = the state, kept 2 hours
 -- KEYS[5] (optional) `<prefix>:{jobs}:img:`: a patch storing `img_uuid` sets this plus the
 --          uuid to the job's id (its TTL follows the job's)
+-- KEYS[6] (optional) `<prefix>:{jobs}:state:`: a move takes the job out of the zset of its old
+--          state (this plus the state) and puts it in the new one's (score = its created_at),
+--          and likewise of `tenant:<owner>:state:<state>` (ARGV[11] plus the owner plus
+--          `:state:` plus the state)
 -- A move to a terminal state takes the job out of the unfinished sets (the quotas and the
 -- backlog cap count them); a move to an unfinished state puts it (back) in.
 -- Returns {1, previous state, now} when applied, {0, current state, ''} when skipped,
@@ -73,6 +77,16 @@ if to ~= '' then
     redis.call('SPUBLISH', ARGV[9] .. ':transitions', '{"id":"' .. who[1] .. '",' .. string.sub(entry, 2))
   end
   local open_key = who[2] and (ARGV[11] .. who[2] .. ':unfinished')
+  if KEYS[6] and who[1] then
+    local created_at = redis.call('HGET', KEYS[1], 'created_at') or '0'
+    redis.call('ZREM', KEYS[6] .. current, who[1])
+    redis.call('ZADD', KEYS[6] .. to, created_at, who[1])
+    if who[2] then
+      local tenant_states = ARGV[11] .. who[2] .. ':state:'
+      redis.call('ZREM', tenant_states .. current, who[1])
+      redis.call('ZADD', tenant_states .. to, created_at, who[1])
+    end
+  end
   if ARGV[6] == '1' then
     redis.call('PEXPIRE', KEYS[1], ARGV[7])
     redis.call('PEXPIRE', KEYS[2], ARGV[7])
