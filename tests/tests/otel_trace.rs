@@ -61,6 +61,8 @@ struct Seen {
     spans: Vec<Span>,
     exports: usize,
     hooks: usize,
+    /// The `x_collector_key` header of each export.
+    keys: Vec<String>,
 }
 
 /// The OTLP/HTTP receiver (`POST /v1/traces`, protobuf) and the job's webhook receiver
@@ -105,6 +107,8 @@ async fn traces(
     };
     let mut seen = seen.lock().unwrap();
     seen.exports += 1;
+    let key = headers.get("x_collector_key").and_then(|v| v.to_str().ok());
+    seen.keys.push(key.unwrap_or_default().to_owned());
     for resource in &request.resource_spans {
         let service = resource
             .resource
@@ -519,7 +523,9 @@ async fn one_job_is_one_trace_from_the_api_request_to_each_task() -> anyhow::Res
         assert_eq!(span.attr("rpc.service"), Some("S3"));
     }
 
-    // The collector's key is sent, never logged.
+    // The collector's key is sent with every export, and never logged.
+    let keys = receiver.seen.lock().unwrap().keys.clone();
+    assert!(keys.iter().all(|k| k == "collector-s3cret"), "{keys:?}");
     worker.terminate(Duration::from_secs(30)).await?;
     api.terminate().await?;
     for log in [worker.log(), api.log()] {
