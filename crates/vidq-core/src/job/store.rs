@@ -425,7 +425,10 @@ impl JobStore {
         to: Option<JobState>,
         patch: &Patch,
     ) -> Result<Transitioned, StoreError> {
-        let (sets, clears) = patch.to_fields()?;
+        let (mut sets, clears) = patch.to_fields()?;
+        // A nonce per call: the script knows itself run again (see transition.lua, `tx`).
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        sets.push(("tx", nonce[..16].to_owned()));
         let expected: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
         let terminal = to.is_some_and(JobState::is_terminal);
         // The script stamps the transition with Redis's time (the event's `at_ms` too).

@@ -30,6 +30,19 @@ if now == '' then
   local t = redis.call('TIME')
   now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 end
+-- A pair `tx`/<this call's nonce> among the patch's: the hash keeps `tx` = "<nonce> <state it
+-- left>", so this very call run again (a client library resending it after a lost reply or a
+-- failover) answers applied, as the first run did, and changes nothing; another call is fenced.
+local tx = false
+for i = 13, 12 + 2 * tonumber(ARGV[12]), 2 do
+  if ARGV[i] == 'tx' then
+    tx = ARGV[i + 1]
+    local last = redis.call('HGET', KEYS[1], 'tx')
+    if last and string.sub(last, 1, #tx + 1) == tx .. ' ' then
+      return {1, string.sub(last, #tx + 2), redis.call('HGET', KEYS[1], 'updated_at') or ''}
+    end
+  end
+end
 local expected = false
 for state in string.gmatch(ARGV[1], '%S+') do
   if state == current then
@@ -63,6 +76,9 @@ if increment > 0 then
   redis.call('HINCRBY', KEYS[1], 'attempts', increment)
 end
 redis.call('HSET', KEYS[1], 'updated_at', now)
+if tx then
+  redis.call('HSET', KEYS[1], 'tx', tx .. ' ' .. current)
+end
 
 local to = ARGV[2]
 if to ~= '' then
