@@ -143,6 +143,9 @@ pub async fn leftover_keys(env: &TestEnv) -> anyhow::Result<Vec<String>> {
     let with_jobs = [
         format!("{p}:{{jobs}}:img:"),
         format!("{p}:{{jobs}}:stats:minute:"),
+        // The per-state indexes: a finished job's id stays in its state's until pruned, like
+        // `{jobs}:all`.
+        format!("{p}:{{jobs}}:state:"),
     ];
     let fixed = [
         format!("{p}:{{jobs}}:all"),

@@ -157,12 +157,24 @@ async fn measure(ctx: &Ctx, prefix: &str, jobs: usize, samples: usize) -> anyhow
 
     let id = target.id.to_string();
     let cursor = middle.unwrap_or_default();
-    let pages: [(&str, String, u16); 6] = [
+    // A page deep into one state (failed, 1 job in 50): the cursor after the first 50.
+    let failed_cursor = store
+        .list(Some(JobState::Failed), None, 50)
+        .await?
+        .next_cursor
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+    let pages: [(&str, String, u16); 7] = [
         ("overview", "/console".to_owned(), 200),
         ("jobs list, first page", "/console/jobs".to_owned(), 200),
         (
             "jobs list, a page deep by cursor (the middle)",
             format!("/console/jobs?cursor={cursor}"),
+            200,
+        ),
+        (
+            "jobs list filtered by state (failed, 1 in 50), a page deep",
+            format!("/console/jobs?state=failed&cursor={failed_cursor}"),
             200,
         ),
         ("a job's page", format!("/console/jobs/{id}"), 200),
