@@ -140,23 +140,34 @@ pub async fn wait_resumed(
     .await
 }
 
-/// Waits up to `timeout` until `n` of `jobs` are processing upstream (submitted, not done).
+/// Waits up to `timeout` until every job of `jobs` is submitted (none queued or submitting)
+/// and at least `n` are processing upstream; returns the states then. An incident after this
+/// finds no upstream call in flight: a submission cut off by Redis dying has an unknown
+/// outcome, which the worker resolves by submitting again (it logs "upstream may hold a
+/// duplicate"), and no replication setting can prevent that.
 pub async fn wait_processing(
     env: &TestEnv,
     jobs: &[(JobId, String)],
     n: usize,
     timeout: Duration,
 ) -> anyhow::Result<BTreeMap<String, JobState>> {
-    wait_until("jobs processing upstream", timeout, || async {
-        let Some(states) = job_states(env, jobs).await? else {
-            return Ok(None);
-        };
-        let processing = states
-            .values()
-            .filter(|s| **s == JobState::Processing)
-            .count();
-        Ok((processing >= n).then_some(states))
-    })
+    wait_until(
+        "every job submitted, some processing upstream",
+        timeout,
+        || async {
+            let Some(states) = job_states(env, jobs).await? else {
+                return Ok(None);
+            };
+            let count = |state: JobState| states.values().filter(|s| **s == state).count();
+            let unsubmitted = count(JobState::Queued) + count(JobState::Submitting);
+            Ok(
+                (states.len() == jobs.len()
+                    && unsubmitted == 0
+                    && count(JobState::Processing) >= n)
+                    .then_some(states),
+            )
+        },
+    )
     .await
 }
 
