@@ -153,7 +153,14 @@ impl Client {
     /// Sends one request with the key and classifies the reply; logs one debug event.
     async fn call(&self, endpoint: &'static str, http: reqwest::RequestBuilder) -> Result<Reply> {
         let started = Instant::now();
-        let result = tracing::Instrument::instrument(self.send(http), self.span(endpoint)).await;
+        let span = self.span(endpoint);
+        let result = tracing::Instrument::instrument(self.send(http), span.clone()).await;
+        if let Err(err) = &result {
+            // Any failed call is an error span, whatever the HTTP status (an error envelope
+            // in a 200 reply too); `error.type` is the failure's kind (`rate_limited`, ...).
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", err.kind());
+        }
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match &result {
             Ok(_) => tracing::debug!(
@@ -192,6 +199,7 @@ impl Client {
             server.address = url.host_str().unwrap_or_default(),
             server.port = url.port_or_known_default().unwrap_or_default(),
             http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
             goenhance.endpoint = endpoint,
         )
     }

@@ -28,6 +28,7 @@ impl Storage {
             server.address = host.as_str(),
             server.port = port,
             http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
             rpc.system = "aws-api",
             rpc.service = "S3",
             rpc.method = op,
@@ -46,7 +47,17 @@ impl Storage {
                 {
                     span.record("http.response.status_code", *status);
                 }
-                span.record("otel.status_code", "error");
+                // `error.type`: the HTTP status the store answered, else what kind of failure.
+                let kind = match err {
+                    Error::S3 {
+                        status: Some(status),
+                        ..
+                    } => status.to_string(),
+                    Error::S3 { .. } => "transport".to_owned(),
+                    _ => "_OTHER".to_owned(),
+                };
+                span.record("error.type", kind.as_str());
+                span.record("otel.status_code", "ERROR");
             }
         }
         outcome

@@ -21,7 +21,15 @@ pub(crate) async fn watch_credits(pipeline: Pipeline, every: Duration, stop: Can
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        match pipeline.upstream().tokens().await {
+        // Background work, not any job's: each check is a trace of its own (a root span
+        // `check credits` with the `GET goenhance tokens` call under it), on purpose.
+        let check = tracing::info_span!(
+            parent: None,
+            "check credits",
+            otel.name = "check credits",
+            otel.kind = "internal"
+        );
+        match tracing::Instrument::instrument(pipeline.upstream().tokens(), check.clone()).await {
             Ok(tokens) => {
                 metrics::gauge!("vidq_upstream_credits").set(tokens.count);
                 if let Some(limit) = tokens.queue_limit {

@@ -51,3 +51,20 @@ pub(crate) fn transient(err: impl Into<anyhow::Error>) -> BoxDynError {
     let err: anyhow::Error = err.into();
     format!("{err:#}").into()
 }
+
+/// Marks the current task span (`process <queue>`) failed when the task returns an error:
+/// `otel.status_code = "ERROR"` and `error.type` — `permanent` (the task goes dead),
+/// `retry_after` (upstream said when) or `transient` (retried with the queue's backoff).
+pub(crate) fn outcome(result: TaskResult) -> TaskResult {
+    if let Err(err) = &result {
+        let kind = match err.downcast_ref::<TaskError>() {
+            Some(TaskError::Permanent(_)) => "permanent",
+            Some(_) => "retry_after",
+            None => "transient",
+        };
+        let span = tracing::Span::current();
+        span.record("otel.status_code", "ERROR");
+        span.record("error.type", kind);
+    }
+    result
+}

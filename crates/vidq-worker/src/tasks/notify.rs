@@ -51,8 +51,19 @@ enum Failure {
     otel.name = "process notify", otel.kind = "consumer", messaging.system = "vidq",
     messaging.destination.name = vidq_core::TaskKind::Notify.queue_name(),
     messaging.message.id = %vidq_core::TaskKind::Notify.task_id(&task.job),
-    messaging.operation.type = "process"))]
+    messaging.operation.type = "process", otel.status_code = tracing::field::Empty,
+    error.type = tracing::field::Empty))]
 pub(crate) async fn notify(
+    task: JobTask,
+    pipeline: Data<Pipeline>,
+    attempt: Attempt,
+    delivery: Data<Delivery>,
+) -> TaskResult {
+    super::outcome(run(task, pipeline, attempt, delivery).await)
+}
+
+/// The task itself; [`notify`] marks its span failed when it returns an error.
+async fn run(
     task: JobTask,
     pipeline: Data<Pipeline>,
     attempt: Attempt,

@@ -18,8 +18,20 @@ use crate::pipeline::Pipeline;
     otel.name = "process poll", otel.kind = "consumer", messaging.system = "vidq",
     messaging.destination.name = TaskKind::Poll.queue_name(),
     messaging.message.id = %TaskKind::Poll.task_id(&task.job),
-    messaging.operation.type = "process"))]
+    messaging.operation.type = "process", otel.status_code = tracing::field::Empty,
+    error.type = tracing::field::Empty))]
 pub(crate) async fn poll(
+    task: JobTask,
+    pipeline: Data<Pipeline>,
+    attempt: Attempt,
+    delivery: Data<Delivery>,
+    again: Data<Reschedule>,
+) -> TaskResult {
+    super::outcome(run(task, pipeline, attempt, delivery, again).await)
+}
+
+/// The task itself; [`poll`] marks its span failed when it returns an error.
+async fn run(
     task: JobTask,
     pipeline: Data<Pipeline>,
     attempt: Attempt,

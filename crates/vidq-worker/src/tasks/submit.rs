@@ -31,8 +31,21 @@ const CLAIM_MARGIN: Duration = Duration::from_secs(5);
     otel.name = "process submit", otel.kind = "consumer", messaging.system = "vidq",
     messaging.destination.name = TaskKind::Submit.queue_name(),
     messaging.message.id = %TaskKind::Submit.task_id(&task.job),
-    messaging.operation.type = "process"))]
+    messaging.operation.type = "process", otel.status_code = tracing::field::Empty,
+    error.type = tracing::field::Empty))]
 pub(crate) async fn submit(
+    task: JobTask,
+    pipeline: Data<Pipeline>,
+    attempt: Attempt,
+    again: Data<Reschedule>,
+    delivery: Data<Delivery>,
+    lease: Data<Lease>,
+) -> TaskResult {
+    super::outcome(run(task, pipeline, attempt, again, delivery, lease).await)
+}
+
+/// The task itself; [`submit`] marks its span failed when it returns an error.
+async fn run(
     task: JobTask,
     pipeline: Data<Pipeline>,
     attempt: Attempt,

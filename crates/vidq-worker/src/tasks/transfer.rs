@@ -34,8 +34,20 @@ const CONTENT_TYPE: &str = "video/mp4";
     otel.name = "process transfer", otel.kind = "consumer", messaging.system = "vidq",
     messaging.destination.name = TaskKind::Transfer.queue_name(),
     messaging.message.id = %TaskKind::Transfer.task_id(&task.job),
-    messaging.operation.type = "process"))]
+    messaging.operation.type = "process", otel.status_code = tracing::field::Empty,
+    error.type = tracing::field::Empty))]
 pub(crate) async fn transfer(
+    task: JobTask,
+    pipeline: Data<Pipeline>,
+    attempt: Attempt,
+    delivery: Data<Delivery>,
+    lease: Data<Lease>,
+) -> TaskResult {
+    super::outcome(run(task, pipeline, attempt, delivery, lease).await)
+}
+
+/// The task itself; [`transfer`] marks its span failed when it returns an error.
+async fn run(
     task: JobTask,
     pipeline: Data<Pipeline>,
     attempt: Attempt,
