@@ -3,20 +3,24 @@
 -- counted from 0). Applied only where the task is leased under the given token.
 -- On a fair queue (KEYS gm and hold given) a delay 'h<ms>' holds the queue: the task is due
 -- again at once (claim gives it back its place), and no claim takes anything for <ms>.
--- KEYS: lease, data, dlv, due, [gm, hold, vt, ready]. ARGV: wake channel, then per task: id, token,
--- delay ms ('' = done). Returns 1/0 per task.
+-- KEYS: lease, data, dlv, due, [gm, hold, vt, ready]. ARGV: wake channel, this call's nonce,
+-- then per task: id, token, delay ms ('' = done). Returns 1/0 per task. A reschedule run again
+-- (same nonce) answers 1 (see meta in common.lua); a done task run again answers 0 (nothing of
+-- it is left to tell).
 local ids = {}
-for i = 2, #ARGV, 3 do ids[#ids + 1] = ARGV[i] end
+for i = 3, #ARGV, 3 do ids[#ids + 1] = ARGV[i] end
 local ms = redis.call('HMGET', KEYS[3], unpack(ids))
 local sc = redis.call('ZMSCORE', KEYS[1], unpack(ids))
 local done, moved, again, hs, res = {}, {}, {}, {}, {}
 local hold = 0
 for i = 1, #ids do
   local id = ids[i]
-  local tok = meta(ms[i])
-  if tok and tok == ARGV[3 * i] and sc[i] then
+  local tok, _, _, settled = meta(ms[i])
+  if tok and tok == ARGV[3 * i + 1] and not sc[i] and settled ~= '' and settled == ARGV[2] then
+    res[i] = 1 -- this very reschedule, run again: applied before
+  elseif tok and tok == ARGV[3 * i + 1] and sc[i] then
     res[i] = 1
-    local delay = ARGV[3 * i + 1]
+    local delay = ARGV[3 * i + 2]
     if delay == '' then
       done[#done + 1] = id
     else
@@ -29,7 +33,7 @@ for i = 1, #ids do
         again[#again + 1] = now + tonumber(held or delay)
       end
       again[#again + 1] = id
-      hs[#hs + 1] = id; hs[#hs + 1] = tok .. ' 0 0'
+      hs[#hs + 1] = id; hs[#hs + 1] = tok .. ' 0 0 ' .. ARGV[2]
     end
   else
     res[i] = 0

@@ -4,14 +4,17 @@
 -- "<deliveries>.<us of its claim>" (never repeats: the count only grows, and after Redis
 -- lost writes the clock has moved on), `fails` the handled failures of the current round,
 -- `crashes` the deliveries of this round whose worker vanished without settling them.
+-- A fourth field, the nonce of the call that settled the task (rescheduled, retried, buried)
+-- under that token: that very call run again (a client library resending it after a lost
+-- reply) answers applied; any other call is still fenced. Every other write drops it.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local us = t[1] .. string.format('%06d', tonumber(t[2]))
 local function meta(m)
   if not m then return nil, 0, 0 end
-  local tok, f, c = string.match(m, '^(%S+) (%d+) (%d+)$')
-  if not tok then return m, 0, 0 end -- written by an older release: a bare delivery count
-  return tok, tonumber(f), tonumber(c)
+  local tok, f, c, s = string.match(m, '^(%S+) (%d+) (%d+) ?(%w*)$')
+  if not tok then return m, 0, 0, '' end -- written by an older release: a bare delivery count
+  return tok, tonumber(f), tonumber(c), s
 end
 local function deliveries(tok)
   if not tok then return 0 end
