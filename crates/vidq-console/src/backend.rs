@@ -81,7 +81,7 @@ pub trait Backend: Send + Sync + 'static {
     /// A connection to the store's Redis (sessions are kept there under the store's prefix).
     fn redis(&self) -> Conn;
 
-    /// How many tasks of `kind` are due, scheduled, leased and dead.
+    /// How many tasks of `kind` are due, scheduled, leased and dead, and whether it is paused.
     fn depth(&self, kind: TaskKind) -> impl Future<Output = Result<Depth, BackendError>> + Send;
 
     /// Dead tasks of `kind`'s queue, newest first.
@@ -107,9 +107,6 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Deletes every dead task of `kind`'s queue (they are not retried); returns how many.
     fn purge_dead(&self, kind: TaskKind) -> impl Future<Output = Result<u64, BackendError>> + Send;
-
-    /// Whether `kind`'s queue is paused (workers claim none of its tasks).
-    fn paused(&self, kind: TaskKind) -> impl Future<Output = Result<bool, BackendError>> + Send;
 
     /// Pauses (`true`) or resumes `kind`'s queue; returns whether that changed its state.
     fn set_paused(

@@ -69,12 +69,12 @@ pub(crate) async fn overview<B: Backend>(
         body.push_str(r#"<h2>Queues</h2><table id="queues"><tr><th>queue</th><th>due</th><th>scheduled</th><th>leased</th><th>dead</th><th>claimed</th></tr>"#);
         for kind in TaskKind::ALL {
             let q = kind.queue_name();
-            let (d, paused) =
-                match tokio::try_join!(state.backend.depth(kind), state.backend.paused(kind)) {
-                    Ok(found) => found,
-                    Err(e) => return unavailable(&session, &e.to_string()),
-                };
-            let toggle = if paused {
+            // One read: the depth says whether the queue is paused.
+            let d = match state.backend.depth(kind).await {
+                Ok(found) => found,
+                Err(e) => return unavailable(&session, &e.to_string()),
+            };
+            let toggle = if d.paused {
                 format!(
                     r#"<span class="state s-paused" data-paused="true">paused</span> {}"#,
                     button(

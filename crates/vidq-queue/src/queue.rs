@@ -56,6 +56,8 @@ pub struct Depth {
     pub leased: u64,
     /// In the dead set.
     pub dead: u64,
+    /// Paused ([`RedisQueue::pause`]): nothing is claimed, the figures above still count.
+    pub paused: bool,
 }
 
 /// A task in the dead set.
@@ -175,14 +177,15 @@ impl<T> RedisQueue<T> {
         }
     }
 
-    /// Depth of each state, in one round trip.
+    /// Depth of each state and whether the queue is paused, in one round trip.
     pub async fn depth(&self) -> Result<Depth, QueueError> {
-        let [due, scheduled, leased, dead] = self.store.depth().await?;
+        let [due, scheduled, leased, dead, paused] = self.store.depth().await?;
         Ok(Depth {
             due,
             scheduled,
             leased,
             dead,
+            paused: paused == 1,
         })
     }
 

@@ -236,8 +236,7 @@ impl Store {
         for chunk in items.chunks(MAX_BATCH) {
             let k = &self.keys;
             let mut inv = self.scripts.ack.key(&k.lease);
-            // A nonce per call: the script knows itself run again (see ack.lua).
-            inv.key(&k.data).key(&k.dlv).key(&k.due).arg(&k.wake).arg(nonce());
+            inv.key(&k.data).key(&k.dlv).key(&k.due).arg(&k.wake);
             if self.config.fair.is_some() {
                 inv.key(&k.gm).key(&k.hold).key(&k.vt).key(&k.ready);
             }
@@ -255,8 +254,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Retry or bury one delivery; `false` if its token was stale (the same call resent after a
-    /// lost reply answers `true` again, see finish.lua).
+    /// Retry or bury one delivery; `false` if its token was stale.
     pub(crate) async fn finish(
         &self,
         id: &str,
@@ -282,7 +280,6 @@ impl Store {
             .arg(delay)
             .arg(reason)
             .arg(&k.wake)
-            .arg(nonce())
             .invoke_async(&mut self.conn())
             .await?;
         Ok(applied == 1)
@@ -323,9 +320,10 @@ impl Store {
         Ok(lost)
     }
 
-    /// Sizes of due-now, scheduled-later, leased and dead, in one round trip (by Redis
-    /// time); dead tasks past their retention are trimmed on the way.
-    pub(crate) async fn depth(&self) -> Result<[u64; 4], QueueError> {
+    /// Sizes of due-now, scheduled-later, leased and dead, and 1 when the queue is paused
+    /// (else 0), in one round trip (by Redis time); dead tasks past their retention are
+    /// trimmed on the way.
+    pub(crate) async fn depth(&self) -> Result<[u64; 5], QueueError> {
         let k = &self.keys;
         let mut inv = self.scripts.depth.key(&k.due);
         inv.key(&k.lease)
@@ -339,7 +337,7 @@ impl Store {
         inv.key(&k.ready).key(&k.gm).key(&k.hold);
         let got: Vec<u64> = inv.invoke_async(&mut self.conn()).await?;
         match got[..] {
-            [due, later, leased, dead] => Ok([due, later, leased, dead]),
+            [due, later, leased, dead, paused] => Ok([due, later, leased, dead, paused]),
             _ => Err(protocol("depth")),
         }
     }
@@ -445,9 +443,4 @@ fn parse_u64(bytes: &[u8]) -> Option<u64> {
 
 fn protocol(what: &str) -> QueueError {
     QueueError::Protocol(what.to_owned())
-}
-
-/// A settle call's nonce, kept in the task's meta so the script knows itself run again.
-fn nonce() -> String {
-    format!("{:016x}", rand::random::<u64>())
 }

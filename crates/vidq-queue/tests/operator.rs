@@ -20,7 +20,8 @@ async fn depth_counts_each_state() {
             due: 2,
             scheduled: 1,
             leased: 1,
-            dead: 0
+            dead: 0,
+            paused: false,
         }
     );
     assert!(q.ack(&claimed[0].0).await.unwrap());

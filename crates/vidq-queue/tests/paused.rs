@@ -34,15 +34,17 @@ async fn a_paused_queue_is_not_claimed_but_counts_and_settles_what_runs() {
         Depth {
             due: 3,
             leased: 1,
+            paused: true,
             ..Depth::default()
         },
-        "its depth still counts, pushes included"
+        "its depth still counts, pushes included, and says it is paused"
     );
     // The task running when the pause began still settles.
     assert!(q.ack(&running[0].0).await.unwrap());
     assert_eq!(q.depth().await.unwrap().leased, 0);
 
     assert!(q.resume().await.unwrap(), "it was paused");
+    assert!(!q.depth().await.unwrap().paused, "resumed");
     assert!(!q.resume().await.unwrap(), "resuming twice changes nothing");
     assert!(!q.is_paused().await.unwrap());
     let mut claimed: Vec<u32> = q

@@ -374,10 +374,6 @@ mod console_backend {
             Ok(self.0.producer.purge_dead(kind).await?)
         }
 
-        async fn paused(&self, kind: TaskKind) -> Result<bool, BackendError> {
-            Ok(self.0.producer.is_paused(kind).await?)
-        }
-
         async fn set_paused(&self, kind: TaskKind, paused: bool) -> Result<bool, BackendError> {
             Ok(if paused {
                 self.0.producer.pause(kind).await?

@@ -79,7 +79,7 @@ pub(crate) async fn list(
         let depth = state.producer.depth(kind).await?;
         queues.push(QueueState {
             queue: kind.queue_name().to_owned(),
-            paused: state.producer.is_paused(kind).await?,
+            paused: depth.paused,
             due: depth.due,
             scheduled: depth.scheduled,
             leased: depth.leased,

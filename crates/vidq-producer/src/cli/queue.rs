@@ -48,11 +48,7 @@ pub(crate) async fn run(producer: &Producer, command: Command) -> anyhow::Result
             println!("queue\tstate\tdue\tscheduled\tleased\tdead");
             for &kind in Producer::kinds() {
                 let depth = producer.depth(kind).await?;
-                let state = if producer.is_paused(kind).await? {
-                    "paused"
-                } else {
-                    "running"
-                };
+                let state = if depth.paused { "paused" } else { "running" };
                 println!(
                     "{kind}\t{state}\t{}\t{}\t{}\t{}",
                     depth.due, depth.scheduled, depth.leased, depth.dead
