@@ -236,7 +236,8 @@ impl Store {
         for chunk in items.chunks(MAX_BATCH) {
             let k = &self.keys;
             let mut inv = self.scripts.ack.key(&k.lease);
-            inv.key(&k.data).key(&k.dlv).key(&k.due).arg(&k.wake);
+            // A nonce per call: the script knows itself run again (see ack.lua).
+            inv.key(&k.data).key(&k.dlv).key(&k.due).arg(&k.wake).arg(nonce());
             if self.config.fair.is_some() {
                 inv.key(&k.gm).key(&k.hold).key(&k.vt).key(&k.ready);
             }
@@ -254,7 +255,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Retry or bury one delivery; `false` if its token was stale.
+    /// Retry or bury one delivery; `false` if its token was stale (the same call resent after a
+    /// lost reply answers `true` again, see finish.lua).
     pub(crate) async fn finish(
         &self,
         id: &str,
@@ -280,6 +282,7 @@ impl Store {
             .arg(delay)
             .arg(reason)
             .arg(&k.wake)
+            .arg(nonce())
             .invoke_async(&mut self.conn())
             .await?;
         Ok(applied == 1)
@@ -443,4 +446,9 @@ fn parse_u64(bytes: &[u8]) -> Option<u64> {
 
 fn protocol(what: &str) -> QueueError {
     QueueError::Protocol(what.to_owned())
+}
+
+/// A settle call's nonce, kept in the task's meta so the script knows itself run again.
+fn nonce() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
