@@ -205,7 +205,7 @@ async fn deliver(
         .map_err(|e| Failure::Rejected(format!("encoding the event: {e}")))?;
     let t = unix_ms_now() / 1000;
     let id = event.event_id();
-    let response = client
+    let request = client
         .post(url.clone())
         .header(CONTENT_TYPE, "application/json")
         .header(WEBHOOK_ID, &id)
@@ -216,13 +216,43 @@ async fn deliver(
         )
         .header(SIGNATURE_HEADER, signature(&secrets, t, &body))
         .header(EVENT_ID_HEADER, id)
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| Failure::Retry {
+        .body(body);
+    // The client span of the POST (HTTP client semantic conventions). A webhook URL's path or
+    // query may hold a token: only the scheme, host and port are recorded.
+    let span = tracing::info_span!(
+        "webhook request",
+        otel.name = "POST webhook",
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        http.request.method = "POST",
+        url.scheme = url.scheme(),
+        server.address = target.host.as_str(),
+        server.port = target.port,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let sent = tracing::Instrument::instrument(request.send(), span.clone()).await;
+    let response = sent.map_err(|e| {
+        span.record("otel.status_code", "ERROR");
+        span.record(
+            "error.type",
+            if e.is_timeout() {
+                "timeout"
+            } else {
+                "transport"
+            },
+        );
+        Failure::Retry {
             reason: format!("posting to {}: {}", target.host, describe(e)),
             after: None,
-        })?;
+        }
+    })?;
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if !status.is_success() {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.type", status.as_str());
+    }
     judge(&target.host, &response)
 }
 

@@ -96,7 +96,7 @@ async fn run(
     let range = resume
         .as_ref()
         .map(|r| (r.checkpoint.offset(), r.validator.clone()));
-    let mut response = match open(
+    let (mut response, mut download) = match open(
         &pipeline,
         &id,
         job.result_url,
@@ -105,7 +105,7 @@ async fn run(
     )
     .await
     {
-        Ok(response) => response,
+        Ok(opened) => opened,
         Err(reason) => {
             if last {
                 journal.end(&pipeline).await;
@@ -135,10 +135,11 @@ async fn run(
                 .await
                 .map_err(transient)?
                 .and_then(|j| j.result_url);
-            response = match open(&pipeline, &id, url, job.img_uuid.as_deref(), None).await {
-                Ok(response) => response,
-                Err(reason) => return Err(retry(None, reason)),
-            };
+            (response, download) =
+                match open(&pipeline, &id, url, job.img_uuid.as_deref(), None).await {
+                    Ok(opened) => opened,
+                    Err(reason) => return Err(retry(None, reason)),
+                };
         }
     }
     let offset = resume.as_ref().map_or(0, |r| r.checkpoint.offset());
@@ -158,11 +159,16 @@ async fn run(
         return Err(retry(None, reason));
     }
     let mut seen = offset;
+    // The download span lives as long as the body stream: it ends when the upload has read
+    // (or dropped) the body, and counts the bytes received.
+    let mut received = 0u64;
     let body = response
         .bytes_stream()
         .map_err(BoxError::from)
         .and_then(move |chunk| {
             seen += chunk.len() as u64;
+            received += chunk.len() as u64;
+            download.record("http.response.body.size", received);
             metrics::counter!("vidq_bytes_transferred_total").increment(chunk.len() as u64);
             std::future::ready(if seen > max {
                 Err(BoxError::from(format!(
@@ -610,7 +616,7 @@ async fn open(
     stored: Option<SignedUrl>,
     img_uuid: Option<&str>,
     range: Option<(u64, Option<String>)>,
-) -> Result<reqwest::Response, String> {
+) -> Result<(reqwest::Response, tracing::Span), String> {
     let mut url = match stored {
         Some(url) => url,
         None => fresh_url(pipeline, id, img_uuid).await?,
@@ -623,14 +629,36 @@ async fn open(
                 request = request.header(IF_RANGE, validator);
             }
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| format!("downloading the result failed: {}", e.without_url()))?;
-        match response.status() {
-            StatusCode::OK => return Ok(response),
+        let span = download_span(url.expose());
+        let sent = tracing::Instrument::instrument(request.send(), span.clone()).await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                span.record("otel.status_code", "ERROR");
+                span.record(
+                    "error.type",
+                    if e.is_timeout() {
+                        "timeout"
+                    } else {
+                        "transport"
+                    },
+                );
+                return Err(format!(
+                    "downloading the result failed: {}",
+                    e.without_url()
+                ));
+            }
+        };
+        let status = response.status();
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_client_error() || status.is_server_error() {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", status.as_str());
+        }
+        match status {
+            StatusCode::OK => return Ok((response, span)),
             StatusCode::PARTIAL_CONTENT | StatusCode::RANGE_NOT_SATISFIABLE if range.is_some() => {
-                return Ok(response);
+                return Ok((response, span));
             }
             StatusCode::UNAUTHORIZED
             | StatusCode::FORBIDDEN
@@ -645,6 +673,27 @@ async fn open(
         }
     }
     Err("the result URL was refused even after a fresh signature".to_owned())
+}
+
+/// The client span of one GET of the result (HTTP client semantic conventions). A signed URL
+/// carries its credentials in the query: only the scheme, host, port and path are recorded.
+fn download_span(url: &str) -> tracing::Span {
+    let parsed = reqwest::Url::parse(url).ok();
+    let parsed = parsed.as_ref();
+    tracing::info_span!(
+        "result download",
+        otel.name = "GET result",
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        http.request.method = "GET",
+        url.scheme = parsed.map_or("", |u| u.scheme()),
+        server.address = parsed.and_then(|u| u.host_str()).unwrap_or_default(),
+        server.port = parsed.and_then(reqwest::Url::port_or_known_default).unwrap_or_default(),
+        url.path = parsed.map_or("", |u| u.path()),
+        http.response.status_code = tracing::field::Empty,
+        http.response.body.size = tracing::field::Empty,
+    )
 }
 
 async fn fresh_url(
