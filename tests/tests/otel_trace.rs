@@ -46,6 +46,8 @@ struct Span {
     parent: String,
     name: String,
     kind: i32,
+    /// The span status code: 0 unset, 1 ok, 2 error.
+    status: i32,
     start_ns: u64,
     attrs: BTreeMap<String, String>,
 }
@@ -125,6 +127,7 @@ async fn traces(
                     parent: hex::encode(&span.parent_span_id),
                     name: span.name.clone(),
                     kind: span.kind,
+                    status: span.status.as_ref().map_or(0, |s| s.code),
                     start_ns: span.start_time_unix_nano,
                     attrs: attrs(&span.attributes),
                 });
@@ -324,8 +327,13 @@ fn tree(spans: &[Span], root_parent: &str) -> String {
         let mut children: Vec<&Span> = spans.iter().filter(|s| s.parent == parent).collect();
         children.sort_by_key(|s| s.start_ns);
         for span in children {
+            let error = match span.attr("error.type") {
+                Some(kind) if span.status == 2 => format!(" ERROR {kind}"),
+                _ if span.status == 2 => " ERROR".to_owned(),
+                _ => String::new(),
+            };
             out.push_str(&format!(
-                "{}{} [{}] span {} parent {}\n",
+                "{}{} [{}] span {} parent {}{error}\n",
                 "  ".repeat(depth),
                 span.name,
                 span.service,
@@ -335,7 +343,8 @@ fn tree(spans: &[Span], root_parent: &str) -> String {
             walk(spans, &span.span_id, depth + 1, out);
         }
     }
-    let mut out = format!("trace {TRACE_ID} (caller span {root_parent})\n");
+    let trace = spans.first().map_or("", |s| s.trace_id.as_str());
+    let mut out = format!("trace {trace} (caller span {root_parent})\n");
     walk(spans, root_parent, 1, &mut out);
     out
 }
@@ -620,6 +629,217 @@ async fn without_an_endpoint_nothing_is_exported_and_a_bad_one_is_refused() -> a
         0,
         "spans were exported without otel.endpoint"
     );
+    env.cleanup().await?;
+    Ok(())
+}
+
+/// The second job's trace: enqueued through the batch endpoint, its first submission meets an
+/// upstream outage.
+const BATCH_TRACE_ID: &str = "5ce0e9a56015fec5aadfa328ae398115";
+const BATCH_CALLER_SPAN: &str = "1d2c3b4a59687766";
+
+/// A job enqueued by `POST /v1/jobs:batch` with a `traceparent` joins that trace; its first
+/// submission meets an upstream 5xx (vidq-sim's fault injection, on until the error span is
+/// exported): a `process submit` span marked ERROR (with `error.type`) whose
+/// `POST goenhance generate` child is ERROR with the status, then a successful retry in the
+/// same trace. The result's download is a `GET result` span under the transfer with the
+/// signed URL's host and path but not its query, and the webhook a `POST webhook` span under
+/// the notify; no attribute of any span holds a query string.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_is_an_error_span_and_the_batch_endpoint_continues_the_trace()
+-> anyhow::Result<()> {
+    let env = TestEnv::new("otel-retry").await?;
+    let sim = Sim::start(&fast_sim("64KiB")).await?;
+    let receiver = Receiver::start().await?;
+    let otel = [
+        ("VIDQ__OTEL__ENDPOINT", receiver.base.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+    ];
+    let mut extra = worker_extra(&otel);
+    // The retry comes quickly.
+    extra.push(("VIDQ__QUEUES__SUBMIT__BACKOFF", "500ms"));
+    let mut worker =
+        Worker::start("otel-retry-worker", env.worker_env(&sim.base_url, &extra)).await?;
+    let mut api = Serve::start(&env, "otel-retry-api", &otel).await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let logs =
+        |api: &Serve, worker: &Worker| format!("api:\n{}\nworker:\n{}", api.log(), worker.log());
+
+    // Upstream answers every request 5xx until the failed submission is seen.
+    sim.set_faults(&json!({ "rate_5xx": 1.0 })).await?;
+    let traceparent = format!("00-{BATCH_TRACE_ID}-{BATCH_CALLER_SPAN}-01");
+    let body = json!({ "jobs": [{
+        "reference_video_url": format!("https://videos.example/{}/batch.mp4", env.prefix),
+        "model": 2000,
+        "callback_url": format!("{}/hook", receiver.base),
+    }] });
+    let view = wait_until(
+        "the batch to be accepted",
+        Duration::from_secs(60),
+        || async {
+            let Ok(response) = http
+                .post(format!("{}/v1/jobs:batch", api.base))
+                .bearer_auth(TOKEN)
+                .header("traceparent", &traceparent)
+                .json(&body)
+                .send()
+                .await
+            else {
+                return Ok(None); // not listening yet
+            };
+            let status = response.status();
+            let view: Value = response.json().await.unwrap_or_default();
+            anyhow::ensure!(status == 200, "POST /v1/jobs:batch: {status} {view}");
+            Ok(Some(view))
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", logs(&api, &worker)))?;
+    let job = &view["results"][0]["job"];
+    let id = job["id"].as_str().context("job id")?.to_owned();
+    assert_eq!(job["trace_id"], BATCH_TRACE_ID, "{view}");
+
+    let in_trace = || -> Vec<Span> {
+        receiver
+            .spans()
+            .into_iter()
+            .filter(|s| s.trace_id == BATCH_TRACE_ID)
+            .collect()
+    };
+    wait_until(
+        "a failed submission's span",
+        Duration::from_secs(60),
+        || async {
+            Ok(in_trace()
+                .iter()
+                .any(|s| s.name == "process submit" && s.status == 2)
+                .then_some(()))
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", logs(&api, &worker)))?;
+    sim.set_faults(&json!({})).await?;
+
+    wait_until("the job to succeed", Duration::from_secs(90), || async {
+        Ok((job_state(&http, &api, &id).await.as_deref() == Some("succeeded")).then_some(()))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", logs(&api, &worker)))?;
+    let spans = wait_until("the job's spans", Duration::from_secs(60), || async {
+        let spans = in_trace();
+        let has = |name: &str| spans.iter().any(|s| s.name == name);
+        let submitted = spans
+            .iter()
+            .any(|s| s.name == "process submit" && s.status != 2);
+        Ok(
+            (submitted && has("POST /v1/jobs:batch") && has("GET result") && has("POST webhook"))
+                .then_some(spans),
+        )
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", logs(&api, &worker)))?;
+    println!("{}", tree(&spans, BATCH_CALLER_SPAN));
+    let named = |name: &str| -> Vec<&Span> {
+        let mut found: Vec<&Span> = spans.iter().filter(|s| s.name == name).collect();
+        found.sort_by_key(|s| s.start_ns);
+        found
+    };
+    let attempt = |span: &Span| -> u32 {
+        span.attr("task.attempt")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(0)
+    };
+    let parent_of = |span: &Span| spans.iter().find(|s| s.span_id == span.parent).cloned();
+
+    // The batch request continues the caller's span; the tasks hang off it.
+    let request = named("POST /v1/jobs:batch")[0];
+    assert_eq!(request.parent, BATCH_CALLER_SPAN, "{request:?}");
+    assert_eq!(request.service, "vidq-api");
+
+    // The failed submission, then a successful one, both in this trace.
+    let submits = named("process submit");
+    let failed = submits.iter().find(|s| s.status == 2).context("failed")?;
+    assert!(
+        failed.attr("error.type").is_some_and(|t| !t.is_empty()),
+        "{failed:?}"
+    );
+    assert_eq!(failed.parent, request.span_id, "{failed:?}");
+    let call = spans
+        .iter()
+        .find(|s| s.name == "POST goenhance generate" && s.parent == failed.span_id)
+        .context("the failed submission's upstream call")?;
+    assert_eq!(call.status, 2, "{call:?}");
+    assert!(
+        call.attr("http.response.status_code")
+            .is_some_and(|c| c.starts_with('5')),
+        "{call:?}"
+    );
+    assert!(call.attr("error.type").is_some(), "{call:?}");
+    let retried = submits
+        .iter()
+        .find(|s| s.status != 2 && s.start_ns > failed.start_ns)
+        .context("a successful retry after the failed submission")?;
+    assert_eq!(retried.parent, request.span_id, "{retried:?}");
+    assert!(
+        attempt(retried) > attempt(failed),
+        "the retry is a later attempt: {failed:?} {retried:?}"
+    );
+    assert!(
+        spans.iter().any(|s| s.name == "POST goenhance generate"
+            && s.parent == retried.span_id
+            && s.status != 2),
+        "the retry's upstream call succeeded"
+    );
+
+    // The download: under the transfer, the signed URL's scheme, host and path, no query.
+    let download = named("GET result")[0];
+    assert_eq!(
+        parent_of(download).map(|p| p.name).as_deref(),
+        Some("process transfer"),
+        "{download:?}"
+    );
+    assert_eq!(download.kind, 3, "CLIENT: {download:?}");
+    assert_eq!(download.attr("http.request.method"), Some("GET"));
+    assert_eq!(download.attr("http.response.status_code"), Some("200"));
+    assert_eq!(download.attr("server.address"), Some("127.0.0.1"));
+    assert!(
+        download
+            .attr("url.scheme")
+            .is_some_and(|s| s.starts_with("http"))
+    );
+    assert!(
+        download
+            .attr("url.path")
+            .is_some_and(|p| p.starts_with('/') && p.len() > 1),
+        "{download:?}"
+    );
+    assert_eq!(
+        download.attr("http.response.body.size"),
+        Some((64 * 1024).to_string().as_str()),
+        "{download:?}"
+    );
+    // The webhook: under the notify, host and port only.
+    let webhook = named("POST webhook")[0];
+    assert_eq!(
+        parent_of(webhook).map(|p| p.name).as_deref(),
+        Some("process notify"),
+        "{webhook:?}"
+    );
+    assert_eq!(webhook.attr("http.response.status_code"), Some("200"));
+    assert!(webhook.attr("url.path").is_none(), "{webhook:?}");
+    // No query string, signature or secret in any attribute of any exported span.
+    for span in receiver.spans() {
+        for (key, value) in &span.attrs {
+            assert!(
+                !value.contains('?') && !value.contains(SECRET) && !value.contains(TOKEN),
+                "{key} = {value} in {span:?}"
+            );
+        }
+    }
+    worker.terminate(Duration::from_secs(30)).await?;
+    api.terminate().await?;
     env.cleanup().await?;
     Ok(())
 }
