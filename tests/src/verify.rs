@@ -150,6 +150,8 @@ pub async fn leftover_keys(env: &TestEnv) -> anyhow::Result<Vec<String>> {
     let fixed = [
         format!("{p}:{{jobs}}:all"),
         format!("{p}:{{jobs}}:states"),
+        // The one-time backfill's progress of the per-state indexes (its `done` flag).
+        format!("{p}:{{jobs}}:state_backfill"),
         format!("{p}:reconciler:lock"),
         format!("{p}:epoch"),
         format!("{p}:{{limits}}:credits"),

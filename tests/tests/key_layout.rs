@@ -92,7 +92,16 @@ const BUILDERS: &[(&str, &str, Kind)] = &[
         "<prefix>:{jobs}:tenant:<t>:today",
         JobStore,
     ),
-    ("{}state:", "<prefix>:{jobs}:state: (prefix for scripts)", JobStore),
+    (
+        "{}state:",
+        "<prefix>:{jobs}:state: (prefix for scripts)",
+        JobStore,
+    ),
+    (
+        "{}state_backfill",
+        "<prefix>:{jobs}:state_backfill (hash)",
+        JobStore,
+    ),
     ("{}state:{state}", "<prefix>:{jobs}:state:<state>", JobStore),
     (
         "{}tenant:{tenant}:state:{state}",
@@ -241,6 +250,11 @@ const BUILDERS: &[(&str, &str, Kind)] = &[
     ("{p}:{{limits}}:budget", "leftover allowlist", TestOnly),
     ("{p}:{{jobs}}:img:", "leftover allowlist", TestOnly),
     ("{p}:{{jobs}}:state:", "leftover allowlist", TestOnly),
+    (
+        "{p}:{{jobs}}:state_backfill",
+        "leftover allowlist",
+        TestOnly,
+    ),
     ("{p}:{{jobs}}:stats:minute:", "leftover allowlist", TestOnly),
     ("{p}:{{workers}}", "leftover allowlist", TestOnly),
     ("{p}:{{workers}}:info", "leftover allowlist", TestOnly),
@@ -286,7 +300,7 @@ const SCRIPTS: &[(&str, &[&str])] = &[
         &["{prefix}:{{{queue}}}:{kind}"],
     ),
     (
-        "vidq-core create.lua, transition.lua, prune_unfinished.lua, … (see the unit test \
+        "vidq-core create.lua, transition.lua, prune_unfinished.lua, backfill_states.lua, … (see the unit test \
          in vidq-core/src/job/keys.rs for each script's keys)",
         &[
             "{}job:{id}",
@@ -299,6 +313,7 @@ const SCRIPTS: &[(&str, &[&str])] = &[
             "{}tenant:{tenant}:unfinished",
             "{}tenant:{tenant}:today",
             "{}state:",
+            "{}state_backfill",
             "{}state:{state}",
             "{}tenant:{tenant}:state:{state}",
             "{}states",

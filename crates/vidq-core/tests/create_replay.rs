@@ -34,6 +34,7 @@ async fn run(h: &common::Harness, id: &JobId, nonce: &str) -> Vec<i64> {
         .arg(0)
         .arg(1)
         .arg(nonce)
+        .arg(format!("{p}state:"))
         .arg("0")
         .arg(created_at)
         .arg(&id)

@@ -252,3 +252,103 @@ async fn state_index_entries_of_expired_jobs_are_pruned() {
     assert_eq!(members(&h, &tenant_key).await, vec![young.id.to_string()]);
     h.cleanup().await;
 }
+
+/// Jobs created before the per-state indexes existed (here: their indexes deleted by hand)
+/// are put in them by the one-time backfill, a few per step, ties of one millisecond
+/// included; a job that moves between steps ends up in its new state's index only.
+#[tokio::test]
+async fn the_backfill_indexes_jobs_created_before_the_state_indexes() {
+    let h = harness().await;
+    let base = vidq_core::unix_ms_now();
+    let mut jobs = Vec::new();
+    for i in 0..7u64 {
+        let mut job = queued();
+        // Five share one millisecond: more than a step of 2.
+        job.created_at = base + i.saturating_sub(2) / 5;
+        if i % 2 == 0 {
+            job.owner = Some("tenant-a".to_owned());
+        }
+        h.store.create(&job).await.unwrap();
+        jobs.push(job);
+    }
+    h.store
+        .transition(&jobs[3].id, &[Queued], Canceled, Patch::new())
+        .await
+        .unwrap();
+    // An older release wrote no per-state index: drop them all, and the backfill's progress.
+    let mut conn = h.conn().await;
+    let mut keys: Vec<String> = JobState::ALL
+        .iter()
+        .flat_map(|s| {
+            [
+                format!("{}:{{jobs}}:state:{}", h.prefix, s.as_str()),
+                format!("{}:{{jobs}}:tenant:tenant-a:state:{}", h.prefix, s.as_str()),
+            ]
+        })
+        .collect();
+    keys.push(format!("{}:{{jobs}}:state_backfill", h.prefix));
+    for key in &keys {
+        let _: () = conn.del(key).await.unwrap();
+    }
+    assert!(
+        h.store
+            .list(Some(Queued), None, 10)
+            .await
+            .unwrap()
+            .jobs
+            .is_empty()
+    );
+
+    let mut steps = 0;
+    while !h.store.backfill_state_index(2).await.unwrap() {
+        steps += 1;
+        assert!(steps < 20, "the backfill does not end");
+        if steps == 2 {
+            // A job moves while the backfill runs (already visited or not).
+            for id in [jobs[0].id, jobs[6].id] {
+                h.store
+                    .transition(&id, &[Queued], Submitting, Patch::new())
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    assert!(steps >= 4, "7 jobs in steps of 2: {steps}");
+    let ids = |page: vidq_core::JobPage| page.jobs.iter().map(|j| j.id).collect::<HashSet<_>>();
+    assert_eq!(
+        ids(h.store.list(Some(Queued), None, 10).await.unwrap()),
+        HashSet::from([jobs[1].id, jobs[2].id, jobs[4].id, jobs[5].id])
+    );
+    assert_eq!(
+        ids(h.store.list(Some(Submitting), None, 10).await.unwrap()),
+        HashSet::from([jobs[0].id, jobs[6].id])
+    );
+    assert_eq!(
+        ids(h.store.list(Some(Canceled), None, 10).await.unwrap()),
+        HashSet::from([jobs[3].id])
+    );
+    assert_eq!(
+        ids(h
+            .store
+            .list_tenant("tenant-a", Some(Queued), None, 10)
+            .await
+            .unwrap()),
+        HashSet::from([jobs[2].id, jobs[4].id])
+    );
+    for s in JobState::ALL {
+        let n: u64 = conn
+            .zcard(format!("{}:{{jobs}}:state:{}", h.prefix, s.as_str()))
+            .await
+            .unwrap();
+        let want = match s {
+            Queued => 4,
+            Submitting => 2,
+            Canceled => 1,
+            _ => 0,
+        };
+        assert_eq!(n, want, "{s:?}: each job in one state's index");
+    }
+    // Finished: each later call is a no-op.
+    assert!(h.store.backfill_state_index(2).await.unwrap());
+    h.cleanup().await;
+}

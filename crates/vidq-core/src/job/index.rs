@@ -32,6 +32,9 @@ use super::{JobId, JobRecord, JobState, JobStore, StoreError};
 pub const MAX_PAGE: usize = 100;
 /// An index entry younger than this is left alone even when its record is missing.
 pub const INDEX_GRACE_MS: u64 = 60_000;
+/// Jobs one [`JobStore::prune_index`] call puts in the per-state indexes while the one-time
+/// backfill of jobs created before them runs ([`JobStore::backfill_state_index`]).
+const BACKFILL_STEP: usize = 1_000;
 
 /// Where the next page of [`JobStore::list`] starts: opaque text for API clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,6 +233,7 @@ impl JobStore {
     /// every round so the indexes do not outgrow the records, and a job deleted by hand does
     /// not hold its owner's quota for good.
     pub async fn prune_index(&self, limit: usize) -> Result<usize, StoreError> {
+        self.backfill_state_index(BACKFILL_STEP).await?;
         let mut pruned = self.prune_zset(&self.keys.all(), limit).await?;
         for state in JobState::ALL {
             pruned += self
@@ -255,6 +259,29 @@ impl JobStore {
                 .await?;
         }
         Ok(pruned)
+    }
+
+    /// One step of the one-time backfill of the per-state indexes for jobs created before they
+    /// existed (an older release): the next `limit` entries of `{jobs}:all`, oldest first, each
+    /// put in its state's index (and its owner's) as its record says now, in one script, the
+    /// progress kept in `{jobs}:state_backfill`. Returns `true` once the backfill is finished
+    /// (then each call is one `HGET`). [`Self::prune_index`] runs a step of 1,000 jobs each
+    /// reconciler round; idempotent, so any number of replicas may
+    /// run it. A job created since is in its index already.
+    pub async fn backfill_state_index(&self, limit: usize) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let (done, _indexed): (u8, u64) = self
+            .scripts
+            .backfill_states
+            .key(self.keys.all())
+            .key(self.keys.state_backfill())
+            .arg(self.keys.job_prefix())
+            .arg(self.keys.state_prefix())
+            .arg(self.keys.tenant_prefix())
+            .arg(limit.clamp(1, 10_000))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(done == 1)
     }
 
     /// [`Self::prune_index`] of one unfinished set: one script, `limit` sampled ids.

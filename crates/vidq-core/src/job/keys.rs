@@ -90,6 +90,12 @@ impl Keys {
         format!("{}tenant:{tenant}:state:{state}", self.base)
     }
 
+    /// `<prefix>:{jobs}:state_backfill`: hash of the one-time backfill's progress of the
+    /// per-state indexes (`at`, `skip`, `done`).
+    pub(super) fn state_backfill(&self) -> String {
+        format!("{}state_backfill", self.base)
+    }
+
     /// `<prefix>:{jobs}:tenants`: SET of the owners that have a `tenant:<tenant>` index.
     pub(super) fn tenants(&self) -> String {
         format!("{}tenants", self.base)
@@ -206,6 +212,7 @@ mod tests {
             k.tenant_unfinished("tenant-a"),
             k.tenant_today("tenant-a"),
             k.state("queued"),
+            k.state_backfill(),
             k.tenant_state("tenant-a", "succeeded"),
             k.states(),
             k.idempotency(None, "order-1"),
@@ -289,6 +296,16 @@ mod tests {
             (
                 "older_than.lua",
                 vec![k.all(), k.active(), k.tenant_all(owner)],
+            ),
+            (
+                "backfill_states.lua",
+                vec![
+                    k.all(),
+                    k.state_backfill(),
+                    format!("{}{a}", k.job_prefix()),
+                    k.state("queued"),
+                    format!("{}{owner}:state:queued", k.tenant_prefix()),
+                ],
             ),
             ("touch_active.lua", vec![k.active()]),
             (

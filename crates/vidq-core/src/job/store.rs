@@ -66,6 +66,7 @@ pub(super) struct Scripts {
     pub(super) touch_active: Script,
     pub(super) older_than: Script,
     pub(super) prune_unfinished: Script,
+    pub(super) backfill_states: Script,
 }
 
 impl fmt::Debug for JobStore {
@@ -94,6 +95,7 @@ impl JobStore {
                 touch_active: Script::new(include_str!("lua/touch_active.lua")),
                 older_than: Script::new(include_str!("lua/older_than.lua")),
                 prune_unfinished: Script::new(include_str!("lua/prune_unfinished.lua")),
+                backfill_states: Script::new(include_str!("lua/backfill_states.lua")),
             }),
             layer: None,
         }
