@@ -171,6 +171,37 @@ pub async fn wait_processing(
     .await
 }
 
+/// Waits up to `timeout` until at least `n` jobs of `jobs` are processing upstream while at
+/// least `n` are still to be submitted (queued or submitting): an incident then strikes in
+/// the middle of the submissions — claims, upstream calls in flight and stored `img_uuid`s
+/// not yet replicated — which `redis.min_replicas_acked` with the worker's re-checks must
+/// survive without a second submission. Returns the states then.
+pub async fn wait_mid_submission(
+    env: &TestEnv,
+    jobs: &[(JobId, String)],
+    n: usize,
+    timeout: Duration,
+) -> anyhow::Result<BTreeMap<String, JobState>> {
+    wait_until(
+        "some jobs processing upstream, others still to submit",
+        timeout,
+        || async {
+            let Some(states) = job_states(env, jobs).await? else {
+                return Ok(None);
+            };
+            let count = |state: JobState| states.values().filter(|s| **s == state).count();
+            let unsubmitted = count(JobState::Queued) + count(JobState::Submitting);
+            Ok(
+                (states.len() == jobs.len()
+                    && unsubmitted >= n
+                    && count(JobState::Processing) >= n)
+                    .then_some(states),
+            )
+        },
+    )
+    .await
+}
+
 /// Fails naming the worker and its log when one of `workers` exited.
 pub fn ensure_running(workers: &mut [Worker]) -> anyhow::Result<()> {
     for (i, worker) in workers.iter_mut().enumerate() {

@@ -90,7 +90,16 @@ async fn a_fleet_rides_out(incident: Incident) -> anyhow::Result<()> {
         "256KiB",
     ])
     .await?;
-    let settings = env.worker_env(&sim.base_url, &acked);
+    // Submissions spread over ~7 s (6 upstream requests a second), so a kill lands among them:
+    // claims, calls in flight and stored img_uuids not yet replicated.
+    let settings = env.worker_env(
+        &sim.base_url,
+        &[
+            ("VIDQ__REDIS__MIN_REPLICAS_ACKED", "1"),
+            ("VIDQ__LIMITS__UPSTREAM_RPS", "6"),
+            ("VIDQ__LIMITS__UPSTREAM_BURST", "1"),
+        ],
+    );
     let mut workers = vec![
         Worker::start("cl-incident-w1", settings.clone()).await?,
         Worker::start("cl-incident-w2", settings).await?,
@@ -104,7 +113,14 @@ async fn a_fleet_rides_out(incident: Incident) -> anyhow::Result<()> {
     );
     println!("cluster: the poll queue on node {poll_node}, the job store on node {jobs_node}");
 
-    let before = failover::wait_processing(&env, &jobs, 5, Duration::from_secs(120)).await?;
+    let before = match incident {
+        Incident::FailoverOfThePollQueue => {
+            failover::wait_processing(&env, &jobs, 5, Duration::from_secs(120)).await?
+        }
+        Incident::KillOfTheJobStore => {
+            failover::wait_mid_submission(&env, &jobs, 5, Duration::from_secs(120)).await?
+        }
+    };
     let at = Instant::now();
     let what = match incident {
         Incident::FailoverOfThePollQueue => {

@@ -48,8 +48,9 @@ async fn the_pipeline_survives_faults_and_a_kill_9_on_sentinel() -> anyhow::Resu
     Ok(())
 }
 
-/// 40 jobs on a private Sentinel set with `redis.min_replicas_acked = 1`, two workers; mid-run
-/// (jobs processing upstream) the primary is SIGKILLed: the fleet follows the primary the
+/// 40 jobs on a private Sentinel set with `redis.min_replicas_acked = 1`, two workers; in the
+/// middle of the submissions (some jobs processing upstream, others still to submit) the
+/// primary is SIGKILLed: the fleet follows the primary the
 /// sentinels elect, every job finishes as upstream decided, no worker exits. Prints the time
 /// from the kill to the sentinels' switch and to the first job moving after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,14 +73,23 @@ async fn a_sigkill_of_the_primary_mid_run_is_followed_by_the_fleet() -> anyhow::
         "256KiB",
     ])
     .await?;
-    let settings = env.worker_env(&sim.base_url, &acked);
+    // Submissions spread over ~7 s (6 upstream requests a second), so the kill lands among
+    // them: claims, calls in flight and stored img_uuids not yet replicated.
+    let settings = env.worker_env(
+        &sim.base_url,
+        &[
+            ("VIDQ__REDIS__MIN_REPLICAS_ACKED", "1"),
+            ("VIDQ__LIMITS__UPSTREAM_RPS", "6"),
+            ("VIDQ__LIMITS__UPSTREAM_BURST", "1"),
+        ],
+    );
     let mut workers = vec![
         Worker::start("se-incident-w1", settings.clone()).await?,
         Worker::start("se-incident-w2", settings).await?,
     ];
     let jobs = enqueue_jobs(&env, 40).await?;
 
-    let before = failover::wait_processing(&env, &jobs, 5, Duration::from_secs(120)).await?;
+    let before = failover::wait_mid_submission(&env, &jobs, 5, Duration::from_secs(120)).await?;
     let (killed, at) = rig.kill_primary().await?;
     let limit = SentinelRig::DOWN_AFTER + SentinelRig::FAILOVER_TIMEOUT + Duration::from_secs(10);
     let now = rig.wait_switch(&killed, limit).await?;

@@ -429,12 +429,59 @@ impl Producer {
             .await
     }
 
+    /// Waits (with `redis.min_replicas_acked`) until replicas hold the `created` jobs. When
+    /// the WAIT itself fails — the primary that took them may have died before its replicas
+    /// had them — each job is read again from whoever is primary now and created again if the
+    /// failover lost it (same record, same id), then waited for again, for up to 30 s; past
+    /// that the caller gets the store's error (the API answers 503: retry with the same
+    /// `Idempotency-Key`) rather than a 202 for a job that may not exist.
+    async fn make_durable(&self, created: &[JobRecord]) -> Result<(), ProducerError> {
+        let Some(first) = created.first() else {
+            return Ok(());
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            if !matches!(
+                self.store.wait_replicas(&first.id).await,
+                vidq_redis::WaitOutcome::Failed
+            ) {
+                return Ok(());
+            }
+            let mut last_err = None;
+            for job in created {
+                match self.store.get(&job.id).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        tracing::warn!(job.id = %job.id, "a failover lost a job just created; creating it again");
+                        match self.store.create(job).await {
+                            Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
+                            Err(err) => last_err = Some(err),
+                        }
+                    }
+                    Err(err) => last_err = Some(err),
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                let err = last_err.unwrap_or_else(|| {
+                    StoreError::Redis(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "WAIT kept failing: the jobs could not be confirmed on a replica",
+                    )))
+                });
+                return Err(err.into());
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
     async fn store_and_push(&self, record: &JobRecord) -> Result<(), ProducerError> {
         let id = record.id;
         self.store.create(record).await?;
         // With redis.min_replicas_acked, the job is on that many replicas before the API
         // answers (a failover right after cannot lose it silently).
-        self.store.wait_replicas(&id).await;
+        self.make_durable(std::slice::from_ref(record)).await?;
         if let Err(err) = self.push_submit(record).await {
             tracing::warn!(job.id = %id, error = %err, "job stored, but its first task could not be pushed; the reconciler will enqueue it");
         }
@@ -487,9 +534,13 @@ impl Producer {
     ) -> Result<Vec<Result<(), StoreError>>, ProducerError> {
         let outcomes = self.store.create_within(jobs, quota).await?;
         // One WAIT covers the whole script call (all job keys share the {jobs} slot).
-        if let Some((job, _)) = jobs.iter().zip(&outcomes).find(|(_, o)| o.is_ok()) {
-            self.store.wait_replicas(&job.id).await;
-        }
+        let created: Vec<JobRecord> = jobs
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| o.is_ok())
+            .map(|(job, _)| job.clone())
+            .collect();
+        self.make_durable(&created).await?;
         let pushes = jobs
             .iter()
             .zip(&outcomes)

@@ -67,11 +67,15 @@ pub enum WaitOutcome {
     /// Fewer than the minimum acknowledged within `redis.replication_timeout` (or WAIT
     /// failed): logged and counted in `vidq_redis_wait_short_total`.
     Short {
-        /// Replicas that acknowledged (0 when WAIT failed).
+        /// Replicas that acknowledged.
         acked: u32,
         /// `redis.min_replicas_acked`.
         wanted: u32,
     },
+    /// WAIT itself failed (the connection broke or timed out): the primary that took the
+    /// write may be gone, and the write with it. A caller that still holds what it wrote
+    /// should check it and write it again (logged and counted like `Short`).
+    Failed,
 }
 
 impl Redis {
@@ -211,9 +215,9 @@ impl Redis {
         let acked = match result {
             Ok(n) => u32::try_from(n.max(0)).unwrap_or(u32::MAX),
             Err(error) => {
-                tracing::warn!(%error, wanted, "WAIT for replicas failed; carrying on");
+                tracing::warn!(%error, wanted, "WAIT for replicas failed: the write may be lost");
                 metrics::counter!("vidq_redis_wait_short_total").increment(1);
-                return WaitOutcome::Short { acked: 0, wanted };
+                return WaitOutcome::Failed;
             }
         };
         if acked >= wanted {

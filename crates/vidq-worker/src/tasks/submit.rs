@@ -172,6 +172,30 @@ async fn run(
     if lease.is_lost() {
         return Ok(()); // taken over since: the new holder decides
     }
+    // With redis.min_replicas_acked, the claim (and `submitting`) must be on the replicas
+    // before money is spent: a primary that dies with them unreplicated would let the next
+    // delivery find the job unclaimed and submit it a second time. A WAIT that fails spends
+    // nothing: the claim is let go and the step tried again shortly.
+    if let vidq_redis::WaitOutcome::Failed = store.wait_replicas(&id).await {
+        give_back(&pipeline, &id, own_slot).await;
+        if let Err(err) = store.release_submission(&id, &delivery.token).await {
+            tracing::debug!(error = %err, "could not let go of the submission claim");
+        }
+        tracing::warn!("the submission claim may not be replicated; submitting later");
+        store
+            .transition(
+                &id,
+                &[JobState::Submitting],
+                JobState::Queued,
+                Patch::new().note("claim not replicated"),
+            )
+            .await
+            .map_err(transient)?;
+        return pipeline
+            .again(&id, Duration::from_secs(1), &again)
+            .await
+            .map_err(transient);
+    }
 
     let request = generate_request(&job);
     let result = pipeline.upstream().generate(&request).await;
@@ -284,14 +308,7 @@ async fn accepted(pipeline: &Pipeline, id: &JobId, submitted: Submitted) -> Task
     if let Some(request_id) = submitted.request_id {
         patch = patch.upstream_request_id(request_id);
     }
-    let moved = pipeline
-        .store()
-        .transition(id, &[JobState::Submitting], JobState::Processing, patch)
-        .await
-        .map_err(transient)?;
-    // With redis.min_replicas_acked, the stored img_uuid is on that many replicas before the
-    // poll is scheduled: a failover now cannot make a redelivery submit the job again.
-    pipeline.store().wait_replicas(id).await;
+    let moved = record_accepted(pipeline, id, &submitted.img_uuid, patch).await?;
     metrics::histogram!("vidq_submission_unrecorded_seconds")
         .record(replied.elapsed().as_secs_f64());
     metrics::counter!("vidq_submissions_total").increment(1);
@@ -312,6 +329,80 @@ async fn accepted(pipeline: &Pipeline, id: &JobId, submitted: Submitted) -> Task
         .await
         .map_err(transient)?;
     Ok(())
+}
+
+/// How long a delivery that holds upstream's answer keeps trying to store it through Redis
+/// errors and failovers, rather than leaving a paid job that the record does not know (longer
+/// than a Sentinel or Cluster failover; shorter than the submission claim's hold, so no other
+/// delivery submits meanwhile).
+const RECORD_FOR: Duration = Duration::from_secs(60);
+
+/// Stores upstream's id (the job moves to `processing`) and, with `redis.min_replicas_acked`,
+/// waits until that many replicas hold it before the poll is scheduled. Redis errors are
+/// retried with backoff for [`RECORD_FOR`]: the answer exists only in this process. When the
+/// WAIT itself fails (the primary may have died before its replicas had the write), the
+/// record is read again and the write made again if the failover lost it — a redelivery
+/// would otherwise find `submitting` without an id and submit (and pay) a second time.
+/// A write that did land earlier (its reply lost, or a replayed script) reads as applied.
+async fn record_accepted(
+    pipeline: &Pipeline,
+    id: &JobId,
+    img_uuid: &str,
+    patch: Patch,
+) -> Result<Transitioned, apalis::prelude::BoxDynError> {
+    let store = pipeline.store();
+    let deadline = std::time::Instant::now() + RECORD_FOR;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let moved = match store
+            .transition(
+                id,
+                &[JobState::Submitting],
+                JobState::Processing,
+                patch.clone(),
+            )
+            .await
+        {
+            Ok(Transitioned::Skipped { current }) => match store.get(id).await {
+                // Our own write, applied by an earlier try whose reply was lost.
+                Ok(Some(job)) if job.img_uuid.as_deref() == Some(img_uuid) => {
+                    Transitioned::Applied {
+                        from: JobState::Submitting,
+                        at_ms: job.updated_at,
+                    }
+                }
+                Ok(_) => Transitioned::Skipped { current },
+                Err(err) if std::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %err, "reading the job after storing upstream's id failed; trying again");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+                Err(err) => return Err(transient(err)),
+            },
+            Ok(applied) => applied,
+            Err(err) if std::time::Instant::now() < deadline => {
+                tracing::warn!(error = %err, "storing upstream's id failed; trying again (the answer is only here)");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+            Err(err) => return Err(transient(err)),
+        };
+        if let Transitioned::Skipped { .. } = moved {
+            return Ok(moved); // canceled or expired meanwhile: nothing of ours to keep
+        }
+        match store.wait_replicas(id).await {
+            vidq_redis::WaitOutcome::Failed if std::time::Instant::now() < deadline => {
+                tracing::warn!(
+                    "WAIT failed after storing upstream's id; checking that the write survived"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            _ => return Ok(moved),
+        }
+    }
 }
 
 /// The id was stored but the job did not move on (the worker died in between).
