@@ -110,7 +110,7 @@ fn the_real_manifests_and_compose_file_pass() {
     // Every overlay was rendered and the custom resources were checked, not skipped.
     assert!(stdout.contains("ok: 3 kustomizations"), "{stdout}");
     assert!(!stdout.contains("(0 custom resources)"), "{stdout}");
-    assert!(stdout.contains("and 5 Helm chart variants"), "{stdout}");
+    assert!(stdout.contains("and 6 Helm chart variants"), "{stdout}");
     assert!(
         stdout.contains("alert rules (promtool check and test)"),
         "{stdout}"
