@@ -658,6 +658,7 @@ async fn a_failed_attempt_is_an_error_span_and_the_batch_endpoint_continues_the_
     let mut extra = worker_extra(&otel);
     // The retry comes quickly.
     extra.push(("VIDQ__QUEUES__SUBMIT__BACKOFF", "500ms"));
+    extra.push(("VIDQ__LIMITS__CREDITS_POLL", "1s"));
     let mut worker =
         Worker::start("otel-retry-worker", env.worker_env(&sim.base_url, &extra)).await?;
     let mut api = Serve::start(&env, "otel-retry-api", &otel).await?;
@@ -838,6 +839,20 @@ async fn a_failed_attempt_is_an_error_span_and_the_batch_endpoint_continues_the_
             );
         }
     }
+    // A credit check is background work: a trace of its own, a root span with its call.
+    let all = receiver.spans();
+    let check = all
+        .iter()
+        .find(|s| {
+            s.name == "check credits"
+                && s.parent.is_empty()
+                && all
+                    .iter()
+                    .any(|c| c.parent == s.span_id && c.name == "GET goenhance tokens")
+        })
+        .with_context(|| format!("a check credits root span: {all:#?}"))?;
+    assert_ne!(check.trace_id, BATCH_TRACE_ID);
+    assert_eq!(check.service, "vidq-worker");
     worker.terminate(Duration::from_secs(30)).await?;
     api.terminate().await?;
     env.cleanup().await?;
