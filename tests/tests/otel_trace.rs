@@ -63,6 +63,8 @@ struct Seen {
     spans: Vec<Span>,
     exports: usize,
     hooks: usize,
+    /// How many more webhook deliveries to answer 500.
+    fail_hooks: usize,
     /// The `x_collector_key` header of each export.
     keys: Vec<String>,
 }
@@ -141,7 +143,12 @@ async fn traces(
 }
 
 async fn hook(State(seen): State<Arc<Mutex<Seen>>>) -> StatusCode {
-    seen.lock().unwrap().hooks += 1;
+    let mut seen = seen.lock().unwrap();
+    if seen.fail_hooks > 0 {
+        seen.fail_hooks -= 1;
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    seen.hooks += 1;
     StatusCode::OK
 }
 
@@ -659,6 +666,9 @@ async fn a_failed_attempt_is_an_error_span_and_the_batch_endpoint_continues_the_
     // The retry comes quickly.
     extra.push(("VIDQ__QUEUES__SUBMIT__BACKOFF", "500ms"));
     extra.push(("VIDQ__LIMITS__CREDITS_POLL", "1s"));
+    extra.push(("VIDQ__QUEUES__NOTIFY__BACKOFF", "500ms"));
+    // The first webhook delivery is answered 500.
+    receiver.seen.lock().unwrap().fail_hooks = 1;
     let mut worker =
         Worker::start("otel-retry-worker", env.worker_env(&sim.base_url, &extra)).await?;
     let mut api = Serve::start(&env, "otel-retry-api", &otel).await?;
@@ -734,8 +744,11 @@ async fn a_failed_attempt_is_an_error_span_and_the_batch_endpoint_continues_the_
         let submitted = spans
             .iter()
             .any(|s| s.name == "process submit" && s.status != 2);
+        let delivered = spans
+            .iter()
+            .any(|s| s.name == "POST webhook" && s.status != 2);
         Ok(
-            (submitted && has("POST /v1/jobs:batch") && has("GET result") && has("POST webhook"))
+            (submitted && delivered && has("POST /v1/jobs:batch") && has("GET result"))
                 .then_some(spans),
         )
     })
@@ -821,8 +834,22 @@ async fn a_failed_attempt_is_an_error_span_and_the_batch_endpoint_continues_the_
         Some((64 * 1024).to_string().as_str()),
         "{download:?}"
     );
-    // The webhook: under the notify, host and port only.
-    let webhook = named("POST webhook")[0];
+    // The webhook: under the notify, host and port only. The first delivery (answered 500)
+    // is an ERROR span under an ERROR notify, then the retry delivers.
+    let hooks = named("POST webhook");
+    let refused = hooks[0];
+    assert_eq!(refused.status, 2, "{refused:?}");
+    assert_eq!(refused.attr("error.type"), Some("500"), "{refused:?}");
+    assert_eq!(refused.attr("http.response.status_code"), Some("500"));
+    let refused_notify = parent_of(refused).context("the refused webhook's parent")?;
+    assert_eq!(refused_notify.name, "process notify");
+    assert_eq!(refused_notify.status, 2, "{refused_notify:?}");
+    assert!(
+        refused_notify.attr("error.type").is_some(),
+        "{refused_notify:?}"
+    );
+    let webhook = *hooks.last().context("a delivered webhook")?;
+    assert_ne!(webhook.status, 2, "{webhook:?}");
     assert_eq!(
         parent_of(webhook).map(|p| p.name).as_deref(),
         Some("process notify"),
