@@ -17,6 +17,7 @@ pub use epoch::{
     EpochStatus, EpochWatch,
 };
 pub use job::Priority;
+pub use job::TraceContext;
 pub use job::{CreateQuota, QuotaExceeded, QuotaKind};
 pub use job::{
     DEFAULT_FINISHED_TTL, DEFAULT_HISTORY_CAP, DEFAULT_PREFIX, INDEX_GRACE_MS, IdempotencyOutcome,
@@ -27,7 +28,6 @@ pub use job::{
 };
 pub use job::{DELIVERIES_CAP, MinuteCounts, WebhookDelivery};
 pub use job::{RecordedPart, TransferRecord, TransferUpload};
-pub use job::TraceContext;
 pub use settings::{SettingsError, load_settings};
 pub use tasks::{JobTask, TASK_VERSION, TaskKind};
 pub use telemetry::{LogFormat, LogSettings, TelemetryError};

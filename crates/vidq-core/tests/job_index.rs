@@ -262,7 +262,11 @@ async fn stale_active_cuts_off_at_redis_now_minus_stale_after() {
     let at = h.store.redis_now_ms().await.unwrap() - 90_000;
     let mut conn = h.conn().await;
     let _: () = conn
-        .zadd(format!("{}:{{jobs}}:active", h.prefix), job.id.to_string(), at)
+        .zadd(
+            format!("{}:{{jobs}}:active", h.prefix),
+            job.id.to_string(),
+            at,
+        )
         .await
         .unwrap();
     let stale = h

@@ -51,7 +51,10 @@ async fn concurrent_creates_never_pass_the_unfinished_quota() {
     assert_eq!(h.store.unfinished_count(Some("tenant-a")).await.unwrap(), 5);
     // Refused jobs left nothing: no record, no index entry.
     let mut conn = h.conn().await;
-    let all: usize = conn.zcard(format!("{}:{{jobs}}:all", h.prefix)).await.unwrap();
+    let all: usize = conn
+        .zcard(format!("{}:{{jobs}}:all", h.prefix))
+        .await
+        .unwrap();
     let active: usize = conn
         .zcard(format!("{}:{{jobs}}:active", h.prefix))
         .await

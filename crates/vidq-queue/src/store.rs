@@ -237,7 +237,11 @@ impl Store {
             let k = &self.keys;
             let mut inv = self.scripts.ack.key(&k.lease);
             // A nonce per call: the script knows itself run again (see ack.lua).
-            inv.key(&k.data).key(&k.dlv).key(&k.due).arg(&k.wake).arg(nonce());
+            inv.key(&k.data)
+                .key(&k.dlv)
+                .key(&k.due)
+                .arg(&k.wake)
+                .arg(nonce());
             if self.config.fair.is_some() {
                 inv.key(&k.gm).key(&k.hold).key(&k.vt).key(&k.ready);
             }

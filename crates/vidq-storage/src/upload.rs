@@ -199,7 +199,8 @@ impl Storage {
                 }
             }
             let complete = self.complete(key, &upload_id, parts);
-            self.traced("CompleteMultipartUpload", "POST", complete).await?;
+            self.traced("CompleteMultipartUpload", "POST", complete)
+                .await?;
             Ok((bytes, sha256, count))
         }
         .await;

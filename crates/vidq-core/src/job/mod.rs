@@ -13,8 +13,8 @@ mod keys;
 mod patch;
 mod quota;
 mod record;
-mod request;
 mod replication;
+mod request;
 mod request_json;
 mod state;
 mod store;
@@ -28,9 +28,7 @@ pub use idempotency::{IdempotencyOutcome, MAX_IDEMPOTENCY_KEY_BYTES};
 pub use index::{INDEX_GRACE_MS, JobPage, ListCursor, MAX_PAGE};
 pub use patch::Patch;
 pub use quota::{CreateQuota, QuotaExceeded, QuotaKind};
-pub use record::{
-    JobEvent, JobRecord, Output, SignedUrl, TraceContext, Transition, unix_ms_now,
-};
+pub use record::{JobEvent, JobRecord, Output, SignedUrl, TraceContext, Transition, unix_ms_now};
 pub use request::{
     NAMED_UPSTREAM_ARGS, Priority, Resolution, TransformRequest, TransformRequestInput,
     ValidationError,
