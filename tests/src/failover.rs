@@ -141,33 +141,18 @@ pub async fn wait_resumed(
 }
 
 /// Waits up to `timeout` until every job of `jobs` is submitted (none queued or submitting)
-/// and at least `n` are processing upstream; returns the states then. An incident after this
-/// finds no upstream call in flight: a submission cut off by Redis dying has an unknown
-/// outcome, which the worker resolves by submitting again (it logs "upstream may hold a
-/// duplicate"), and no replication setting can prevent that.
+/// and at least `n` are processing upstream; returns the states then: an incident after this
+/// finds no upstream call in flight.
 pub async fn wait_processing(
     env: &TestEnv,
     jobs: &[(JobId, String)],
     n: usize,
     timeout: Duration,
 ) -> anyhow::Result<BTreeMap<String, JobState>> {
-    wait_until(
-        "every job submitted, some processing upstream",
-        timeout,
-        || async {
-            let Some(states) = job_states(env, jobs).await? else {
-                return Ok(None);
-            };
-            let count = |state: JobState| states.values().filter(|s| **s == state).count();
-            let unsubmitted = count(JobState::Queued) + count(JobState::Submitting);
-            Ok(
-                (states.len() == jobs.len()
-                    && unsubmitted == 0
-                    && count(JobState::Processing) >= n)
-                    .then_some(states),
-            )
-        },
-    )
+    let what = "every job submitted, some processing upstream";
+    wait_phase(env, jobs, what, timeout, |unsubmitted, processing| {
+        unsubmitted == 0 && processing >= n
+    })
     .await
 }
 
@@ -182,23 +167,31 @@ pub async fn wait_mid_submission(
     n: usize,
     timeout: Duration,
 ) -> anyhow::Result<BTreeMap<String, JobState>> {
-    wait_until(
-        "some jobs processing upstream, others still to submit",
-        timeout,
-        || async {
-            let Some(states) = job_states(env, jobs).await? else {
-                return Ok(None);
-            };
-            let count = |state: JobState| states.values().filter(|s| **s == state).count();
-            let unsubmitted = count(JobState::Queued) + count(JobState::Submitting);
-            Ok(
-                (states.len() == jobs.len()
-                    && unsubmitted >= n
-                    && count(JobState::Processing) >= n)
-                    .then_some(states),
-            )
-        },
-    )
+    let what = "some jobs processing upstream, others still to submit";
+    wait_phase(env, jobs, what, timeout, |unsubmitted, processing| {
+        unsubmitted >= n && processing >= n
+    })
+    .await
+}
+
+/// Waits until every job of `jobs` has a record and `phase(unsubmitted, processing)` holds
+/// for the counts of jobs still to submit (queued or submitting) and processing upstream.
+async fn wait_phase(
+    env: &TestEnv,
+    jobs: &[(JobId, String)],
+    what: &str,
+    timeout: Duration,
+    phase: impl Fn(usize, usize) -> bool,
+) -> anyhow::Result<BTreeMap<String, JobState>> {
+    wait_until(what, timeout, || async {
+        let Some(states) = job_states(env, jobs).await? else {
+            return Ok(None);
+        };
+        let count = |state: JobState| states.values().filter(|s| **s == state).count();
+        let unsubmitted = count(JobState::Queued) + count(JobState::Submitting);
+        let processing = count(JobState::Processing);
+        Ok((states.len() == jobs.len() && phase(unsubmitted, processing)).then_some(states))
+    })
     .await
 }
 

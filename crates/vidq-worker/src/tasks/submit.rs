@@ -178,19 +178,11 @@ async fn run(
     // nothing: the claim is let go and the step tried again shortly.
     if let vidq_redis::WaitOutcome::Failed = store.wait_replicas(&id).await {
         give_back(&pipeline, &id, own_slot).await;
+        tracing::warn!("the submission claim may not be replicated; submitting later");
         if let Err(err) = store.release_submission(&id, &delivery.token).await {
             tracing::debug!(error = %err, "could not let go of the submission claim");
         }
-        tracing::warn!("the submission claim may not be replicated; submitting later");
-        store
-            .transition(
-                &id,
-                &[JobState::Submitting],
-                JobState::Queued,
-                Patch::new().note("claim not replicated"),
-            )
-            .await
-            .map_err(transient)?;
+        back_to_queued(&pipeline, &id, "claim not replicated").await?;
         return pipeline
             .again(&id, Duration::from_secs(1), &again)
             .await
@@ -233,20 +225,32 @@ async fn run(
                 tracing::debug!(error = %err, "could not settle the submission claim");
             }
             if definitely_not_accepted(&err) {
-                store
-                    .transition(
-                        &id,
-                        &[JobState::Submitting],
-                        JobState::Queued,
-                        Patch::new().note("retry"),
-                    )
-                    .await
-                    .map_err(transient)?;
+                back_to_queued(&pipeline, &id, "retry").await?;
             }
             tracing::info!(error = %err, "submission will be retried");
             Err(retry(err.retry_after(), reason))
         }
     }
+}
+
+/// Upstream surely holds nothing of this job (no call was made, or it was refused): the job
+/// goes back to `queued`, so the next delivery submits it without counting it uncertain.
+async fn back_to_queued(
+    pipeline: &Pipeline,
+    id: &JobId,
+    note: &str,
+) -> Result<(), apalis::prelude::BoxDynError> {
+    pipeline
+        .store()
+        .transition(
+            id,
+            &[JobState::Submitting],
+            JobState::Queued,
+            Patch::new().note(note),
+        )
+        .await
+        .map_err(transient)?;
+    Ok(())
 }
 
 /// The admission this delivery got is not used (or upstream surely refused the call): the
