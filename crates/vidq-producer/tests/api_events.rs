@@ -65,9 +65,10 @@ impl Events {
     }
 }
 
+/// Sharded subscribers of `channel` (the feed uses SSUBSCRIBE).
 async fn numsub(redis: &mut redis::aio::ConnectionManager, channel: &str) -> u64 {
     let reply: (String, u64) = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
+        .arg("SHARDNUMSUB")
         .arg(channel)
         .query_async(redis)
         .await
