@@ -422,6 +422,107 @@ impl Drop for ClusterRig {
     }
 }
 
+/// One primary with one replica and no sentinel, for the tests of the primary's own
+/// `min-replicas-to-write` (its extra arguments): the replica can be stopped (SIGSTOP) and
+/// continued, which makes the primary refuse writes with `NOREPLICAS` and accept them again.
+pub struct ReplicatedRig {
+    primary: Node,
+    replica: Node,
+    root: PathBuf,
+}
+
+impl ReplicatedRig {
+    /// Starts both, the primary with `primary_args` added, and waits until the replica is in
+    /// sync and the primary takes writes.
+    pub async fn start(primary_args: &[&str]) -> anyhow::Result<Self> {
+        let root = std::env::temp_dir().join(unique("vidq-test-replicated"));
+        std::fs::create_dir_all(&root)?;
+        let primary = Node::start(&root, "primary", |port, dir| {
+            let mut args = data_args(port, dir);
+            args.extend(primary_args.iter().map(|a| (*a).to_owned()));
+            Ok(args)
+        })
+        .await?;
+        let primary_port = primary.port.to_string();
+        let replica = Node::start(&root, "replica", |port, dir| {
+            let mut args = data_args(port, dir);
+            args.extend(["--replicaof", "127.0.0.1", &primary_port].map(str::to_owned));
+            Ok(args)
+        })
+        .await?;
+        let rig = Self {
+            primary,
+            replica,
+            root,
+        };
+        let url = rig.primary_url();
+        wait_until(
+            "the replica to sync and the primary to take writes",
+            Duration::from_secs(60),
+            || {
+                let url = url.clone();
+                async move {
+                    let probe = redis::cmd("SET").arg("vidq-rig:probe").arg("1").clone();
+                    Ok(query::<String>(&url, &probe).await.is_ok().then_some(()))
+                }
+            },
+        )
+        .await?;
+        Ok(rig)
+    }
+
+    /// The primary's URL.
+    #[must_use]
+    pub fn primary_url(&self) -> String {
+        self.primary.url()
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the replica.
+    fn signal_replica(&self, signal: &str) -> anyhow::Result<()> {
+        let pid = self
+            .replica
+            .child
+            .id()
+            .context("the replica's redis-server has exited")?;
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .context("running kill")?;
+        anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+        Ok(())
+    }
+
+    /// Freezes the replica (SIGSTOP): it stops acknowledging the primary's stream.
+    pub fn stop_replica(&self) -> anyhow::Result<()> {
+        self.signal_replica("STOP")
+    }
+
+    /// Lets a frozen replica go on (SIGCONT).
+    pub fn continue_replica(&self) -> anyhow::Result<()> {
+        self.signal_replica("CONT")
+    }
+
+    /// Whether a write to the primary is refused with `NOREPLICAS` now.
+    pub async fn refuses_writes(&self) -> anyhow::Result<bool> {
+        let probe = redis::cmd("SET").arg("vidq-rig:probe").arg("1").clone();
+        match query::<String>(&self.primary_url(), &probe).await {
+            Ok(_) => Ok(false),
+            Err(err) if format!("{err:#}").contains("NOREPLICAS") => Ok(true),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+impl Drop for ReplicatedRig {
+    fn drop(&mut self) {
+        for node in [&mut self.primary, &mut self.replica] {
+            let _ = node.child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
 /// One primary, one replica and three sentinels (quorum 2) of one test: a primary is down
 /// after [`SentinelRig::DOWN_AFTER`] and a failover may take [`SentinelRig::FAILOVER_TIMEOUT`].
 pub struct SentinelRig {

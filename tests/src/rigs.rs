@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 use vidq_core::{JobId, TaskKind};
 
 use crate::incident::live_tasks_per_job;
-pub use crate::redis_rigs::{ClusterRig, SentinelRig};
+pub use crate::redis_rigs::{ClusterRig, ReplicatedRig, SentinelRig};
 use crate::redis_server::wait_listening;
 use crate::{RedisShape, S3Endpoint, Sim, TestEnv, free_port, unique, wait_until};
 

@@ -11,8 +11,8 @@ use redis::{Cmd, ErrorKind, Pipeline, RedisFuture, RedisResult, ServerErrorKind,
 use crate::sentinel::SentinelShared;
 
 /// How long one command keeps being retried while Redis answers READONLY, LOADING,
-/// CLUSTERDOWN, TRYAGAIN or MASTERDOWN (or, in Sentinel mode, while no primary can be
-/// reached) before the error goes to the caller.
+/// CLUSTERDOWN, TRYAGAIN, MASTERDOWN or NOREPLICAS (or, in Sentinel mode, while no primary
+/// can be reached) before the error goes to the caller.
 pub const RETRY_FOR: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -74,6 +74,11 @@ pub(crate) fn transient_kind(kind: ErrorKind) -> bool {
     )
 }
 
+/// The reply of a primary with `min-replicas-to-write` set and too few replicas in reach: the
+/// write (a command, or a script at its first write, before anything was written) was refused.
+/// The redis crate has no kind for it.
+const NOREPLICAS: &str = "NOREPLICAS";
+
 fn transient_server(error: &redis::ServerError) -> bool {
     matches!(
         error.kind(),
@@ -84,13 +89,13 @@ fn transient_server(error: &redis::ServerError) -> bool {
                 | ServerErrorKind::TryAgain
                 | ServerErrorKind::MasterDown
         )
-    )
+    ) || error.code() == NOREPLICAS
 }
 
 /// An error worth retrying: a transient reply, or a pipeline/transaction whose every failed
 /// command failed with one (a transaction aborted by READONLY ran nothing).
 pub(crate) fn transient_error(error: &redis::RedisError) -> bool {
-    if transient_kind(error.kind()) {
+    if transient_kind(error.kind()) || error.code() == Some(NOREPLICAS) {
         return true;
     }
     match error.clone().into_server_errors() {
@@ -263,6 +268,7 @@ mod tests {
             "CLUSTERDOWN",
             "TRYAGAIN",
             "MASTERDOWN",
+            "NOREPLICAS",
         ] {
             assert!(transient_error(&server_error(code)), "{code}");
         }
