@@ -367,6 +367,10 @@ impl ClusterRig {
     }
 
     async fn ok_now(&self) -> anyhow::Result<bool> {
+        // Every live node must also see the same roles (which node replicates which) for the
+        // live nodes: right after `--cluster create` or a failover, gossip may not have
+        // reached every node yet, and one that still sees the old roles names other replicas.
+        let mut roles_seen: Option<Vec<(u16, bool, Option<u16>)>> = None;
         for node in self.nodes.iter().filter(|n| n.alive) {
             let url = node.url();
             let info: String = query(&url, redis::cmd("CLUSTER").arg("INFO")).await?;
@@ -379,6 +383,14 @@ impl ClusterRig {
             let nodes = parse_cluster_nodes(
                 &query::<String>(&url, redis::cmd("CLUSTER").arg("NODES")).await?,
             )?;
+            let roles = live_roles(&nodes, |port| {
+                self.index_of_port(port).is_ok_and(|i| self.nodes[i].alive)
+            });
+            match &roles_seen {
+                Some(seen) if *seen != roles => return Ok(false),
+                Some(_) => {}
+                None => roles_seen = Some(roles),
+            }
             let mut served = 0u32;
             for line in nodes.iter().filter(|n| n.primary && !n.slots.is_empty()) {
                 let live = self
@@ -411,6 +423,22 @@ impl ClusterRig {
         }
         Ok(true)
     }
+}
+
+/// `(port, is primary, its primary's port)` of each live node in one node's `CLUSTER NODES`,
+/// sorted by port.
+fn live_roles(
+    nodes: &[ClusterNodeLine],
+    alive: impl Fn(u16) -> bool,
+) -> Vec<(u16, bool, Option<u16>)> {
+    let port_of = |id: &str| nodes.iter().find(|n| n.id == id).map(|n| n.port);
+    let mut roles: Vec<_> = nodes
+        .iter()
+        .filter(|n| alive(n.port))
+        .map(|n| (n.port, n.primary, n.primary_id.as_deref().and_then(port_of)))
+        .collect();
+    roles.sort_unstable();
+    roles
 }
 
 impl Drop for ClusterRig {

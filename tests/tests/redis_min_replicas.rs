@@ -72,9 +72,7 @@ async fn writes_refused_for_want_of_a_replica_are_waited_out() -> anyhow::Result
             let mut out: Vec<(JobId, String)> = Vec::new();
             for i in 0..3 {
                 let url = format!("https://videos.example/{prefix}/late-{i}.mp4");
-                let id = producer
-                    .enqueue(TransformRequest::new(&url, 2000)?)
-                    .await?;
+                let id = producer.enqueue(TransformRequest::new(&url, 2000)?).await?;
                 out.push((id, url));
             }
             anyhow::Ok(out)

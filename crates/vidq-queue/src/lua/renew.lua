@@ -1,7 +1,5 @@
 -- Renew a batch of leases still held under the given tokens, to `lease ms` from now.
 -- KEYS: lease, dlv. ARGV: lease ms, id1, token1, ... Returns the ids whose lease was lost.
--- A lease past its deadline by Redis time is lost even if nobody has taken it back yet:
--- the reclaimer may take it at any moment, so renewing it would race a new holder.
 local ids = {}
 for i = 2, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
 if #ids == 0 then return {} end
@@ -11,7 +9,7 @@ local deadline = now + tonumber(ARGV[1])
 local za, lost = {}, {}
 for i = 1, #ids do
   local tok = meta(ms[i])
-  if tok and tok == ARGV[2 * i + 1] and sc[i] and tonumber(sc[i]) > now then
+  if tok and tok == ARGV[2 * i + 1] and sc[i] then
     za[#za + 1] = deadline; za[#za + 1] = ids[i]
   else
     lost[#lost + 1] = ids[i]

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use apalis::prelude::{Attempt, Data};
-use tracing::instrument;
+use tracing::{Instrument as _, instrument};
 use vidq_core::{
     JobId, JobRecord, JobState, JobTask, Patch, SubmissionClaim, TaskKind, Transitioned,
 };
@@ -14,14 +14,16 @@ use super::{TaskResult, TaskTimer, retry, transient};
 use crate::limits::Admission;
 use crate::pipeline::Pipeline;
 
-/// Margin added to the upstream call's timeout: how long a submission claim is honoured.
+/// Margin added to the upstream call's timeout and [`RECORD_FOR`]: together, how long a
+/// submission claim is honoured.
 const CLAIM_MARGIN: Duration = Duration::from_secs(5);
 
 /// Submits the job upstream unless it already was. Upstream is called only under the job's
 /// submission claim, taken by this delivery (a fenced compare-and-set on the record, by Redis
 /// time). A re-delivered submit that finds `img_uuid` stored never calls generate again; one
-/// that finds another delivery's claim waits until that claim's call has surely ended (its
-/// timeout and a margin since it was taken) — so two calls for one job are never in flight —
+/// that finds another delivery's claim waits until that claim's call has surely ended and its
+/// answer been stored or given up (the call's timeout, [`RECORD_FOR`] and a margin since it
+/// was taken), even if that delivery lost its lease — so two calls for one job are never in flight —
 /// and then submits again, counting and logging that upstream may hold a duplicate (a worker
 /// died between upstream accepting and the id being stored). A job still unsubmitted at its
 /// deadline ends `expired` without being submitted.
@@ -126,7 +128,8 @@ async fn run(
         // Further on, or finished: a duplicate delivery.
         _ => return Ok(()),
     };
-    let hold = pipeline.upstream().timeout() + CLAIM_MARGIN;
+    // The claim is honoured while this delivery may still be calling or storing the answer.
+    let hold = pipeline.upstream().timeout() + RECORD_FOR + CLAIM_MARGIN;
     match store
         .claim_submission(&id, &delivery.token, hold)
         .await
@@ -189,7 +192,33 @@ async fn run(
             .map_err(transient);
     }
 
+    // From the call on, the step runs to its end even if this delivery's lease is lost
+    // meanwhile (a Redis outage longer than the lease, a stalled renewal): an answer upstream
+    // gave exists only here and must be stored (the claim's hold covers that time), and a
+    // call cut off would leave its outcome unknown. The spawned part ends on its own.
     let request = generate_request(&job);
+    let section = call_upstream(
+        (*pipeline).clone(),
+        id,
+        request,
+        delivery.token.clone(),
+        attempt.current(),
+    );
+    tokio::spawn(section.in_current_span())
+        .await
+        .map_err(|err| transient(anyhow::anyhow!("the submission call's task ended: {err}")))?
+}
+
+/// Calls upstream's `generate` under the claim this delivery holds, and stores the answer or
+/// settles the claim by what the refusal says.
+async fn call_upstream(
+    pipeline: Pipeline,
+    id: JobId,
+    request: GenerateRequest,
+    token: String,
+    attempt: usize,
+) -> TaskResult {
+    let store = pipeline.store();
     let result = pipeline.upstream().generate(&request).await;
     let outcome = match &result {
         Ok(_) => "ok",
@@ -204,7 +233,7 @@ async fn run(
             if definitely_not_accepted(&err) {
                 give_back(&pipeline, &id, true).await;
             }
-            let last = pipeline.is_last_attempt(TaskKind::Submit, attempt.current());
+            let last = pipeline.is_last_attempt(TaskKind::Submit, attempt);
             // One decision: give up, or try again (and when).
             let retryable = matches!(err, UpstreamError::Unauthorized) || err.is_retryable();
             if !retryable || last {
@@ -217,9 +246,9 @@ async fn run(
             // This call is over: the next attempt need not wait out the claim's hold. After a
             // definite refusal it is not uncertain either.
             let settled = if definitely_not_accepted(&err) {
-                store.release_submission(&id, &delivery.token).await
+                store.release_submission(&id, &token).await
             } else {
-                store.end_submission_call(&id, &delivery.token).await
+                store.end_submission_call(&id, &token).await
             };
             if let Err(err) = settled {
                 tracing::debug!(error = %err, "could not settle the submission claim");
@@ -336,9 +365,10 @@ async fn accepted(pipeline: &Pipeline, id: &JobId, submitted: Submitted) -> Task
 }
 
 /// How long a delivery that holds upstream's answer keeps trying to store it through Redis
-/// errors and failovers, rather than leaving a paid job that the record does not know (longer
-/// than a Sentinel or Cluster failover; shorter than the submission claim's hold, so no other
-/// delivery submits meanwhile).
+/// errors, refusals and failovers, rather than leaving a paid job that the record does not
+/// know (longer than a Sentinel or Cluster failover). The submission claim's hold covers it,
+/// so no other delivery submits the job meanwhile; it is a hard bound (a write still trying
+/// at the deadline is dropped), which that hold relies on.
 const RECORD_FOR: Duration = Duration::from_secs(60);
 
 /// Stores upstream's id (the job moves to `processing`) and, with `redis.min_replicas_acked`,
@@ -355,55 +385,63 @@ async fn record_accepted(
     patch: Patch,
 ) -> Result<Transitioned, apalis::prelude::BoxDynError> {
     let store = pipeline.store();
-    let deadline = std::time::Instant::now() + RECORD_FOR;
+    let deadline = tokio::time::Instant::now() + RECORD_FOR;
+    let late = || {
+        transient(anyhow::anyhow!(
+            "upstream's id could not be stored within {RECORD_FOR:?}"
+        ))
+    };
     let mut backoff = Duration::from_millis(50);
+    let pause = |backoff: &mut Duration| {
+        let wait = *backoff;
+        *backoff = (*backoff * 2).min(Duration::from_secs(2));
+        tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + wait))
+    };
     loop {
-        let moved = match store
-            .transition(
-                id,
-                &[JobState::Submitting],
-                JobState::Processing,
-                patch.clone(),
-            )
-            .await
-        {
-            Ok(Transitioned::Skipped { current }) => match store.get(id).await {
-                // Our own write, applied by an earlier try whose reply was lost.
-                Ok(Some(job)) if job.img_uuid.as_deref() == Some(img_uuid) => {
-                    Transitioned::Applied {
-                        from: JobState::Submitting,
-                        at_ms: job.updated_at,
+        let write = store.transition(
+            id,
+            &[JobState::Submitting],
+            JobState::Processing,
+            patch.clone(),
+        );
+        let moved = match tokio::time::timeout_at(deadline, write).await {
+            Err(_) => return Err(late()),
+            Ok(Ok(Transitioned::Skipped { current })) => {
+                match tokio::time::timeout_at(deadline, store.get(id)).await {
+                    Err(_) => return Err(late()),
+                    // Our own write, applied by an earlier try whose reply was lost.
+                    Ok(Ok(Some(job))) if job.img_uuid.as_deref() == Some(img_uuid) => {
+                        Transitioned::Applied {
+                            from: JobState::Submitting,
+                            at_ms: job.updated_at,
+                        }
+                    }
+                    Ok(Ok(_)) => Transitioned::Skipped { current },
+                    Ok(Err(err)) => {
+                        tracing::warn!(error = %err, "reading the job after storing upstream's id failed; trying again");
+                        pause(&mut backoff).await;
+                        continue;
                     }
                 }
-                Ok(_) => Transitioned::Skipped { current },
-                Err(err) if std::time::Instant::now() < deadline => {
-                    tracing::warn!(error = %err, "reading the job after storing upstream's id failed; trying again");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    continue;
-                }
-                Err(err) => return Err(transient(err)),
-            },
-            Ok(applied) => applied,
-            Err(err) if std::time::Instant::now() < deadline => {
+            }
+            Ok(Ok(applied)) => applied,
+            Ok(Err(err)) => {
                 tracing::warn!(error = %err, "storing upstream's id failed; trying again (the answer is only here)");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                pause(&mut backoff).await;
                 continue;
             }
-            Err(err) => return Err(transient(err)),
         };
         if let Transitioned::Skipped { .. } = moved {
             return Ok(moved); // canceled or expired meanwhile: nothing of ours to keep
         }
-        match store.wait_replicas(id).await {
-            vidq_redis::WaitOutcome::Failed if std::time::Instant::now() < deadline => {
+        match tokio::time::timeout_at(deadline, store.wait_replicas(id)).await {
+            Ok(vidq_redis::WaitOutcome::Failed) if tokio::time::Instant::now() < deadline => {
                 tracing::warn!(
                     "WAIT failed after storing upstream's id; checking that the write survived"
                 );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                pause(&mut backoff).await;
             }
+            // Stored (a WAIT that failed or was cut off at the deadline leaves it so).
             _ => return Ok(moved),
         }
     }
