@@ -195,6 +195,26 @@ async fn wait_phase(
     .await
 }
 
+/// The two workers of the incident tests that strike among the submissions: on `env` and the
+/// simulator at `sim_url`, with `redis.min_replicas_acked = 1` and upstream limited to 6
+/// requests a second (burst 1), so the submissions of a few dozen jobs spread over several
+/// seconds: claims, calls in flight and stored `img_uuid`s not yet replicated. Named
+/// `<name>-w1` and `<name>-w2`.
+pub async fn paced_fleet(env: &TestEnv, sim_url: &str, name: &str) -> anyhow::Result<Vec<Worker>> {
+    let settings = env.worker_env(
+        sim_url,
+        &[
+            ("VIDQ__REDIS__MIN_REPLICAS_ACKED", "1"),
+            ("VIDQ__LIMITS__UPSTREAM_RPS", "6"),
+            ("VIDQ__LIMITS__UPSTREAM_BURST", "1"),
+        ],
+    );
+    Ok(vec![
+        Worker::start(&format!("{name}-w1"), settings.clone()).await?,
+        Worker::start(&format!("{name}-w2"), settings).await?,
+    ])
+}
+
 /// Fails naming the worker and its log when one of `workers` exited.
 pub fn ensure_running(workers: &mut [Worker]) -> anyhow::Result<()> {
     for (i, worker) in workers.iter_mut().enumerate() {

@@ -8,7 +8,7 @@ use tokio::sync::Mutex;
 use vidq_core::JobState;
 use vidq_tests::rigs::ClusterRig;
 use vidq_tests::{
-    RedisShape, S3Endpoint, Sim, TestEnv, Worker, enqueue_jobs, failover, verify_outcomes,
+    RedisShape, S3Endpoint, Sim, TestEnv, enqueue_jobs, failover, verify_outcomes,
     wait_all_finished,
 };
 
@@ -90,20 +90,7 @@ async fn a_fleet_rides_out(incident: Incident) -> anyhow::Result<()> {
         "256KiB",
     ])
     .await?;
-    // Submissions spread over ~7 s (6 upstream requests a second), so a kill lands among them:
-    // claims, calls in flight and stored img_uuids not yet replicated.
-    let settings = env.worker_env(
-        &sim.base_url,
-        &[
-            ("VIDQ__REDIS__MIN_REPLICAS_ACKED", "1"),
-            ("VIDQ__LIMITS__UPSTREAM_RPS", "6"),
-            ("VIDQ__LIMITS__UPSTREAM_BURST", "1"),
-        ],
-    );
-    let mut workers = vec![
-        Worker::start("cl-incident-w1", settings.clone()).await?,
-        Worker::start("cl-incident-w2", settings).await?,
-    ];
+    let mut workers = failover::paced_fleet(&env, &sim.base_url, "cl-incident").await?;
     let jobs = enqueue_jobs(&env, 40).await?;
     let poll_key = format!("{}:{{poll}}:due", env.prefix);
     let jobs_key = format!("{}:{{jobs}}:all", env.prefix);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use vidq_core::{JobId, TransformRequest};
 use vidq_tests::rigs::ReplicatedRig;
 use vidq_tests::{
-    RedisShape, S3Endpoint, Sim, TestEnv, Worker, enqueue_jobs, failover, verify_outcomes,
+    RedisShape, S3Endpoint, Sim, TestEnv, enqueue_jobs, failover, verify_outcomes,
     wait_all_finished, wait_until,
 };
 
@@ -39,19 +39,7 @@ async fn writes_refused_for_want_of_a_replica_are_waited_out() -> anyhow::Result
         "64KiB",
     ])
     .await?;
-    // Submissions spread over a few seconds, so the refusals strike among them.
-    let settings = env.worker_env(
-        &sim.base_url,
-        &[
-            ("VIDQ__REDIS__MIN_REPLICAS_ACKED", "1"),
-            ("VIDQ__LIMITS__UPSTREAM_RPS", "6"),
-            ("VIDQ__LIMITS__UPSTREAM_BURST", "1"),
-        ],
-    );
-    let mut workers = vec![
-        Worker::start("norepl-w1", settings.clone()).await?,
-        Worker::start("norepl-w2", settings).await?,
-    ];
+    let mut workers = failover::paced_fleet(&env, &sim.base_url, "norepl").await?;
     let mut jobs = enqueue_jobs(&env, 30).await?;
     failover::wait_mid_submission(&env, &jobs, 5, Duration::from_secs(120)).await?;
 

@@ -7,7 +7,7 @@ use tokio::sync::Mutex;
 use vidq_core::JobState;
 use vidq_tests::rigs::SentinelRig;
 use vidq_tests::{
-    RedisShape, S3Endpoint, Sim, TestEnv, Worker, enqueue_jobs, failover, verify_outcomes,
+    RedisShape, S3Endpoint, Sim, TestEnv, enqueue_jobs, failover, verify_outcomes,
     wait_all_finished,
 };
 
@@ -73,20 +73,7 @@ async fn a_sigkill_of_the_primary_mid_run_is_followed_by_the_fleet() -> anyhow::
         "256KiB",
     ])
     .await?;
-    // Submissions spread over ~7 s (6 upstream requests a second), so the kill lands among
-    // them: claims, calls in flight and stored img_uuids not yet replicated.
-    let settings = env.worker_env(
-        &sim.base_url,
-        &[
-            ("VIDQ__REDIS__MIN_REPLICAS_ACKED", "1"),
-            ("VIDQ__LIMITS__UPSTREAM_RPS", "6"),
-            ("VIDQ__LIMITS__UPSTREAM_BURST", "1"),
-        ],
-    );
-    let mut workers = vec![
-        Worker::start("se-incident-w1", settings.clone()).await?,
-        Worker::start("se-incident-w2", settings).await?,
-    ];
+    let mut workers = failover::paced_fleet(&env, &sim.base_url, "se-incident").await?;
     let jobs = enqueue_jobs(&env, 40).await?;
 
     let before = failover::wait_mid_submission(&env, &jobs, 5, Duration::from_secs(120)).await?;
