@@ -1,6 +1,7 @@
 //! Push N no-op tasks, then drain them with one apalis worker; print tasks/s, client round
 //! trips per task (counted by the queue) and Redis commands per task (from `INFO
-//! commandstats` deltas: approximate if other clients share the Redis).
+//! commandstats` deltas: approximate if other clients share the Redis) and Redis CPU per task
+//! (`INFO cpu` deltas, likewise).
 //!
 //! `cargo run --release -p vidq-queue --example throughput -- --tasks 200000 --concurrency 100`
 //! Optional: `--redis <url>` (default `VIDQ_TEST_REDIS_URL` or `redis://127.0.0.1:6379`),
@@ -55,6 +56,16 @@ async fn total_commands(conn: &mut redis::aio::MultiplexedConnection) -> anyhow:
         .sum())
 }
 
+/// Redis's own CPU time so far (user + system, `INFO cpu`), in seconds.
+async fn redis_cpu(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<f64> {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
+    Ok(info
+        .lines()
+        .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+        .sum())
+}
+
 async fn noop(_task: String, done: Data<Arc<AtomicU64>>) -> Result<(), BoxDynError> {
     done.fetch_add(1, Ordering::Relaxed);
     Ok(())
@@ -75,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
     let payload = "x".repeat(a.payload);
     let batch: Vec<String> = vec![payload; 1000];
     let cmds0 = total_commands(&mut admin).await?;
+    let cpu0 = redis_cpu(&mut admin).await?;
     let start = Instant::now();
     let mut pushed = 0;
     while pushed < a.tasks {
@@ -84,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let push_secs = start.elapsed().as_secs_f64();
     let cmds1 = total_commands(&mut admin).await?;
+    let cpu1 = redis_cpu(&mut admin).await?;
     let mut bytes = 0u64;
     for kind in ["due", "data"] {
         let key = format!("vidq-bench:{{{queue}}}:{kind}");
@@ -101,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
     let done = Arc::new(AtomicU64::new(0));
     let trips0 = q.round_trips();
     let cmds2 = total_commands(&mut admin).await?;
+    let cpu2 = redis_cpu(&mut admin).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = WorkerBuilder::new("throughput")
         .backend(q.clone())
@@ -119,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
     let drain_secs = start.elapsed().as_secs_f64();
     let trips = q.round_trips() - trips0;
     let cmds3 = total_commands(&mut admin).await?;
+    let cpu3 = redis_cpu(&mut admin).await?;
     let _ = stop_tx.send(());
     run.await??;
     let depth = q.depth().await?;
@@ -138,6 +153,11 @@ async fn main() -> anyhow::Result<()> {
         n / drain_secs,
         trips as f64 / n,
         (cmds3 - cmds2) as f64 / n
+    );
+    println!(
+        "redis cpu: {:.2} µs/task pushing, {:.2} µs/task draining (INFO cpu, whole server)",
+        (cpu1 - cpu0) * 1e6 / n,
+        (cpu3 - cpu2) * 1e6 / n
     );
     println!(
         "redis memory per waiting task: ~{:.0} B (due + data keys)",

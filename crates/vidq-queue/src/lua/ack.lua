@@ -43,8 +43,10 @@ if #done > 0 then
   redis.call('ZREM', KEYS[1], unpack(done))
   redis.call('HDEL', KEYS[2], unpack(done))
   redis.call('HDEL', KEYS[3], unpack(done))
+  narrowed(KEYS[2]); narrowed(KEYS[3])
   if KEYS[5] then
     redis.call('HDEL', KEYS[5], unpack(done))
+    narrowed(KEYS[5])
     if redis.call('ZCARD', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[4]) == 0
       and redis.call('ZCARD', KEYS[8]) == 0 then
       redis.call('DEL', KEYS[7]) -- the last task done: the fair order starts afresh

@@ -32,6 +32,7 @@ if #expired > 0 then
       back[#back + 1] = now; back[#back + 1] = id
     end
   end
+  widen(KEYS[4])
   redis.call('HSET', KEYS[4], unpack(hs))
   if #back > 0 then redis.call('ZADD', KEYS[1], unpack(back)) end
   if #buried > 0 then
@@ -66,10 +67,11 @@ if n > 0 then
       end
     end
     if #hs > 0 then
+      widen(KEYS[4])
       redis.call('HSET', KEYS[4], unpack(hs))
       redis.call('ZADD', KEYS[2], unpack(za))
     end
-    if #gone > 0 then redis.call('HDEL', KEYS[4], unpack(gone)) end
+    if #gone > 0 then redis.call('HDEL', KEYS[4], unpack(gone)); narrowed(KEYS[4]) end
   end
 end
 local nd = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')

@@ -49,6 +49,7 @@ if #expired > 0 then
       back[#back + 1] = now; back[#back + 1] = id
     end
   end
+  widen(KEYS[4])
   redis.call('HSET', KEYS[4], unpack(hs))
   if #back > 0 then redis.call('ZADD', KEYS[1], unpack(back)) end
   if #buried > 0 then
@@ -141,12 +142,14 @@ if n > 0 and not hold then
       else
         redis.call('HDEL', KEYS[4], id)
         redis.call('HDEL', KEYS[8], id)
+        narrowed(KEYS[4]); narrowed(KEYS[8])
       end
     else
       redis.call('ZREM', KEYS[9], g) -- an empty group left behind (never written so)
     end
   end
   if #hs > 0 then
+    widen(KEYS[4]); widen(KEYS[8])
     redis.call('HSET', KEYS[4], unpack(hs))
     redis.call('HSET', KEYS[8], unpack(gms))
     redis.call('ZADD', KEYS[2], unpack(za))

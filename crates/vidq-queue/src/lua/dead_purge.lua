@@ -6,5 +6,6 @@ redis.call('ZREM', KEYS[1], unpack(ids))
 redis.call('HDEL', KEYS[2], unpack(ids))
 redis.call('HDEL', KEYS[3], unpack(ids))
 redis.call('HDEL', KEYS[4], unpack(ids))
-if KEYS[5] then redis.call('HDEL', KEYS[5], unpack(ids)) end
+narrowed(KEYS[3]); narrowed(KEYS[4])
+if KEYS[5] then redis.call('HDEL', KEYS[5], unpack(ids)); narrowed(KEYS[5]) end
 return #ids

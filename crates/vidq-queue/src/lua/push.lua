@@ -55,9 +55,11 @@ for i = 1, #ids do
   end
 end
 if #hs > 0 then
+  widen(KEYS[1])
   redis.call('HSET', KEYS[1], unpack(hs))
   redis.call('ZADD', KEYS[2], unpack(za))
   if #gm > 0 then
+    widen(KEYS[8])
     redis.call('HSET', KEYS[8], unpack(gm))
     redis.call('HSET', KEYS[9], '%S', string.format('%.0f', seq))
   end
